@@ -1,0 +1,25 @@
+//! Benchmarks as commands. Each prints its figures as ratios against baselines measured in the
+//! same run on the same log (the raw `COPY TO` scan, the naive projector), writes CSV under
+//! `results/` and an SVG plot, and ends with one JSON line of its figures.
+
+pub mod plot;
+mod replay;
+mod sweep;
+
+pub use replay::{naive, replay_bench, scan, NaiveResult, ReplayBench, ReplayBenchConfig, ScanResult};
+pub use sweep::{batch_sweep, Sweep, SweepConfig, SweepPoint};
+
+/// Writes rows as CSV (header first).
+pub fn write_csv(path: &std::path::Path, header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut out = header.join(",");
+    out.push('\n');
+    for r in rows {
+        out.push_str(&r.join(","));
+        out.push('\n');
+    }
+    std::fs::write(path, out)?;
+    Ok(())
+}

@@ -1,0 +1,36 @@
+//! The event store: the append-only `log.events` table, its partitions, positions and readers.
+//!
+//! The log is the source of truth and is only ever read by projectors. Reading is gap-safe:
+//! a reader consumes events in `(tx_id, global_seq)` order and only below the oldest
+//! transaction still running (see [`boundary`]), so no event can commit behind a saved
+//! [`Position`]. ARCHITECTURE.md states the argument in full.
+
+mod append;
+mod pg;
+mod position;
+mod read;
+mod schema;
+
+pub use append::{append_event, NewEvent};
+pub use pg::{connect, Jsonb};
+pub use position::Position;
+pub use read::{aggregate_events, boundary, copy_partition, snapshot_xmax, LogReader, RawEvent};
+pub use schema::{create, ensure_indexes, exists, partition_count, partition_table, LogStats};
+
+/// Errors of the event log.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database error: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("the event log does not exist (run `reproject seed` first)")]
+    Missing,
+    #[error("the event log already exists with {0} partitions")]
+    AlreadyExists(u32),
+    #[error("partition count must be between 1 and 1024, got {0}")]
+    BadPartitionCount(u32),
+    #[error("partition {partition} out of range (the log has {partitions})")]
+    NoSuchPartition { partition: u32, partitions: u32 },
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,41 @@
+-- The event log: append-only, hash-partitioned by aggregate_id. Partitions and indexes are
+-- created by code (their count is chosen when the log is created).
+CREATE SCHEMA log;
+
+CREATE TABLE log.meta (
+    singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton),
+    partitions INT NOT NULL CHECK (partitions BETWEEN 1 AND 1024),
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+CREATE SEQUENCE log.events_global_seq_seq AS BIGINT;
+
+-- tx_id is the writing transaction's xid8 (as bigint): tailers read only below the oldest
+-- transaction still running, so a row can never appear behind a saved position.
+CREATE TABLE log.events (
+    global_seq BIGINT NOT NULL DEFAULT nextval('log.events_global_seq_seq'),
+    aggregate_id BIGINT NOT NULL,
+    version INT NOT NULL CHECK (version >= 1),
+    type TEXT NOT NULL,
+    ts TIMESTAMPTZ NOT NULL,
+    payload JSONB NOT NULL,
+    tx_id BIGINT NOT NULL DEFAULT (pg_current_xact_id()::TEXT::BIGINT)
+) PARTITION BY HASH (aggregate_id);
+
+ALTER SEQUENCE log.events_global_seq_seq OWNED BY log.events.global_seq;
+
+-- Append-only: nothing in the product updates, deletes or truncates an event.
+CREATE FUNCTION log.reject_change() RETURNS TRIGGER LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'log.events is append-only: % refused', TG_OP
+        USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+
+CREATE TRIGGER events_append_only
+    BEFORE UPDATE OR DELETE ON log.events
+    FOR EACH ROW EXECUTE FUNCTION log.reject_change();
+
+CREATE TRIGGER events_no_truncate
+    BEFORE TRUNCATE ON log.events
+    FOR EACH STATEMENT EXECUTE FUNCTION log.reject_change();

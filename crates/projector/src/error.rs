@@ -1,0 +1,33 @@
+//! Errors of the projectors.
+
+/// An event in the log that cannot be folded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad event in partition {partition} at global_seq {global_seq} (aggregate {aggregate_id} version {version}): {reason}")]
+pub struct BadEvent {
+    pub partition: u32,
+    pub global_seq: i64,
+    pub aggregate_id: i64,
+    pub version: i32,
+    pub reason: String,
+}
+
+/// Errors of the projectors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    BadEvent(#[from] BadEvent),
+    #[error("database error: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Log(#[from] eventlog::Error),
+    #[error(transparent)]
+    ReadModel(#[from] readmodel::Error),
+    #[error("another projector holds version {0} (waited 30s for its lock)")]
+    Locked(String),
+    #[error("version {version} is {state}: {hint}")]
+    WrongState { version: String, state: readmodel::State, hint: &'static str },
+    #[error("aggregate {0} has no events in the log")]
+    UnknownAggregate(i64),
+    #[error("replay worker failed: {0}")]
+    Worker(String),
+}

@@ -1,0 +1,37 @@
+//! The projectors: a live tailer and a partition-parallel replay, both folding through the same
+//! version guard and differing only in where events come from and how results are batched.
+
+mod error;
+mod ratelimit;
+mod repair;
+mod replay;
+mod tail;
+
+pub use error::{BadEvent, Error};
+pub use ratelimit::RateLimiter;
+pub use repair::{repair, RepairReport};
+pub use replay::{peak_rss_bytes, replay, ReplayConfig, ReplayReport};
+pub use tail::{run_live, LiveConfig, LiveReport, StepOutcome, Tailer};
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Metric names, in one place so dashboards and docs can rely on them.
+pub mod metric {
+    /// Counter: events applied (label `version`, `phase` = tail|bulk).
+    pub const EVENTS_APPLIED: &str = "reproject_projector_events_applied_total";
+    /// Counter: events read from the log, applied or not (label `version`, `phase`).
+    pub const EVENTS_READ: &str = "reproject_projector_events_read_total";
+    /// Counter: bytes read from the log (label `version`, `phase`).
+    pub const BYTES_READ: &str = "reproject_projector_read_bytes_total";
+    /// Histogram: events per committed tail batch (label `version`).
+    pub const BATCH_EVENTS: &str = "reproject_projector_batch_events";
+    /// Histogram: seconds to commit a batch or a bulk partition (label `version`, `phase`).
+    pub const WRITE_SECONDS: &str = "reproject_projector_write_duration_seconds";
+    /// Counter: bulk partitions finished (label `version`).
+    pub const PARTITIONS_DONE: &str = "reproject_replay_partitions_done_total";
+    /// Gauge: events held behind a version gap (label `version`).
+    pub const HELD_EVENTS: &str = "reproject_projector_held_events";
+    /// Counter: events dead-lettered (label `version`).
+    pub const DEAD_LETTERS: &str = "reproject_projector_dead_letters_total";
+}

@@ -1,0 +1,335 @@
+//! The replay: rebuild a version from the start of the log, partition by partition, at the
+//! speed of reading the log once; then hand over to the tail path to catch up.
+//!
+//! Bulk phase: fix a boundary W (an xid: every transaction below it has finished). Each log
+//! partition is one unit of work: stream it with binary COPY up to W, fold it in a hash map,
+//! write the folded rows with binary COPY into the version's matching partition (truncated in
+//! the same transaction) together with the partition's position (W, 0) and its held events.
+//! A crash rolls back only the partition in flight; a restart skips partitions already at W.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use eventlog::{Position, RawEvent};
+use fold::{Offer, Projection, Stream};
+use futures::{pin_mut, StreamExt};
+use indicatif::{ProgressBar, ProgressStyle};
+use readmodel::{DeadLetter, PartitionBatch, State};
+use tokio_postgres::Client;
+use tracing::info;
+
+use crate::error::{BadEvent, Error};
+use crate::ratelimit::RateLimiter;
+use crate::tail::{lock_version, run_tail, LiveConfig, LiveReport};
+use crate::{metric, Result};
+
+/// Configuration of a replay.
+#[derive(Debug, Clone)]
+pub struct ReplayConfig {
+    pub database_url: String,
+    pub projection: Projection,
+    /// Partitions folded at once (each with its own connection: the replay's bounded pool).
+    pub workers: usize,
+    /// Tail batch size for catch-up.
+    pub batch: usize,
+    /// Events per second across all workers (backpressure), if any.
+    pub rate_limit: Option<f64>,
+    /// After the bulk phase, tail the log until lag is 0, then keep tailing (or stop at head).
+    pub catch_up: bool,
+    pub stop_at_head: bool,
+    /// Fold only transactions below this xid (bulk and catch-up).
+    pub until: Option<i64>,
+    pub quarantine: bool,
+    /// Catch-up re-reads from this boundary (overlap).
+    pub from_offset: Option<i64>,
+    pub poll: Duration,
+    /// Draw progress bars on stderr.
+    pub progress: bool,
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ReplayReport {
+    pub version: String,
+    pub bulk_boundary: i64,
+    pub partitions: u32,
+    pub partitions_replayed: u32,
+    pub bulk_events: u64,
+    pub bulk_bytes: u64,
+    pub bulk_rows: u64,
+    pub bulk_seconds: f64,
+    pub barrier_seconds: f64,
+    pub bulk_events_per_s: f64,
+    pub bulk_mb_per_s: f64,
+    pub held_after_bulk: u64,
+    pub peak_rss_bytes: u64,
+    pub catch_up: Option<LiveReport>,
+}
+
+/// Peak resident set size of this process (VmHWM), in bytes.
+pub fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+struct Shared {
+    config: ReplayConfig,
+    boundary: i64,
+    queue: Mutex<VecDeque<u32>>,
+    limiter: Option<RateLimiter>,
+    events: AtomicU64,
+    bytes: AtomicU64,
+    rows: AtomicU64,
+    held: AtomicU64,
+    bar: ProgressBar,
+}
+
+/// Rebuilds `config.projection` from the start of the log (see the module docs), then
+/// optionally catches up with the tail.
+pub async fn replay(config: &ReplayConfig, stop: tokio::sync::watch::Receiver<bool>) -> Result<ReplayReport> {
+    let projection = config.projection;
+    let mut client = eventlog::connect(&config.database_url).await?;
+    let partitions = eventlog::partition_count(&client).await?;
+    readmodel::ensure_schema(&mut client).await?;
+    lock_version(&client, projection).await?;
+    let info = match readmodel::version_info(&client, projection.name()).await {
+        Ok(info) => info,
+        Err(readmodel::Error::UnknownVersion(_)) => {
+            readmodel::register(&mut client, projection, State::Building, partitions).await?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if info.state == State::Retired {
+        return Err(Error::WrongState {
+            version: info.version,
+            state: info.state,
+            hint: "a retired version is not rebuilt in place; drop it first",
+        });
+    }
+    let boundary = match info.bulk_boundary {
+        Some(w) => w,
+        None => {
+            let mut w = eventlog::boundary(&client).await?;
+            if let Some(until) = config.until {
+                w = w.min(until);
+            }
+            client
+                .execute("UPDATE read.projections SET bulk_boundary = $2 WHERE version = $1", &[&projection.name(), &w])
+                .await?;
+            w
+        }
+    };
+    let mut report = ReplayReport {
+        version: projection.name().to_owned(),
+        bulk_boundary: boundary,
+        partitions,
+        ..ReplayReport::default()
+    };
+    let bulk_started = Instant::now();
+    if !readmodel::has_primary_key(&client, projection).await? {
+        let positions = readmodel::offsets(&client, projection.name()).await?;
+        let todo: VecDeque<u32> = (0..partitions)
+            .filter(|p| positions[*p as usize] < Position::boundary(boundary))
+            .collect();
+        report.partitions_replayed = todo.len() as u32;
+        info!(version = projection.name(), boundary, partitions = todo.len(), skipped = partitions as usize - todo.len(), "bulk phase");
+        let bar = if config.progress {
+            let bar = ProgressBar::new(todo.len() as u64);
+            bar.set_style(
+                ProgressStyle::with_template("bulk {bar:30} {pos}/{len} partitions  {msg}  [{elapsed_precise}]")
+                    .expect("valid template"),
+            );
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            boundary,
+            queue: Mutex::new(todo),
+            limiter: config.rate_limit.map(RateLimiter::new),
+            events: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            rows: AtomicU64::new(0),
+            held: AtomicU64::new(0),
+            bar,
+        });
+        let ticker = {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                loop {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    let ev = shared.events.load(Ordering::Relaxed);
+                    let mb = shared.bytes.load(Ordering::Relaxed) as f64 / 1e6;
+                    let s = started.elapsed().as_secs_f64().max(1e-9);
+                    shared.bar.set_message(format!("{ev} events, {mb:.0} MB, {:.0} events/s", ev as f64 / s));
+                }
+            })
+        };
+        let mut handles = Vec::new();
+        for _ in 0..config.workers.max(1) {
+            let shared = shared.clone();
+            let stop = stop.clone();
+            handles.push(tokio::spawn(async move { worker(shared, stop).await }));
+        }
+        let mut first_error = None;
+        for h in handles {
+            let outcome = h.await.map_err(|e| Error::Worker(e.to_string())).and_then(|r| r);
+            if let Err(e) = outcome {
+                first_error.get_or_insert(e);
+            }
+        }
+        ticker.abort();
+        shared.bar.finish_and_clear();
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        if *stop.borrow() {
+            return Ok(report);
+        }
+        report.bulk_events = shared.events.load(Ordering::Relaxed);
+        report.bulk_bytes = shared.bytes.load(Ordering::Relaxed);
+        report.bulk_rows = shared.rows.load(Ordering::Relaxed);
+        report.held_after_bulk = shared.held.load(Ordering::Relaxed);
+        report.bulk_seconds = bulk_started.elapsed().as_secs_f64();
+        let barrier = Instant::now();
+        readmodel::add_primary_key(&client, projection).await?;
+        report.barrier_seconds = barrier.elapsed().as_secs_f64();
+        info!(
+            version = projection.name(),
+            events = report.bulk_events,
+            rows = report.bulk_rows,
+            seconds = report.bulk_seconds,
+            barrier_seconds = report.barrier_seconds,
+            "bulk phase done, barrier passed"
+        );
+    }
+    let total = report.bulk_seconds + report.barrier_seconds;
+    report.bulk_events_per_s = report.bulk_events as f64 / total.max(1e-9);
+    report.bulk_mb_per_s = report.bulk_bytes as f64 / 1e6 / total.max(1e-9);
+    report.peak_rss_bytes = peak_rss_bytes();
+    if config.catch_up {
+        let live = LiveConfig {
+            database_url: config.database_url.clone(),
+            projection,
+            batch: config.batch,
+            until: config.until,
+            stop_at_head: config.stop_at_head,
+            quarantine: config.quarantine,
+            from_offset: config.from_offset,
+            poll: config.poll,
+            synchronous_commit: false,
+        };
+        report.catch_up = Some(run_tail(&mut client, &live, stop, None).await?);
+    }
+    Ok(report)
+}
+
+async fn worker(shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<bool>) -> Result<()> {
+    let mut client = eventlog::connect(&shared.config.database_url).await?;
+    loop {
+        if *stop.borrow() {
+            return Ok(());
+        }
+        let Some(p) = shared.queue.lock().expect("queue lock").pop_front() else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let batch = fold_partition(&client, &shared, p).await?;
+        let events = batch.applied;
+        shared.rows.fetch_add(batch.rows.len() as u64, Ordering::Relaxed);
+        shared.held.fetch_add(batch.held.len() as u64, Ordering::Relaxed);
+        readmodel::write_partition(&mut client, &batch).await?;
+        let version = shared.config.projection.name();
+        metrics::counter!(metric::PARTITIONS_DONE, "version" => version).increment(1);
+        metrics::histogram!(metric::WRITE_SECONDS, "version" => version, "phase" => "bulk")
+            .record(started.elapsed().as_secs_f64());
+        shared.bar.inc(1);
+        info!(partition = p, events, rows = batch.rows.len(), seconds = started.elapsed().as_secs_f64(), "partition replayed");
+    }
+}
+
+/// Folds one partition up to the boundary, in memory.
+async fn fold_partition(client: &Client, shared: &Shared, p: u32) -> Result<PartitionBatch> {
+    let projection = shared.config.projection;
+    let version = projection.name();
+    let mut streams: HashMap<i64, Stream> = HashMap::new();
+    let mut held_raw: HashMap<(i64, i32), RawEvent> = HashMap::new();
+    let mut dead_letters = Vec::new();
+    let mut applied = 0i64;
+    let mut pending_tokens = 0u64;
+    let events = eventlog::copy_partition(client, p, Position::START, shared.boundary).await?;
+    pin_mut!(events);
+    while let Some(raw) = events.next().await {
+        let raw = raw?;
+        let bytes = raw.wire_bytes() as u64;
+        shared.events.fetch_add(1, Ordering::Relaxed);
+        shared.bytes.fetch_add(bytes, Ordering::Relaxed);
+        if let Some(limiter) = &shared.limiter {
+            pending_tokens += 1;
+            if pending_tokens >= 256 {
+                limiter.acquire(pending_tokens).await;
+                pending_tokens = 0;
+            }
+        }
+        let bad = |reason: String, raw: &RawEvent| BadEvent {
+            partition: p,
+            global_seq: raw.global_seq,
+            aggregate_id: raw.aggregate_id,
+            version: raw.version,
+            reason,
+        };
+        let event = match raw.decode() {
+            Ok(e) => e,
+            Err(e) if shared.config.quarantine => {
+                dead_letters.push(DeadLetter { partition: p, event: raw, error: e.to_string() });
+                continue;
+            }
+            Err(e) => return Err(bad(e.to_string(), &raw).into()),
+        };
+        let stream = streams.entry(raw.aggregate_id).or_default();
+        if event.version > stream.version() + 1 {
+            held_raw.insert((raw.aggregate_id, raw.version), raw.clone());
+        }
+        match stream.offer(projection, event) {
+            Ok(Offer::Applied(n)) => applied += n as i64,
+            Ok(Offer::Duplicate | Offer::Held) => {}
+            Err(e) if shared.config.quarantine => {
+                dead_letters.push(DeadLetter { partition: p, event: raw, error: e.to_string() });
+            }
+            Err(e) => return Err(bad(e.to_string(), &raw).into()),
+        }
+    }
+    metrics::counter!(metric::EVENTS_APPLIED, "version" => version, "phase" => "bulk").increment(applied as u64);
+    let mut rows = Vec::with_capacity(streams.len());
+    let mut held = Vec::new();
+    for (id, stream) in streams {
+        for v in stream.pending.keys() {
+            if let Some(raw) = held_raw.remove(&(id, *v)) {
+                held.push(raw);
+            }
+        }
+        if let Some(state) = stream.state {
+            rows.push(state);
+        }
+    }
+    Ok(PartitionBatch {
+        projection,
+        partition: p,
+        rows,
+        position: Position::boundary(shared.boundary),
+        applied,
+        held,
+        dead_letters,
+    })
+}

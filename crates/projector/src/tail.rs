@@ -1,0 +1,419 @@
+//! The tail path: read every partition after its position and below the gap-safe boundary,
+//! fold a batch per aggregate through the version guard, commit rows + positions + held
+//! events in one transaction. The live projector is this loop; the replay's catch-up reuses it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use eventlog::{LogReader, Position, RawEvent};
+use fold::{Offer, Projection, Stream};
+use readmodel::{DeadLetter, State, TailBatch};
+use tokio_postgres::Client;
+use tracing::{info, warn};
+
+use crate::error::{BadEvent, Error};
+use crate::{metric, Result};
+
+/// What one step of the tailer did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepOutcome {
+    /// Events read from the log in this step.
+    pub read: usize,
+    /// Events applied (including held events released by this step).
+    pub applied: usize,
+    /// The boundary (xid) read below.
+    pub boundary: i64,
+    /// Every partition has consumed everything below `boundary`.
+    pub drained: bool,
+}
+
+/// A tailer of one projection version. Holds the positions and held events it has committed.
+pub struct Tailer {
+    projection: Projection,
+    reader: LogReader,
+    positions: Vec<Position>,
+    held: HashMap<i64, Vec<(u32, RawEvent)>>,
+    batch: usize,
+    until: Option<i64>,
+    quarantine: bool,
+    next_partition: u32,
+}
+
+impl Tailer {
+    /// Loads the version's committed positions and held events. `from_offset` moves every
+    /// partition's read position back to that boundary (an overlap re-read: the guard turns it
+    /// into no-ops, and stored positions never move backwards).
+    pub async fn open(
+        client: &Client,
+        projection: Projection,
+        batch: usize,
+        until: Option<i64>,
+        quarantine: bool,
+        from_offset: Option<i64>,
+    ) -> Result<Tailer> {
+        let reader = LogReader::prepare(client).await?;
+        let mut positions = readmodel::offsets(client, projection.name()).await?;
+        if let Some(from) = from_offset {
+            for p in positions.iter_mut() {
+                *p = (*p).min(Position::boundary(from));
+            }
+        }
+        let mut held: HashMap<i64, Vec<(u32, RawEvent)>> = HashMap::new();
+        for (p, e) in readmodel::held_events(client, projection.name()).await? {
+            held.entry(e.aggregate_id).or_default().push((p, e));
+        }
+        Ok(Tailer {
+            projection,
+            reader,
+            positions,
+            held,
+            batch: batch.max(1),
+            until,
+            quarantine,
+            next_partition: 0,
+        })
+    }
+
+    /// The positions committed so far.
+    pub fn positions(&self) -> &[Position] {
+        &self.positions
+    }
+
+    /// Events currently held behind a version gap.
+    pub fn held_count(&self) -> usize {
+        self.held.values().map(Vec::len).sum()
+    }
+
+    /// Whether every partition is at or past `boundary`.
+    pub fn reached(&self, boundary: i64) -> bool {
+        self.positions.iter().all(|p| *p >= Position::boundary(boundary))
+    }
+
+    /// Reads, folds and commits one batch.
+    pub async fn step(&mut self, client: &mut Client) -> Result<StepOutcome> {
+        let mut boundary = eventlog::boundary(client).await?;
+        if let Some(until) = self.until {
+            boundary = boundary.min(until);
+        }
+        let partitions = self.reader.partitions();
+        let mut new_positions = self.positions.clone();
+        let mut events: Vec<(u32, RawEvent)> = Vec::new();
+        let mut drained = true;
+        for i in 0..partitions {
+            let p = (self.next_partition + i) % partitions;
+            let at = self.positions[p as usize];
+            if at >= Position::boundary(boundary) {
+                continue;
+            }
+            let room = self.batch - events.len();
+            if room == 0 {
+                drained = false;
+                break;
+            }
+            let rows = self.reader.read_after(client, p, at, boundary, room).await?;
+            let full = rows.len() == room;
+            new_positions[p as usize] = match rows.last() {
+                Some(last) if full => last.position(),
+                Some(last) => last.position().max(Position::boundary(boundary)),
+                None => Position::boundary(boundary),
+            };
+            drained &= !full;
+            events.extend(rows.into_iter().map(|e| (p, e)));
+        }
+        self.next_partition = (self.next_partition + 1) % partitions.max(1);
+        if events.is_empty() && new_positions == self.positions {
+            return Ok(StepOutcome { read: 0, applied: 0, boundary, drained });
+        }
+        let read = events.len();
+        let bytes: usize = events.iter().map(|(_, e)| e.wire_bytes()).sum();
+        let started = Instant::now();
+        let (batch, held, applied) = self.fold_batch(client, events, &new_positions).await?;
+        readmodel::commit_tail_batch(client, &batch).await?;
+        let version = self.projection.name();
+        metrics::histogram!(metric::WRITE_SECONDS, "version" => version, "phase" => "tail")
+            .record(started.elapsed().as_secs_f64());
+        metrics::histogram!(metric::BATCH_EVENTS, "version" => version).record(read as f64);
+        metrics::counter!(metric::EVENTS_READ, "version" => version, "phase" => "tail").increment(read as u64);
+        metrics::counter!(metric::BYTES_READ, "version" => version, "phase" => "tail").increment(bytes as u64);
+        metrics::counter!(metric::EVENTS_APPLIED, "version" => version, "phase" => "tail").increment(applied as u64);
+        metrics::counter!(metric::DEAD_LETTERS, "version" => version).increment(batch.dead_letters.len() as u64);
+        self.positions = new_positions;
+        self.held = held;
+        metrics::gauge!(metric::HELD_EVENTS, "version" => version).set(self.held_count() as f64);
+        Ok(StepOutcome { read, applied, boundary, drained })
+    }
+
+    /// Folds the events of one batch onto the stored rows of their aggregates.
+    async fn fold_batch(
+        &self,
+        client: &Client,
+        events: Vec<(u32, RawEvent)>,
+        new_positions: &[Position],
+    ) -> Result<(TailBatch, HashMap<i64, Vec<(u32, RawEvent)>>, usize)> {
+        let projection = self.projection;
+        let mut dead_letters = Vec::new();
+        // Per aggregate: its partition, and its raw events by version (held first, then new).
+        let mut by_aggregate: BTreeMap<i64, (u32, BTreeMap<i32, RawEvent>, Vec<fold::Event>)> = BTreeMap::new();
+        for (p, raw) in events {
+            match raw.decode() {
+                Ok(event) => {
+                    let entry = by_aggregate.entry(raw.aggregate_id).or_insert_with(|| (p, BTreeMap::new(), Vec::new()));
+                    entry.2.push(event);
+                    entry.1.insert(raw.version, raw);
+                }
+                Err(e) => {
+                    let bad = BadEvent {
+                        partition: p,
+                        global_seq: raw.global_seq,
+                        aggregate_id: raw.aggregate_id,
+                        version: raw.version,
+                        reason: e.to_string(),
+                    };
+                    if !self.quarantine {
+                        return Err(bad.into());
+                    }
+                    warn!(%bad, "event dead-lettered, aggregate quarantined");
+                    dead_letters.push(DeadLetter { partition: p, event: raw, error: e.to_string() });
+                }
+            }
+        }
+        let ids: Vec<i64> = by_aggregate.keys().copied().collect();
+        let mut stored = readmodel::load_accounts(client, projection, &ids).await?;
+        let mut held = self.held.clone();
+        let mut held_changed = false;
+        let mut rows = Vec::new();
+        let mut applied_by_partition: HashMap<u32, i64> = HashMap::new();
+        let mut applied_total = 0usize;
+        for (aggregate_id, (p, mut raws, new_events)) in by_aggregate {
+            let before = stored.remove(&aggregate_id);
+            let mut stream = Stream::new(before.clone());
+            let previously_held = held.remove(&aggregate_id).unwrap_or_default();
+            let mut offered: Vec<fold::Event> = Vec::with_capacity(previously_held.len() + new_events.len());
+            for (_, raw) in &previously_held {
+                offered.push(raw.decode().map_err(|e| BadEvent {
+                    partition: p,
+                    global_seq: raw.global_seq,
+                    aggregate_id,
+                    version: raw.version,
+                    reason: e.to_string(),
+                })?);
+                raws.entry(raw.version).or_insert_with(|| raw.clone());
+            }
+            offered.extend(new_events);
+            for event in offered {
+                match stream.offer(projection, event) {
+                    Ok(Offer::Applied(n)) => {
+                        applied_total += n;
+                        *applied_by_partition.entry(p).or_default() += n as i64;
+                    }
+                    Ok(Offer::Duplicate | Offer::Held) => {}
+                    Err(e) => {
+                        let version = match &e {
+                            fold::ApplyError::NotOpened { version, .. } | fold::ApplyError::OpenedTwice { version, .. } => {
+                                *version
+                            }
+                        };
+                        let raw = raws.get(&version).cloned().expect("a failing event was offered from this batch");
+                        let bad = BadEvent {
+                            partition: p,
+                            global_seq: raw.global_seq,
+                            aggregate_id,
+                            version,
+                            reason: e.to_string(),
+                        };
+                        if !self.quarantine {
+                            return Err(bad.into());
+                        }
+                        warn!(%bad, "event dead-lettered, aggregate quarantined");
+                        dead_letters.push(DeadLetter { partition: p, event: raw, error: e.to_string() });
+                    }
+                }
+            }
+            let now_held: Vec<(u32, RawEvent)> = stream
+                .pending
+                .keys()
+                .filter_map(|v| raws.get(v).map(|r| (p, r.clone())))
+                .collect();
+            let mut before_seqs: Vec<i64> = previously_held.iter().map(|(_, r)| r.global_seq).collect();
+            let mut after_seqs: Vec<i64> = now_held.iter().map(|(_, r)| r.global_seq).collect();
+            before_seqs.sort_unstable();
+            after_seqs.sort_unstable();
+            held_changed |= before_seqs != after_seqs;
+            if !now_held.is_empty() {
+                held.insert(aggregate_id, now_held);
+            }
+            if stream.state != before {
+                if let Some(state) = stream.state {
+                    rows.push(state);
+                }
+            }
+        }
+        let offsets = new_positions
+            .iter()
+            .enumerate()
+            .filter(|(p, pos)| **pos != self.positions[*p] || applied_by_partition.contains_key(&(*p as u32)))
+            .map(|(p, pos)| (p as u32, *pos, applied_by_partition.get(&(p as u32)).copied().unwrap_or(0)))
+            .collect();
+        let held_rows = held_changed.then(|| held.values().flatten().cloned().collect());
+        let batch = TailBatch { projection, rows, offsets, held: held_rows, dead_letters };
+        Ok((batch, held, applied_total))
+    }
+}
+
+/// Configuration of a live projector.
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    pub database_url: String,
+    pub projection: Projection,
+    /// Events per committed batch (at most).
+    pub batch: usize,
+    /// Apply only events of transactions below this xid, then stop.
+    pub until: Option<i64>,
+    /// Exit once everything committed at start has been applied.
+    pub stop_at_head: bool,
+    /// Dead-letter bad events and quarantine their aggregate instead of stopping.
+    pub quarantine: bool,
+    /// Re-read from this boundary (overlap); the guard makes the re-read a no-op.
+    pub from_offset: Option<i64>,
+    /// Wait between polls when there is nothing to read.
+    pub poll: Duration,
+    /// `synchronous_commit` for this session (on: each commit waits for WAL fsync).
+    pub synchronous_commit: bool,
+}
+
+/// What a live run did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct LiveReport {
+    pub version: String,
+    pub events_read: u64,
+    pub events_applied: u64,
+    pub batches: u64,
+    pub seconds: f64,
+    pub events_per_s: f64,
+    pub positions: Vec<Position>,
+    pub held: usize,
+    pub activated: bool,
+}
+
+/// Takes the per-version advisory lock that keeps one writer per version, waiting up to 30s
+/// (a killed predecessor's session may take a moment to be reaped).
+pub(crate) async fn lock_version(client: &Client, projection: Projection) -> Result<()> {
+    client.batch_execute("SET lock_timeout = '30s'").await?;
+    let key = format!("reproject:{}", projection.name());
+    match client.execute("SELECT pg_advisory_lock(hashtext($1))", &[&key]).await {
+        Ok(_) => {}
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+            return Err(Error::Locked(projection.name().to_owned()))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    client.batch_execute("SET lock_timeout = 0").await?;
+    Ok(())
+}
+
+/// Tails the log into `config.projection` until stopped (or until the head / `until`).
+///
+/// Registers the version if it is new. The first time the version has drained the log, a
+/// `building` version becomes `ready`; if no version is active yet, it is activated (the first
+/// version has nothing to cut over from). A `retired` version stops its projector.
+pub async fn run_live(config: &LiveConfig, stop: tokio::sync::watch::Receiver<bool>) -> Result<LiveReport> {
+    let mut client = eventlog::connect(&config.database_url).await?;
+    run_tail(&mut client, config, stop, None).await
+}
+
+pub(crate) async fn run_tail(
+    client: &mut Client,
+    config: &LiveConfig,
+    stop: tokio::sync::watch::Receiver<bool>,
+    on_progress: Option<&(dyn Fn(&Tailer, &StepOutcome) + Send + Sync)>,
+) -> Result<LiveReport> {
+    let projection = config.projection;
+    let partitions = eventlog::partition_count(client).await?;
+    readmodel::ensure_schema(client).await?;
+    lock_version(client, projection).await?;
+    if config.synchronous_commit {
+        client.batch_execute("SET synchronous_commit = on").await?;
+    }
+    let info = match readmodel::version_info(client, projection.name()).await {
+        Ok(info) => info,
+        Err(readmodel::Error::UnknownVersion(_)) => {
+            let info = readmodel::register(client, projection, State::Building, partitions).await?;
+            info!(version = projection.name(), partitions, "projection registered");
+            info
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if info.state == State::Retired {
+        return Err(Error::WrongState { version: info.version, state: info.state, hint: "a retired version is not tailed" });
+    }
+    readmodel::add_primary_key(client, projection).await?;
+    let mut tailer =
+        Tailer::open(client, projection, config.batch, config.until, config.quarantine, config.from_offset).await?;
+    let target = match (config.until, config.stop_at_head) {
+        (Some(until), _) => Some(until),
+        (None, true) => Some(eventlog::snapshot_xmax(client).await?),
+        (None, false) => None,
+    };
+    let started = Instant::now();
+    let mut report = LiveReport { version: projection.name().to_owned(), ..LiveReport::default() };
+    let mut state = info.state;
+    let mut last_state_check = Instant::now();
+    info!(version = projection.name(), state = %state, ?target, "tailing");
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let outcome = tailer.step(client).await?;
+        report.events_read += outcome.read as u64;
+        report.events_applied += outcome.applied as u64;
+        if outcome.read > 0 {
+            report.batches += 1;
+        }
+        if let Some(cb) = on_progress {
+            cb(&tailer, &outcome);
+        }
+        if outcome.drained && state == State::Building {
+            readmodel::set_state(client, projection.name(), State::Ready).await?;
+            state = State::Ready;
+            info!(version = projection.name(), "caught up with the log: ready");
+            let any_active = readmodel::list(client).await?.iter().any(|p| p.state == State::Active);
+            if !any_active {
+                readmodel::cutover(client, projection.name()).await?;
+                state = State::Active;
+                report.activated = true;
+                info!(version = projection.name(), "no version was active: activated");
+            }
+        }
+        if let Some(target) = target {
+            if tailer.reached(target) {
+                break;
+            }
+        }
+        if last_state_check.elapsed() > Duration::from_secs(1) {
+            last_state_check = Instant::now();
+            if readmodel::version_info(client, projection.name()).await?.state == State::Retired {
+                info!(version = projection.name(), "version retired: stopping its projector");
+                break;
+            }
+        }
+        if outcome.read == 0 {
+            let mut stop = stop.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(config.poll) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    report.events_per_s = report.events_read as f64 / report.seconds.max(1e-9);
+    report.positions = tailer.positions().to_vec();
+    report.held = tailer.held_count();
+    info!(
+        version = projection.name(),
+        read = report.events_read,
+        applied = report.events_applied,
+        events_per_s = report.events_per_s as u64,
+        "tail stopped"
+    );
+    Ok(report)
+}

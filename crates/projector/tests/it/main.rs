@@ -1,0 +1,5 @@
+//! Integration tests of the projectors against a real throwaway PostgreSQL.
+
+mod support;
+mod replay;
+mod tail;

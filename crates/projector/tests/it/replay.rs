@@ -1,0 +1,108 @@
+//! The replay: bulk rebuild == tail, held events across the bulk boundary, isolation from the
+//! live version, and the rate limit.
+
+use std::time::Duration;
+
+use fold::Projection;
+use projector::{ReplayConfig, Tailer};
+
+use crate::support::*;
+
+fn config(url: &str, projection: Projection) -> ReplayConfig {
+    ReplayConfig {
+        database_url: url.to_owned(),
+        projection,
+        workers: 2,
+        batch: 1_000,
+        rate_limit: None,
+        catch_up: true,
+        stop_at_head: true,
+        until: None,
+        quarantine: false,
+        from_offset: None,
+        poll: Duration::from_millis(10),
+        progress: false,
+    }
+}
+
+fn never() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    std::mem::forget(tx);
+    rx
+}
+
+#[tokio::test]
+async fn a_replay_equals_the_tail_and_leaves_the_live_version_untouched() {
+    let (url, mut client) = fresh_log(8).await;
+    bulk_events(&client, 3_000, 4).await;
+    prepare_version(&mut client, Projection::V3).await;
+    let mut live = Tailer::open(&client, Projection::V3, 2_000, None, false, None).await.unwrap();
+    drain(&mut live, &mut client).await;
+    readmodel::set_state(&client, "v3", readmodel::State::Ready).await.unwrap();
+    readmodel::cutover(&mut client, "v3").await.unwrap();
+    let v3_before = readmodel::table_checksum(&client, Projection::V3).await.unwrap();
+    let v3_offsets = readmodel::offsets(&client, "v3").await.unwrap();
+
+    let report = projector::replay(&config(&url, Projection::V4), never()).await.unwrap();
+    assert_eq!(report.bulk_events, 15_000);
+    assert_eq!(report.bulk_rows, 3_000);
+    assert_eq!(report.partitions_replayed, 8);
+    assert_eq!(readmodel::version_info(&client, "v4").await.unwrap().state, readmodel::State::Ready);
+
+    // Every v4 row equals the fold of its own events.
+    for id in [1_i64, 2, 777, 2_999, 3_000] {
+        let events: Vec<fold::Event> = eventlog::aggregate_events(&client, id, chrono::DateTime::<chrono::Utc>::MAX_UTC, i64::MAX)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.decode().unwrap())
+            .collect();
+        let expected = fold::fold_prefix(Projection::V4, events).unwrap().state;
+        assert_eq!(row(&client, Projection::V4, id).await, expected, "aggregate {id}");
+    }
+    assert_eq!(readmodel::table_checksum(&client, Projection::V3).await.unwrap(), v3_before, "v3 rows untouched");
+    assert_eq!(readmodel::offsets(&client, "v3").await.unwrap(), v3_offsets, "v3 offsets untouched");
+}
+
+#[tokio::test]
+async fn an_event_held_at_the_bulk_boundary_survives_into_catch_up() {
+    let (url, mut client) = fresh_log(4).await;
+    // B takes xid b and writes Z; C takes xid c > b and stays open (so the bulk boundary W = c);
+    // A (xid a > c) commits version 1 of X; B then writes version 2 of X and commits.
+    let mut b = eventlog::connect(&url).await.unwrap();
+    let b_tx = b.transaction().await.unwrap();
+    eventlog::append_event(&b_tx, &opened(30)).await.unwrap();
+    let mut c = eventlog::connect(&url).await.unwrap();
+    let c_tx = c.transaction().await.unwrap();
+    eventlog::append_event(&c_tx, &opened(40)).await.unwrap();
+    let mut a = eventlog::connect(&url).await.unwrap();
+    append(&mut a, &[opened(10)]).await;
+    eventlog::append_event(&b_tx, &deposited(10, 2, 321)).await.unwrap();
+    b_tx.commit().await.unwrap();
+
+    let mut bulk_only = config(&url, Projection::V4);
+    bulk_only.catch_up = false;
+    let report = projector::replay(&bulk_only, never()).await.unwrap();
+    assert_eq!(report.held_after_bulk, 1, "version 2 of X is below W, version 1 is not");
+    assert!(row(&client, Projection::V4, 10).await.is_none());
+    let held: i64 = client.query_one("SELECT count(*) FROM read.held_events", &[]).await.unwrap().get(0);
+    assert_eq!(held, 1, "the held event was written with its partition");
+
+    c_tx.commit().await.unwrap();
+    projector::replay(&config(&url, Projection::V4), never()).await.unwrap();
+    let x = row(&client, Projection::V4, 10).await.unwrap();
+    assert_eq!((x.version, x.balance), (2, 321));
+    assert!(row(&client, Projection::V4, 40).await.is_some());
+}
+
+#[tokio::test]
+async fn a_rate_limited_replay_stays_within_ten_percent_of_the_limit() {
+    let (url, client) = fresh_log(4).await;
+    bulk_events(&client, 3_000, 4).await;
+    let mut limited = config(&url, Projection::V4);
+    limited.rate_limit = Some(5_000.0);
+    limited.catch_up = false;
+    let report = projector::replay(&limited, never()).await.unwrap();
+    let rate = report.bulk_events as f64 / report.bulk_seconds;
+    assert!((4_500.0..=5_500.0).contains(&rate), "replayed at {rate:.0} events/s against a 5000 limit");
+}

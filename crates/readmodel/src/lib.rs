@@ -1,0 +1,43 @@
+//! The read side's storage: one table per projection version, the `read.projections`
+//! registry, per-partition offsets, held events, dead letters, the batch writers, and cutover.
+//!
+//! Invariant: rows and the offsets that cover them are only ever written in one transaction
+//! ([`write::commit_tail_batch`], [`write::write_partition`]), so after a crash the stored
+//! position and the stored rows always agree.
+
+mod registry;
+mod rows;
+mod schema;
+mod write;
+
+pub use registry::{
+    cutover, held_events, lag_events, list, offsets, register, set_state, version_info, Cutover, ProjectionInfo, State,
+};
+pub use rows::{account_from_json, load_accounts, table_checksum, Columns};
+pub use schema::{
+    add_primary_key, create_version_table, drop_version, ensure_schema, has_primary_key, qualified_table,
+    version_partition_table,
+};
+pub use write::{commit_tail_batch, write_partition, DeadLetter, PartitionBatch, TailBatch};
+
+/// Errors of the read side.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database error: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Log(#[from] eventlog::Error),
+    #[error("projection version {0} is not registered")]
+    UnknownVersion(String),
+    #[error("projection version {version} is {state}, expected {expected}")]
+    WrongState { version: String, state: State, expected: &'static str },
+    #[error("cutover to {version} refused: it lags the active version {active} by {lag_events} events on {lagging} of {partitions} partitions")]
+    Lagging { version: String, active: String, lag_events: i64, lagging: usize, partitions: usize },
+    #[error("stored row of aggregate {aggregate_id} in {table} is invalid: {reason}")]
+    BadRow { table: String, aggregate_id: i64, reason: String },
+    #[error("offsets of {version} did not advance on {missing} partitions: another writer moved them")]
+    OffsetConflict { version: String, missing: usize },
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,330 @@
+//! The projections registry, offsets, held events, and the cutover transaction.
+
+use chrono::{DateTime, Utc};
+use eventlog::{partition_table, Position, RawEvent};
+use fold::Projection;
+use serde::Serialize;
+use tokio_postgres::{Client, GenericClient};
+
+use crate::schema::create_version_table;
+use crate::{Error, Result};
+
+/// A version's lifecycle state in the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Building,
+    Ready,
+    Active,
+    Retired,
+}
+
+impl State {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Building => "building",
+            State::Ready => "ready",
+            State::Active => "active",
+            State::Retired => "retired",
+        }
+    }
+
+    fn parse(text: &str) -> State {
+        match text {
+            "ready" => State::Ready,
+            "active" => State::Active,
+            "retired" => State::Retired,
+            _ => State::Building,
+        }
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One registry row with its positions.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProjectionInfo {
+    pub version: String,
+    pub state: State,
+    pub table_name: String,
+    pub partitions: u32,
+    pub bulk_boundary: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub activated_at: Option<DateTime<Utc>>,
+    pub positions: Vec<Position>,
+    pub events_applied: i64,
+    pub cutover: Option<serde_json::Value>,
+}
+
+/// Registers `projection` (if it is not yet) in `state`, creates its table and its offsets
+/// rows at the start of the log. Returns the registry row as it now stands.
+pub async fn register(client: &mut Client, projection: Projection, state: State, partitions: u32) -> Result<ProjectionInfo> {
+    create_version_table(client, projection, partitions).await?;
+    let tx = client.transaction().await?;
+    let inserted = tx
+        .execute(
+            "INSERT INTO read.projections (version, state, table_name, partitions) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (version) DO NOTHING",
+            &[&projection.name(), &state.as_str(), &projection.table(), &(partitions as i32)],
+        )
+        .await?;
+    if inserted == 1 {
+        tx.execute(
+            "INSERT INTO read.projection_offsets (version, partition, position_tx, position_seq) \
+             SELECT $1, p, 0, 0 FROM generate_series(0, $2 - 1) AS p",
+            &[&projection.name(), &(partitions as i32)],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    version_info(client, projection.name()).await
+}
+
+/// The registry row of `version`.
+pub async fn version_info<C: GenericClient>(client: &C, version: &str) -> Result<ProjectionInfo> {
+    list(client)
+        .await?
+        .into_iter()
+        .find(|p| p.version == version)
+        .ok_or_else(|| Error::UnknownVersion(version.to_owned()))
+}
+
+/// Every registered version, oldest first.
+pub async fn list<C: GenericClient>(client: &C) -> Result<Vec<ProjectionInfo>> {
+    let rows = client
+        .query(
+            "SELECT p.version, p.state, p.table_name, p.partitions, p.bulk_boundary, p.created_at, p.activated_at, \
+                    p.cutover, \
+                    coalesce(array_agg(o.position_tx ORDER BY o.partition) FILTER (WHERE o.partition IS NOT NULL), '{}'), \
+                    coalesce(array_agg(o.position_seq ORDER BY o.partition) FILTER (WHERE o.partition IS NOT NULL), '{}'), \
+                    coalesce(sum(o.events_applied), 0)::BIGINT \
+             FROM read.projections p LEFT JOIN read.projection_offsets o USING (version) \
+             GROUP BY p.version ORDER BY p.created_at, p.version",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let txs: Vec<i64> = r.get(8);
+            let seqs: Vec<i64> = r.get(9);
+            ProjectionInfo {
+                version: r.get(0),
+                state: State::parse(r.get(1)),
+                table_name: r.get(2),
+                partitions: r.get::<_, i32>(3) as u32,
+                bulk_boundary: r.get(4),
+                created_at: r.get(5),
+                activated_at: r.get(6),
+                cutover: r.get(7),
+                positions: txs.into_iter().zip(seqs).map(|(tx, seq)| Position { tx, seq }).collect(),
+                events_applied: r.get(10),
+            }
+        })
+        .collect())
+}
+
+/// Moves `version` to `state`. `ready` and `active` record their timestamps.
+pub async fn set_state<C: GenericClient>(client: &C, version: &str, state: State) -> Result<()> {
+    let n = client
+        .execute(
+            "UPDATE read.projections SET state = $2, \
+                ready_at = CASE WHEN $2 = 'ready' THEN now() ELSE ready_at END, \
+                retired_at = CASE WHEN $2 = 'retired' THEN now() ELSE retired_at END \
+             WHERE version = $1",
+            &[&version, &state.as_str()],
+        )
+        .await?;
+    if n == 0 {
+        return Err(Error::UnknownVersion(version.to_owned()));
+    }
+    Ok(())
+}
+
+/// The stored position of every partition of `version`.
+pub async fn offsets<C: GenericClient>(client: &C, version: &str) -> Result<Vec<Position>> {
+    let rows = client
+        .query(
+            "SELECT position_tx, position_seq FROM read.projection_offsets WHERE version = $1 ORDER BY partition",
+            &[&version],
+        )
+        .await?;
+    if rows.is_empty() {
+        return Err(Error::UnknownVersion(version.to_owned()));
+    }
+    Ok(rows.iter().map(|r| Position { tx: r.get(0), seq: r.get(1) }).collect())
+}
+
+/// The held events of `version`, with their partitions.
+pub async fn held_events<C: GenericClient>(client: &C, version: &str) -> Result<Vec<(u32, RawEvent)>> {
+    let rows = client
+        .query(
+            "SELECT partition, global_seq, aggregate_id, aggregate_version, type, ts, payload, tx_id \
+             FROM read.held_events WHERE version = $1",
+            &[&version],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<_, i32>(0)? as u32,
+                RawEvent {
+                    global_seq: r.try_get(1)?,
+                    aggregate_id: r.try_get(2)?,
+                    version: r.try_get(3)?,
+                    event_type: r.try_get(4)?,
+                    ts: r.try_get(5)?,
+                    payload: r.try_get::<_, eventlog::Jsonb>(6)?.0,
+                    tx_id: r.try_get(7)?,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Events committed in the log after each position, summed over partitions. Costs a scan of
+/// the lag itself, so use it for reports and refusals, not per batch.
+pub async fn lag_events<C: GenericClient>(client: &C, positions: &[Position]) -> Result<i64> {
+    let mut total = 0;
+    for (p, pos) in positions.iter().enumerate() {
+        let sql = format!(
+            "SELECT count(*) FROM log.{} WHERE (tx_id, global_seq) > ($1, $2)",
+            partition_table(p as u32)
+        );
+        total += client.query_one(&sql, &[&pos.tx, &pos.seq]).await?.get::<_, i64>(0);
+    }
+    Ok(total)
+}
+
+fn lag_between<'a>(behind: &'a [Position], ahead: &'a [Position]) -> impl Iterator<Item = (usize, Position, Position)> + 'a {
+    behind
+        .iter()
+        .zip(ahead)
+        .enumerate()
+        .filter(|(_, (b, a))| b < a)
+        .map(|(p, (b, a))| (p, *b, *a))
+}
+
+/// The result of a cutover.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Cutover {
+    pub version: String,
+    /// The version that was active before, if any.
+    pub previous: Option<String>,
+    /// The previous version's positions at the switch: the new one was at or past each.
+    pub switch_positions: Vec<Position>,
+    /// The new version's positions at the switch.
+    pub new_positions: Vec<Position>,
+    pub activated_at: DateTime<Utc>,
+    /// False when the version was already active and this call changed nothing.
+    pub switched: bool,
+}
+
+/// Promotes a `ready` version to `active` in one transaction, only if its position is at or
+/// past the active version's on every partition. The previous version becomes `retired` (its
+/// table stays; readers that resolved it before the switch keep a complete table).
+/// Idempotent: on an already active version it returns the recorded switch.
+pub async fn cutover(client: &mut Client, version: &str) -> Result<Cutover> {
+    let tx = client.transaction().await?;
+    // Lock every registry row: cutovers serialise, and the active version cannot change under us.
+    let rows = tx
+        .query("SELECT version, state, cutover FROM read.projections ORDER BY version FOR UPDATE", &[])
+        .await?;
+    let target = rows
+        .iter()
+        .find(|r| r.get::<_, &str>(0) == version)
+        .ok_or_else(|| Error::UnknownVersion(version.to_owned()))?;
+    let state = State::parse(target.get(1));
+    if state == State::Active {
+        let recorded: Option<serde_json::Value> = target.get(2);
+        tx.commit().await?;
+        let recorded = recorded.ok_or_else(|| Error::WrongState {
+            version: version.to_owned(),
+            state,
+            expected: "ready",
+        })?;
+        let mut c: Cutover = serde_json::from_value(recorded).map_err(|e| Error::BadRow {
+            table: "projections".into(),
+            aggregate_id: 0,
+            reason: e.to_string(),
+        })?;
+        c.switched = false;
+        return Ok(c);
+    }
+    if state != State::Ready {
+        return Err(Error::WrongState { version: version.to_owned(), state, expected: "ready" });
+    }
+    let previous = rows
+        .iter()
+        .find(|r| State::parse(r.get(1)) == State::Active)
+        .map(|r| r.get::<_, String>(0));
+    // FOR SHARE on the active version's offsets blocks its projector's next commit until the
+    // switch is done, so "new >= active" holds at the instant the switch becomes visible.
+    let lock_offsets = "SELECT position_tx, position_seq FROM read.projection_offsets \
+                        WHERE version = $1 ORDER BY partition FOR SHARE";
+    let new_positions: Vec<Position> = tx
+        .query(lock_offsets, &[&version])
+        .await?
+        .iter()
+        .map(|r| Position { tx: r.get(0), seq: r.get(1) })
+        .collect();
+    let switch_positions: Vec<Position> = match &previous {
+        Some(prev) => tx
+            .query(lock_offsets, &[prev])
+            .await?
+            .iter()
+            .map(|r| Position { tx: r.get(0), seq: r.get(1) })
+            .collect(),
+        None => new_positions.clone(),
+    };
+    if let Some(prev) = &previous {
+        let lagging: Vec<_> = lag_between(&new_positions, &switch_positions).collect();
+        if !lagging.is_empty() || new_positions.len() != switch_positions.len() {
+            let mut lag_events = 0;
+            for (p, behind, ahead) in &lagging {
+                let sql = format!(
+                    "SELECT count(*) FROM log.{} WHERE (tx_id, global_seq) > ($1, $2) AND (tx_id, global_seq) <= ($3, $4)",
+                    partition_table(*p as u32)
+                );
+                lag_events += tx
+                    .query_one(&sql, &[&behind.tx, &behind.seq, &ahead.tx, &ahead.seq])
+                    .await?
+                    .get::<_, i64>(0);
+            }
+            return Err(Error::Lagging {
+                version: version.to_owned(),
+                active: prev.clone(),
+                lag_events,
+                lagging: lagging.len(),
+                partitions: switch_positions.len(),
+            });
+        }
+        tx.execute(
+            "UPDATE read.projections SET state = 'retired', retired_at = now() WHERE version = $1",
+            &[prev],
+        )
+        .await?;
+    }
+    let activated_at: DateTime<Utc> = tx.query_one("SELECT now()", &[]).await?.get(0);
+    let result = Cutover {
+        version: version.to_owned(),
+        previous,
+        switch_positions,
+        new_positions,
+        activated_at,
+        switched: true,
+    };
+    let recorded = serde_json::to_value(&result).expect("cutover serialises");
+    tx.execute(
+        "UPDATE read.projections SET state = 'active', activated_at = $2, cutover = $3 WHERE version = $1",
+        &[&version, &activated_at, &recorded],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(result)
+}

@@ -1,0 +1,105 @@
+//! Creating the read schema and the per-version tables.
+
+use fold::Projection;
+use tokio_postgres::Client;
+
+use crate::Result;
+
+const SCHEMA: &str = include_str!("sql/schema.sql");
+
+/// A fixed key for the advisory lock that serialises schema creation between processes.
+const SCHEMA_LOCK: i64 = 0x7265_7072_6f6a_0001;
+
+/// Creates the `read` schema, its bookkeeping tables and the read function, if missing.
+pub async fn ensure_schema(client: &mut Client) -> Result<()> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK]).await?;
+    tx.batch_execute(SCHEMA).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// `read."accounts_v4"`: the version's table, quoted. Table names come from [`Projection`],
+/// never from user text.
+pub fn qualified_table(projection: Projection) -> String {
+    format!("read.\"{}\"", projection.table())
+}
+
+/// The version table's partition `p`, quoted.
+pub fn version_partition_table(projection: Projection, p: u32) -> String {
+    format!("read.\"{}_p{p:03}\"", projection.table())
+}
+
+/// Creates the version's table, hash-partitioned like the log so that log partition `p` folds
+/// into table partition `p`. Without a primary key: see [`add_primary_key`].
+pub async fn create_version_table(client: &Client, projection: Projection, partitions: u32) -> Result<()> {
+    let activity = if projection.has_activity_columns() {
+        "lifetime_deposits BIGINT NOT NULL, last_activity_at TIMESTAMPTZ,"
+    } else {
+        ""
+    };
+    let mut sql = format!(
+        "CREATE TABLE IF NOT EXISTS {table} (\
+            aggregate_id BIGINT NOT NULL, owner TEXT NOT NULL, currency TEXT NOT NULL, \
+            status TEXT NOT NULL, balance BIGINT NOT NULL, {activity} \
+            aggregate_version INT NOT NULL, applied_seq BIGINT NOT NULL\
+         ) PARTITION BY HASH (aggregate_id);",
+        table = qualified_table(projection)
+    );
+    for p in 0..partitions {
+        sql.push_str(&format!(
+            "CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES WITH (MODULUS {partitions}, REMAINDER {p});",
+            version_partition_table(projection, p),
+            qualified_table(projection)
+        ));
+    }
+    client.batch_execute(&sql).await?;
+    Ok(())
+}
+
+/// Whether the version's table has its primary key (built once the bulk load is done).
+pub async fn has_primary_key(client: &Client, projection: Projection) -> Result<bool> {
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND contype = 'p')",
+            &[&qualified_table(projection)],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Builds the primary key on `aggregate_id` (all partitions) and analyzes the table.
+pub async fn add_primary_key(client: &Client, projection: Projection) -> Result<()> {
+    if !has_primary_key(client, projection).await? {
+        client
+            .batch_execute(&format!(
+                "ALTER TABLE {t} ADD PRIMARY KEY (aggregate_id); ANALYZE {t};",
+                t = qualified_table(projection)
+            ))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Drops a version's table and every trace of it in the registry, so it can be rebuilt from
+/// scratch. Refuses the active version.
+pub async fn drop_version(client: &mut Client, projection: Projection) -> Result<()> {
+    let tx = client.transaction().await?;
+    let state: Option<String> = tx
+        .query_opt("SELECT state FROM read.projections WHERE version = $1 FOR UPDATE", &[&projection.name()])
+        .await?
+        .map(|r| r.get(0));
+    if state.as_deref() == Some("active") {
+        return Err(crate::Error::WrongState {
+            version: projection.name().to_owned(),
+            state: crate::State::Active,
+            expected: "not active",
+        });
+    }
+    for table in ["held_events", "dead_letters", "quarantined_aggregates", "projection_offsets", "projections"] {
+        tx.execute(&format!("DELETE FROM read.{table} WHERE version = $1"), &[&projection.name()]).await?;
+    }
+    tx.batch_execute(&format!("DROP TABLE IF EXISTS {}", qualified_table(projection))).await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,100 @@
+-- The read side's bookkeeping. Idempotent; run under an advisory lock so concurrent starters
+-- do not race on CREATE ... IF NOT EXISTS.
+CREATE SCHEMA IF NOT EXISTS read;
+
+-- One row per projection version. Exactly one may be active; the API reads only that one.
+CREATE TABLE IF NOT EXISTS read.projections (
+    version TEXT PRIMARY KEY,
+    state TEXT NOT NULL CHECK (state IN ('building', 'ready', 'active', 'retired')),
+    table_name TEXT NOT NULL UNIQUE,
+    partitions INT NOT NULL,
+    bulk_boundary BIGINT,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    ready_at TIMESTAMPTZ,
+    activated_at TIMESTAMPTZ,
+    retired_at TIMESTAMPTZ,
+    cutover JSONB
+);
+
+CREATE UNIQUE INDEX IF NOT EXISTS projections_one_active ON read.projections ((TRUE)) WHERE state = 'active';
+
+-- Each partition's high-water mark, written in the same transaction as the rows it covers.
+CREATE TABLE IF NOT EXISTS read.projection_offsets (
+    version TEXT NOT NULL REFERENCES read.projections (version),
+    partition INT NOT NULL,
+    position_tx BIGINT NOT NULL,
+    position_seq BIGINT NOT NULL,
+    events_applied BIGINT NOT NULL DEFAULT 0,
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (version, partition)
+);
+
+-- Events read past their position but waiting for an earlier version of their aggregate.
+-- Persisted with the batch so that a crash never loses an event the position has passed.
+CREATE TABLE IF NOT EXISTS read.held_events (
+    version TEXT NOT NULL REFERENCES read.projections (version),
+    partition INT NOT NULL,
+    aggregate_id BIGINT NOT NULL,
+    aggregate_version INT NOT NULL,
+    global_seq BIGINT NOT NULL,
+    tx_id BIGINT NOT NULL,
+    type TEXT NOT NULL,
+    ts TIMESTAMPTZ NOT NULL,
+    payload JSONB NOT NULL,
+    PRIMARY KEY (version, aggregate_id, aggregate_version)
+);
+
+-- Events a projector could not fold (with --quarantine), kept for a human.
+CREATE TABLE IF NOT EXISTS read.dead_letters (
+    version TEXT NOT NULL REFERENCES read.projections (version),
+    global_seq BIGINT NOT NULL,
+    partition INT NOT NULL,
+    aggregate_id BIGINT NOT NULL,
+    aggregate_version INT NOT NULL,
+    type TEXT NOT NULL,
+    payload JSONB NOT NULL,
+    error TEXT NOT NULL,
+    recorded_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (version, global_seq)
+);
+
+-- Aggregates whose row must not be served as correct: an event of theirs was dead-lettered.
+CREATE TABLE IF NOT EXISTS read.quarantined_aggregates (
+    version TEXT NOT NULL REFERENCES read.projections (version),
+    aggregate_id BIGINT NOT NULL,
+    global_seq BIGINT NOT NULL,
+    reason TEXT NOT NULL,
+    quarantined_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (version, aggregate_id)
+);
+
+-- The read path: resolve the active version and read the row in one statement. A STABLE
+-- function runs its queries on the calling statement's snapshot, so the registry row and the
+-- account row come from the same instant: either before a cutover commits (old version, a
+-- complete table) or after (new version, complete since it was marked ready).
+CREATE OR REPLACE FUNCTION read.current_account(p_aggregate_id BIGINT)
+RETURNS TABLE (projection_version TEXT, quarantined BOOLEAN, account JSONB)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_version TEXT;
+    v_table TEXT;
+BEGIN
+    SELECT p.version, p.table_name INTO v_version, v_table
+    FROM read.projections p
+    WHERE p.state = 'active';
+    IF v_version IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE format(
+        'SELECT $1, EXISTS (SELECT 1 FROM read.quarantined_aggregates q '
+        'WHERE q.version = $1 AND q.aggregate_id = $2), to_jsonb(a) '
+        'FROM read.%I a WHERE a.aggregate_id = $2', v_table)
+    USING v_version, p_aggregate_id;
+    IF NOT FOUND THEN
+        projection_version := v_version;
+        quarantined := FALSE;
+        account := NULL;
+        RETURN NEXT;
+    END IF;
+END
+$$;

@@ -1,0 +1,207 @@
+//! The two batch writers: the tail path (staging COPY + guarded upsert) and the bulk path
+//! (one whole partition, truncated and COPYed in one transaction).
+
+use eventlog::{Jsonb, Position, RawEvent};
+use fold::{Account, Projection};
+use futures::pin_mut;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::{Client, Transaction};
+
+use crate::rows::Columns;
+use crate::schema::{qualified_table, version_partition_table};
+use crate::{Error, Result};
+
+const UPSERT: &str = include_str!("sql/upsert.sql");
+const ADVANCE_OFFSETS: &str = include_str!("sql/advance_offsets.sql");
+
+/// An event a projector could not fold, to be dead-lettered.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub partition: u32,
+    pub event: RawEvent,
+    pub error: String,
+}
+
+/// One tail batch: the changed rows (already folded, one per aggregate), the new position and
+/// applied-event count of each partition read, and the version's full set of held events when
+/// it changed.
+#[derive(Debug, Clone)]
+pub struct TailBatch {
+    pub projection: Projection,
+    pub rows: Vec<Account>,
+    pub offsets: Vec<(u32, Position, i64)>,
+    pub held: Option<Vec<(u32, RawEvent)>>,
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+/// One bulk-replayed partition: every row of it, its position, and what stays held.
+#[derive(Debug, Clone)]
+pub struct PartitionBatch {
+    pub projection: Projection,
+    pub partition: u32,
+    pub rows: Vec<Account>,
+    pub position: Position,
+    pub applied: i64,
+    pub held: Vec<RawEvent>,
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+async fn copy_rows(tx: &Transaction<'_>, projection: Projection, target: &str, options: &str, rows: &[Account]) -> Result<()> {
+    let cols = Columns::of(projection);
+    let sql = format!("COPY {target} ({}) FROM STDIN (FORMAT binary{options})", cols.list());
+    let sink = tx.copy_in(sql.as_str()).await?;
+    let types = cols.types();
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    pin_mut!(writer);
+    for a in rows {
+        writer.as_mut().write(&cols.values(a)).await?;
+    }
+    writer.finish().await?;
+    Ok(())
+}
+
+async fn insert_held(tx: &Transaction<'_>, projection: Projection, held: &[(u32, RawEvent)]) -> Result<()> {
+    if held.is_empty() {
+        return Ok(());
+    }
+    let stmt = tx
+        .prepare(
+            "INSERT INTO read.held_events \
+             (version, partition, aggregate_id, aggregate_version, global_seq, tx_id, type, ts, payload) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .await?;
+    for (p, e) in held {
+        let payload = Jsonb(e.payload.clone());
+        tx.execute(
+            &stmt,
+            &[
+                &projection.name(),
+                &(*p as i32),
+                &e.aggregate_id,
+                &e.version,
+                &e.global_seq,
+                &e.tx_id,
+                &e.event_type,
+                &e.ts,
+                &payload,
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn insert_dead_letters(tx: &Transaction<'_>, projection: Projection, letters: &[DeadLetter]) -> Result<()> {
+    for d in letters {
+        // A payload that is not even JSON cannot come from a jsonb column, so this holds.
+        let payload = Jsonb(d.event.payload.clone());
+        tx.execute(
+            "INSERT INTO read.dead_letters \
+             (version, global_seq, partition, aggregate_id, aggregate_version, type, payload, error) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+            &[
+                &projection.name(),
+                &d.event.global_seq,
+                &(d.partition as i32),
+                &d.event.aggregate_id,
+                &d.event.version,
+                &d.event.event_type,
+                &payload,
+                &d.error,
+            ],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO read.quarantined_aggregates (version, aggregate_id, global_seq, reason) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            &[&projection.name(), &d.event.aggregate_id, &d.event.global_seq, &d.error],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Commits one tail batch: rows through a staging table and a version-guarded upsert, the
+/// partitions' positions, held events and dead letters, all in one transaction.
+pub async fn commit_tail_batch(client: &mut Client, batch: &TailBatch) -> Result<()> {
+    let projection = batch.projection;
+    let tx = client.transaction().await?;
+    if !batch.rows.is_empty() {
+        let staging = format!("staging_{}", projection.table());
+        tx.batch_execute(&format!(
+            "CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {}) ON COMMIT DELETE ROWS",
+            qualified_table(projection)
+        ))
+        .await?;
+        copy_rows(&tx, projection, &staging, "", &batch.rows).await?;
+        let cols = Columns::of(projection);
+        let assignments: Vec<String> = cols
+            .names()
+            .iter()
+            .filter(|c| **c != "aggregate_id")
+            .map(|c| format!("{c} = EXCLUDED.{c}"))
+            .collect();
+        let sql = UPSERT
+            .replace("{table}", &format!("\"{}\"", projection.table()))
+            .replace("{columns}", &cols.list())
+            .replace("{staging}", &staging)
+            .replace("{assignments}", &assignments.join(", "));
+        tx.execute(sql.as_str(), &[]).await?;
+    }
+    if !batch.offsets.is_empty() {
+        let parts: Vec<i32> = batch.offsets.iter().map(|o| o.0 as i32).collect();
+        let txs: Vec<i64> = batch.offsets.iter().map(|o| o.1.tx).collect();
+        let seqs: Vec<i64> = batch.offsets.iter().map(|o| o.1.seq).collect();
+        let applied: Vec<i64> = batch.offsets.iter().map(|o| o.2).collect();
+        let n = tx
+            .execute(ADVANCE_OFFSETS, &[&projection.name(), &parts, &txs, &seqs, &applied])
+            .await?;
+        if n as usize != parts.len() {
+            return Err(Error::OffsetConflict {
+                version: projection.name().to_owned(),
+                missing: parts.len() - n as usize,
+            });
+        }
+    }
+    if let Some(held) = &batch.held {
+        tx.execute("DELETE FROM read.held_events WHERE version = $1", &[&projection.name()])
+            .await?;
+        insert_held(&tx, projection, held).await?;
+    }
+    insert_dead_letters(&tx, projection, &batch.dead_letters).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Replaces one partition of a version's table with `batch.rows` and records its position, in
+/// one transaction: a crash rolls back exactly this partition. The partition is truncated in
+/// the same transaction, which lets COPY FREEZE write the rows already frozen.
+pub async fn write_partition(client: &mut Client, batch: &PartitionBatch) -> Result<()> {
+    let projection = batch.projection;
+    let p = batch.partition;
+    let table = version_partition_table(projection, p);
+    let tx = client.transaction().await?;
+    tx.batch_execute(&format!("TRUNCATE {table}")).await?;
+    copy_rows(&tx, projection, &table, ", FREEZE", &batch.rows).await?;
+    tx.execute(
+        "DELETE FROM read.held_events WHERE version = $1 AND partition = $2",
+        &[&projection.name(), &(p as i32)],
+    )
+    .await?;
+    let held: Vec<(u32, RawEvent)> = batch.held.iter().map(|e| (p, e.clone())).collect();
+    insert_held(&tx, projection, &held).await?;
+    insert_dead_letters(&tx, projection, &batch.dead_letters).await?;
+    let n = tx
+        .execute(
+            "UPDATE read.projection_offsets SET position_tx = $3, position_seq = $4, events_applied = $5, \
+             updated_at = now() WHERE version = $1 AND partition = $2",
+            &[&projection.name(), &(p as i32), &batch.position.tx, &batch.position.seq, &batch.applied],
+        )
+        .await?;
+    if n != 1 {
+        return Err(Error::UnknownVersion(projection.name().to_owned()));
+    }
+    tx.commit().await?;
+    Ok(())
+}

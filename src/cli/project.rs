@@ -1,0 +1,197 @@
+//! `reproject projector | repair | cutover | projections | position`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use fold::Projection;
+
+use super::{database_url, parse_duration, Global};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Tail the log into the version's table, continuously.
+    Live,
+    /// Rebuild the version from offset 0 beside the live one (then --catch-up).
+    Replay,
+}
+
+#[derive(Debug, Args)]
+pub struct ProjectorArgs {
+    /// live or replay.
+    #[arg(long, value_enum)]
+    pub mode: Mode,
+    /// Projection version to build (v3: the two-year-old model; v4: the fixed one).
+    #[arg(long = "version", value_name = "VERSION")]
+    pub projection: String,
+    /// Events per committed tail batch.
+    #[arg(long, default_value_t = 10_000)]
+    pub batch: usize,
+    /// Replay: partitions folded at once, each on its own connection (default: the cores).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Replay: cap on events per second across workers (backpressure).
+    #[arg(long, value_name = "EVENTS_PER_S")]
+    pub rate_limit: Option<f64>,
+    /// Replay: after the bulk phase, tail until lag is 0 and mark the version ready.
+    #[arg(long)]
+    pub catch_up: bool,
+    /// Exit once everything committed when the tail started has been applied.
+    #[arg(long)]
+    pub stop_at_head: bool,
+    /// Apply only events of transactions below this xid (see `reproject position`), then stop.
+    #[arg(long, value_name = "POSITION")]
+    pub until: Option<i64>,
+    /// Re-read the log from this xid boundary (an overlap; applied events are no-ops).
+    #[arg(long, value_name = "POSITION")]
+    pub from_offset: Option<i64>,
+    /// Dead-letter bad events and quarantine their aggregate instead of stopping.
+    #[arg(long)]
+    pub quarantine: bool,
+    /// Wait between polls of an idle log.
+    #[arg(long, value_parser = parse_duration, default_value = "50ms")]
+    pub poll: Duration,
+    /// Make every commit wait for its WAL flush (synchronous_commit=on) in this session.
+    #[arg(long)]
+    pub sync_commit: bool,
+    /// Draw progress bars on stderr.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub progress: bool,
+}
+
+/// Validates a version name before any work starts.
+pub fn projection(name: &str) -> Result<Projection> {
+    Projection::parse(name).with_context(|| format!("--version {name}"))
+}
+
+pub async fn projector(g: &Global, a: ProjectorArgs) -> Result<ExitCode> {
+    let projection = projection(&a.projection)?;
+    if a.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    if a.rate_limit.is_some_and(|r| !(r > 0.0)) {
+        bail!("--rate-limit must be a positive number of events per second");
+    }
+    if a.workers == Some(0) {
+        bail!("--workers must be at least 1");
+    }
+    if a.mode == Mode::Live && (a.catch_up || a.workers.is_some() || a.rate_limit.is_some()) {
+        bail!("--catch-up, --workers and --rate-limit apply to --mode replay only");
+    }
+    let url = database_url(g)?;
+    let stop = super::ctrl_c();
+    match a.mode {
+        Mode::Live => {
+            let config = projector::LiveConfig {
+                database_url: url,
+                projection,
+                batch: a.batch,
+                until: a.until,
+                stop_at_head: a.stop_at_head,
+                quarantine: a.quarantine,
+                from_offset: a.from_offset,
+                poll: a.poll,
+                synchronous_commit: a.sync_commit,
+            };
+            let report = projector::run_live(&config, stop).await.context("live projector")?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        Mode::Replay => {
+            let workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+            let config = projector::ReplayConfig {
+                database_url: url,
+                projection,
+                workers,
+                batch: a.batch,
+                rate_limit: a.rate_limit,
+                catch_up: a.catch_up,
+                stop_at_head: a.stop_at_head,
+                until: a.until,
+                quarantine: a.quarantine,
+                from_offset: a.from_offset,
+                poll: a.poll,
+                progress: a.progress,
+            };
+            let report = projector::replay(&config, stop).await.context("replay")?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    /// Projection version whose row to repair.
+    #[arg(long = "version", value_name = "VERSION")]
+    pub projection: String,
+    /// The aggregate to re-fold.
+    #[arg(long)]
+    pub aggregate: i64,
+}
+
+pub async fn repair(g: &Global, a: RepairArgs) -> Result<ExitCode> {
+    let projection = projection(&a.projection)?;
+    let mut client = eventlog::connect(&database_url(g)?).await.context("connecting")?;
+    let report = projector::repair(&mut client, projection, a.aggregate)
+        .await
+        .with_context(|| format!("repairing aggregate {} of {}", a.aggregate, projection))?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct CutoverArgs {
+    /// The ready version to promote.
+    #[arg(long = "version", value_name = "VERSION")]
+    pub projection: String,
+    /// Wait until the version has caught up with the active one, then switch.
+    #[arg(long)]
+    pub wait: bool,
+    /// Give up waiting after this long.
+    #[arg(long, value_parser = parse_duration, default_value = "10m")]
+    pub timeout: Duration,
+}
+
+pub async fn cutover(g: &Global, a: CutoverArgs) -> Result<ExitCode> {
+    let projection = projection(&a.projection)?;
+    let mut client = eventlog::connect(&database_url(g)?).await.context("connecting")?;
+    let deadline = tokio::time::Instant::now() + a.timeout;
+    loop {
+        match readmodel::cutover(&mut client, projection.name()).await {
+            Ok(c) => {
+                println!("{}", serde_json::to_string(&c)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            Err(e @ (readmodel::Error::Lagging { .. } | readmodel::Error::WrongState { .. }))
+                if a.wait && tokio::time::Instant::now() < deadline =>
+            {
+                tracing::info!(error = %e, "not yet: waiting");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e).with_context(|| format!("cutover to {projection}")),
+        }
+    }
+}
+
+pub async fn projections(g: &Global) -> Result<ExitCode> {
+    let client = eventlog::connect(&database_url(g)?).await.context("connecting")?;
+    for p in readmodel::list(&client).await.context("reading the registry")? {
+        let lag = readmodel::lag_events(&client, &p.positions).await?;
+        println!(
+            "{:<6} {:<9} applied={:<10} lag={:<8} min_position={}",
+            p.version,
+            p.state.as_str(),
+            p.events_applied,
+            lag,
+            p.positions.iter().min().copied().unwrap_or_default()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn position(g: &Global) -> Result<ExitCode> {
+    let client = eventlog::connect(&database_url(g)?).await.context("connecting")?;
+    println!("{}", eventlog::boundary(&client).await?);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,27 @@
+//! Bad flags fail before any work, with a message that names the flag.
+
+use crate::support::run;
+
+/// A URL that cannot be connected to: a flag error must come before any connection attempt.
+const NOWHERE: &str = "postgresql://nobody@127.0.0.1:1/none";
+
+fn fails_naming(args: &[&str], needle: &str) {
+    let out = run(NOWHERE, args);
+    assert!(!out.status.success(), "{args:?} should fail");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(needle), "{args:?}: stderr does not name {needle:?}:\n{stderr}");
+    assert!(!stderr.contains("connect"), "{args:?} tried to connect before validating:\n{stderr}");
+}
+
+#[test]
+fn bad_flags_are_refused_before_any_work() {
+    fails_naming(&["projector", "--mode", "live", "--version", "v9"], "--version v9");
+    fails_naming(&["projector", "--mode", "live", "--version", "v4", "--batch", "0"], "--batch");
+    fails_naming(&["projector", "--mode", "sideways", "--version", "v4"], "--mode");
+    fails_naming(&["projector", "--mode", "replay", "--version", "v4", "--rate-limit", "-3"], "--rate-limit");
+    fails_naming(&["projector", "--mode", "replay", "--version", "v4", "--workers", "0"], "--workers");
+    fails_naming(&["projector", "--mode", "live", "--version", "v4", "--catch-up"], "--catch-up");
+    fails_naming(&["projector", "--mode", "live", "--version", "v4", "--poll", "fast"], "--poll");
+    fails_naming(&["repair", "--version", "v4", "--aggregate", "x1"], "--aggregate");
+    fails_naming(&["cutover", "--version", "v5"], "--version v5");
+}

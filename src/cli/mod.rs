@@ -1,6 +1,9 @@
 //! Command-line flags (clap derive), their validation, and dispatch to the libraries.
 
+mod bench;
 mod db;
+mod demo;
+mod lab;
 mod project;
 
 use std::path::PathBuf;
@@ -40,6 +43,16 @@ pub struct Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The whole story at demo scale: seed, live v3, replay v4, catch-up, verify.
+    Demo(demo::DemoArgs),
+    /// Generate the deterministic log and its true final state (binary COPY, resumable).
+    Seed(lab::SeedArgs),
+    /// Append live events with W concurrent writers at a steady rate.
+    Produce(lab::ProduceArgs),
+    /// Compare a version with the true state, or with another version at a frozen position.
+    Verify(lab::VerifyArgs),
+    /// Benchmarks: figures as ratios against baselines from the same run; CSV and SVG plots.
+    Bench(bench::BenchArgs),
     /// Manage the embedded PostgreSQL cluster.
     Db(db::DbArgs),
     /// Run a projector: `live` tails the log; `replay` rebuilds a version from offset 0.
@@ -91,6 +104,11 @@ pub fn ctrl_c() -> tokio::sync::watch::Receiver<bool> {
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let g = cli.global;
     match cli.command {
+        Command::Demo(args) => demo::run(&g, args).await,
+        Command::Seed(args) => lab::seed(&g, args).await,
+        Command::Produce(args) => lab::produce(&g, args).await,
+        Command::Verify(args) => lab::verify(&g, args).await,
+        Command::Bench(args) => bench::run(&g, args).await,
         Command::Db(args) => db::run(&g, args).await,
         Command::Projector(args) => project::projector(&g, args).await,
         Command::Repair(args) => project::repair(&g, args).await,

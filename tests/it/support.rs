@@ -49,25 +49,3 @@ pub fn kill_after(mut child: Child, after: Duration) {
     let _ = child.wait();
 }
 
-/// A fresh database with a seeded log.
-pub async fn seeded(events: u64, aggregates: u64, partitions: u32) -> String {
-    let url = pgharness::throwaway().fresh_database();
-    let config = lab::seed::SeedConfig {
-        events,
-        aggregates,
-        seed: 42,
-        zipf: 1.1,
-        partitions,
-        reset: false,
-        progress: false,
-        ..lab::seed::SeedConfig::default()
-    };
-    lab::seed::run(&url, &config).await.expect("seed");
-    url
-}
-
-/// Verifies a version against the generator's true state.
-pub async fn verify_expected(url: &str, projection: fold::Projection) -> lab::verify::VerifyReport {
-    let client = eventlog::connect(url).await.expect("connect");
-    lab::verify::against_expected(&client, projection).await.expect("verify")
-}

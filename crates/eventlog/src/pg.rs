@@ -7,7 +7,10 @@ use tokio_postgres::{Client, NoTls};
 /// Connects and drives the connection on a background task. The connection's own error, if
 /// it dies, is logged; the client then fails its next call.
 pub async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    let mut config: tokio_postgres::Config = url.parse()?;
+    // NOTICEs (e.g. "relation already exists, skipping") are noise for a projector.
+    config.options("-c client_min_messages=warning");
+    let (client, connection) = config.connect(NoTls).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "postgres connection closed");

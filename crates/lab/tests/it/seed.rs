@@ -1,0 +1,117 @@
+//! Seeding: the loaded log, its expected state, refusal of mismatched reruns, resumption.
+
+use lab::{Error, SeedConfig};
+
+use crate::support::{assert_same, expected, expected_checksum, fresh, hand_fold, log_checksum, seeded, small};
+
+#[tokio::test]
+async fn seeds_a_dense_log_and_its_true_final_state() {
+    let (url, client) = fresh().await;
+    let report = lab::seed::run(&url, small(11)).await.expect("seed");
+    assert!(report.complete && report.written_events == 20_000 && report.chunks == 4, "{report:?}");
+    assert!(report.transfers > 0 && report.v3_bug_aggregates > 0, "{report:?}");
+
+    let counts = client
+        .query_one(
+            "SELECT count(*), count(DISTINCT aggregate_id), min(global_seq), max(global_seq), \
+             count(DISTINCT global_seq), count(DISTINCT tx_id) FROM log.events",
+            &[],
+        )
+        .await
+        .unwrap();
+    let counts: (i64, i64, i64, i64, i64, i64) =
+        (counts.get(0), counts.get(1), counts.get(2), counts.get(3), counts.get(4), counts.get(5));
+    assert_eq!(counts, (20_000, 2_000, 1, 20_000, 20_000, 4), "events, aggregates, seqs, one tx per chunk");
+    let chunk_txs: i64 = client
+        .query_one(
+            "SELECT count(*) FROM lab.seed_progress AS p WHERE (SELECT count(*) FROM log.events AS e \
+             WHERE e.tx_id = p.tx_id AND e.global_seq BETWEEN p.first_seq AND p.last_seq) = 5000",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(chunk_txs, 4, "each chunk's rows carry its own transaction's id");
+
+    let not_dense: i64 = client
+        .query_one(
+            "SELECT count(*) FROM (SELECT aggregate_id, min(version) AS lo, max(version) AS hi, count(*) AS n \
+             FROM log.events GROUP BY aggregate_id) AS a WHERE lo <> 1 OR hi <> n",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(not_dense, 0, "versions are dense from 1 per aggregate");
+
+    let expected = expected(&client).await;
+    assert_same(&expected, &hand_fold(&client).await);
+
+    let bug: Vec<i64> = expected.iter().filter(|(_, r)| r.v3_bug).map(|(id, _)| *id).collect();
+    let nested: Vec<i64> = client
+        .query(
+            "SELECT DISTINCT aggregate_id FROM log.events WHERE type = 'fee_charged' AND payload ? 'fee' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(!bug.is_empty());
+    assert_eq!(bug, nested, "v3_bug is exactly the aggregates with a nested fee");
+    assert_eq!(bug.len() as u64, report.v3_bug_aggregates);
+
+    let next: (i64, i64) = {
+        let r = client
+            .query_one("SELECT nextval('log.events_global_seq_seq'), nextval('lab.aggregate_ids')", &[])
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(next, (20_001, 2_001), "sequences continue after the seeded log");
+    let dup = client
+        .execute(
+            "INSERT INTO log.events (aggregate_id, version, type, ts, payload) VALUES (1, 1, 'frozen', now(), '{}')",
+            &[],
+        )
+        .await;
+    assert!(dup.is_err(), "the unique (aggregate_id, version) index is built");
+}
+
+#[tokio::test]
+async fn refuses_reruns_unless_reset() {
+    let (url, _client) = seeded(small(3)).await;
+    let again = lab::seed::run(&url, small(3)).await.unwrap_err();
+    assert!(matches!(again, Error::AlreadySeeded(_)), "{again}");
+    let other = lab::seed::run(&url, small(4)).await.unwrap_err();
+    assert!(matches!(other, Error::ParamsMismatch { .. }), "{other}");
+    assert!(other.to_string().contains("seed=3") && other.to_string().contains("seed=4"), "{other}");
+    let reset = lab::seed::run(&url, SeedConfig { reset: true, ..small(4) }).await.expect("reset seed");
+    assert!(reset.complete && reset.written_events == 20_000);
+
+    let (url, mut client) = fresh().await;
+    eventlog::create(&mut client, 2).await.unwrap();
+    let foreign = lab::seed::run(&url, small(3)).await.unwrap_err();
+    assert!(matches!(foreign, Error::ForeignLog), "{foreign}");
+}
+
+#[tokio::test]
+async fn an_interrupted_seed_resumes_to_the_same_log() {
+    let (url, client) = fresh().await;
+    let first = lab::seed::run(&url, SeedConfig { stop_after_chunks: Some(2), ..small(21) }).await.unwrap();
+    assert!(!first.complete && first.written_events == 10_000, "{first:?}");
+    let loaded: i64 = client.query_one("SELECT count(*) FROM log.events", &[]).await.unwrap().get(0);
+    assert_eq!(loaded, 10_000);
+    let exists: bool =
+        client.query_one("SELECT to_regclass('lab.expected_accounts') IS NOT NULL", &[]).await.unwrap().get(0);
+    assert!(!exists, "no expected state before the log is complete");
+
+    let second = lab::seed::run(&url, small(21)).await.unwrap();
+    assert!(second.complete && second.skipped_chunks == 2 && second.written_events == 10_000, "{second:?}");
+
+    let (_, clean) = seeded(small(21)).await;
+    assert_eq!(log_checksum(&client).await, log_checksum(&clean).await, "resumed log == uninterrupted log");
+    assert_eq!(expected_checksum(&client).await, expected_checksum(&clean).await);
+    assert_same(&expected(&client).await, &hand_fold(&client).await);
+}

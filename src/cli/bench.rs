@@ -1,0 +1,152 @@
+//! `reproject bench ...`: benchmarks as commands. Each prints its figures, writes CSV and an
+//! SVG plot under --out, and ends with one JSON line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+
+use super::{database_url, parse_duration, Global};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Where CSV files and plots go.
+    #[arg(long, global = true, default_value = "results")]
+    pub out: PathBuf,
+    #[command(subcommand)]
+    pub which: Which,
+}
+
+/// The log a benchmark runs on: seeded here unless an identical one is already there.
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// Events in the benchmark log.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub events: u64,
+    /// Aggregates in the benchmark log.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub aggregates: u64,
+    /// Hash partitions of the log.
+    #[arg(long, default_value_t = 16)]
+    pub partitions: u32,
+    /// Reseed even when the database already holds this log.
+    #[arg(long)]
+    pub reseed: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Which {
+    /// Raw COPY TO scan vs. full replay (bulk + barrier) vs. naive projector, on one log.
+    Replay {
+        #[command(flatten)]
+        log: LogArgs,
+        /// Replay workers (default: the cores).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// The naive projector runs on at most this many events...
+        #[arg(long, default_value_t = 20_000)]
+        naive_events: i64,
+        /// ...and for at most this long.
+        #[arg(long, value_parser = parse_duration, default_value = "15s")]
+        naive_time: Duration,
+    },
+    /// Experiment 1: tail-path throughput vs. write batch size (1, 100, 1k, 10k, 50k).
+    BatchSweep {
+        #[command(flatten)]
+        log: LogArgs,
+        /// Batch sizes to try.
+        #[arg(long, value_delimiter = ',', default_value = "1,100,1000,10000,50000")]
+        batches: Vec<usize>,
+        /// Each point stops after this many events...
+        #[arg(long, default_value_t = 1_000_000)]
+        max_events: u64,
+        /// ...or this long.
+        #[arg(long, value_parser = parse_duration, default_value = "20s")]
+        max_time: Duration,
+        /// Commit without waiting for the WAL flush (the embedded cluster's default is to wait
+        /// in this benchmark, which is what a durable projector pays).
+        #[arg(long)]
+        async_commit: bool,
+    },
+}
+
+/// Seeds the benchmark log unless an identical one is there.
+async fn ensure_log(url: &str, log: &LogArgs) -> Result<()> {
+    if log.aggregates > log.events || log.events == 0 {
+        bail!("--aggregates must be positive and at most --events");
+    }
+    let client = eventlog::connect(url).await.context("connecting")?;
+    if !log.reseed && eventlog::exists(&client).await? {
+        let have: i64 = client.query_one("SELECT count(*) FROM log.events", &[]).await?.get(0);
+        let parts = eventlog::partition_count(&client).await?;
+        if have as u64 == log.events && parts == log.partitions {
+            tracing::info!(events = have, "reusing the benchmark log");
+            return Ok(());
+        }
+    }
+    let mut seed = lab::SeedConfig::new(log.events, log.aggregates, 42);
+    seed.partitions = log.partitions;
+    seed.reset = true;
+    seed.progress = true;
+    let report = lab::seed::run(url, seed).await.context("seeding the benchmark log")?;
+    println!("{}", report.render());
+    Ok(())
+}
+
+pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
+    let url = database_url(g)?;
+    match a.which {
+        Which::Replay { log, workers, naive_events, naive_time } => {
+            ensure_log(&url, &log).await?;
+            let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+            let config = bench::ReplayBenchConfig {
+                database_url: url,
+                workers,
+                naive_events,
+                naive_time,
+                out_dir: a.out.clone(),
+            };
+            let r = bench::replay_bench(&config).await?;
+            println!("scale: {} events, {} aggregates, {:.0} MB on the wire, payload {}", r.events, r.aggregates, r.log_bytes as f64 / 1e6, r.payload_type);
+            println!("scan (COPY TO, 1 stream):   {:>10.0} events/s  {:>7.1} MB/s  {:>7.2}s", r.scan_events_per_s, r.scan_mb_per_s, r.scan_seconds);
+            println!(
+                "replay ({} workers):          {:>10.0} events/s  {:>7.1} MB/s  {:>7.2}s (bulk {:.2}s + barrier {:.2}s)",
+                r.workers, r.replay_events_per_s, r.replay_mb_per_s, r.replay_seconds, r.replay_bulk_seconds, r.replay_barrier_seconds
+            );
+            println!("naive (1 event/stmt/commit): {:>10.0} events/s (synchronous_commit=on)", r.naive_events_per_s);
+            println!("naive, async commit:         {:>10.0} events/s", r.naive_async_events_per_s);
+            println!("replay_vs_scan = {:.2}   replay_vs_naive = {:.0}   peak RSS {} MB", r.replay_vs_scan, r.replay_vs_naive, r.peak_rss_bytes / 1_000_000);
+            println!("csv: {}  plot: {}", a.out.join("replay.csv").display(), a.out.join("replay.svg").display());
+            println!("{}", serde_json::to_string(&r)?);
+        }
+        Which::BatchSweep { log, batches, max_events, max_time, async_commit } => {
+            if batches.is_empty() || batches.contains(&0) {
+                bail!("--batches must be positive sizes");
+            }
+            ensure_log(&url, &log).await?;
+            let config = bench::SweepConfig {
+                database_url: url,
+                batches,
+                max_events,
+                max_time,
+                synchronous_commit: !async_commit,
+                out_dir: a.out.clone(),
+            };
+            let s = bench::batch_sweep(&config).await?;
+            println!("scale: {} events in the log; each point <= {max_events} events or {max_time:?}; synchronous_commit={}", s.log_events, s.synchronous_commit);
+            println!("{:>7} {:>11} {:>9} {:>12} {:>10} {:>9} {:>11}", "batch", "events/s", "commits", "rebuild_s", "WAL B/ev", "fsyncs", "fsync_ms");
+            for p in &s.points {
+                println!(
+                    "{:>7} {:>11.0} {:>9} {:>12.0} {:>10.0} {:>9} {:>11.1}",
+                    p.batch, p.events_per_s, p.commits, p.rebuild_seconds, p.wal_bytes_per_event, p.wal_syncs, p.wal_sync_ms
+                );
+            }
+            println!("knee: batch {} (smallest within 90% of the best, {:.0} events/s)", s.knee_batch, s.best_events_per_s);
+            println!("csv: {}  plot: {}", a.out.join("batch_sweep.csv").display(), a.out.join("batch_sweep.svg").display());
+            println!("{}", serde_json::to_string(&s)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,143 @@
+//! `reproject seed | produce | verify`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use fold::Projection;
+
+use super::{database_url, parse_duration, project::projection, Global};
+
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// Events to generate.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+    /// Distinct aggregates (accounts); each gets an account_opened event.
+    #[arg(long, default_value_t = 100_000)]
+    pub aggregates: u64,
+    /// Generator seed: the same seed gives the same log.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Zipf exponent of aggregate popularity.
+    #[arg(long, default_value_t = 1.1)]
+    pub zipf: f64,
+    /// Hash partitions of the log (fixed when the log is created).
+    #[arg(long, default_value_t = 16)]
+    pub partitions: u32,
+    /// Drop the existing log, read models and lab tables first.
+    #[arg(long)]
+    pub reset: bool,
+}
+
+pub async fn seed(g: &Global, a: SeedArgs) -> Result<ExitCode> {
+    if a.events == 0 || a.aggregates == 0 {
+        bail!("--events and --aggregates must be positive");
+    }
+    if a.aggregates > a.events {
+        bail!("--aggregates ({}) cannot exceed --events ({}): every aggregate has an opening event", a.aggregates, a.events);
+    }
+    if !(1..=1024).contains(&a.partitions) {
+        bail!("--partitions must be between 1 and 1024");
+    }
+    let url = database_url(g)?;
+    let mut config = lab::SeedConfig::new(a.events, a.aggregates, a.seed);
+    config.zipf = a.zipf;
+    config.partitions = a.partitions;
+    config.reset = a.reset;
+    config.progress = true;
+    let report = lab::seed::run(&url, config).await.context("seeding the log")?;
+    println!("{}", report.render());
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// Target events per second across all writers (0: as fast as possible).
+    #[arg(long, default_value_t = 5_000.0)]
+    pub rate: f64,
+    /// Concurrent writer connections.
+    #[arg(long, default_value_t = 4)]
+    pub writers: u32,
+    /// Stop after this long (`30s`, `5m`); default: until Ctrl-C.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Seed of the producer's choices.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+pub async fn produce(g: &Global, a: ProduceArgs) -> Result<ExitCode> {
+    if a.writers == 0 {
+        bail!("--writers must be at least 1");
+    }
+    if !a.rate.is_finite() || a.rate < 0.0 {
+        bail!("--rate must be a non-negative number of events per second");
+    }
+    let url = database_url(g)?;
+    let config = lab::ProduceConfig { writers: a.writers, ..lab::ProduceConfig::new(a.rate, a.duration, a.seed) };
+    let report = lab::produce::run(&url, config, super::ctrl_c()).await.context("producing")?;
+    println!("{}", report.render());
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The version to check.
+    #[arg(long = "version", value_name = "VERSION")]
+    pub projection: String,
+    /// `expected` (the generator's true state) or another version.
+    #[arg(long, default_value = "expected")]
+    pub against: String,
+    /// Require both versions to be frozen at this position (`projector --until X`) first.
+    #[arg(long, value_name = "POSITION")]
+    pub at: Option<i64>,
+    /// Also print the SQL that was run.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub show_sql: bool,
+}
+
+pub async fn verify(g: &Global, a: VerifyArgs) -> Result<ExitCode> {
+    let left = projection(&a.projection)?;
+    let right = if a.against == "expected" {
+        None
+    } else {
+        Some(Projection::parse(&a.against).with_context(|| format!("--against {}", a.against))?)
+    };
+    if a.at.is_some() && right.is_none() {
+        bail!("--at compares two versions: give --against VERSION");
+    }
+    let client = eventlog::connect(&database_url(g)?).await.context("connecting")?;
+    let report = match right {
+        None => lab::verify::against_expected(&client, left).await?,
+        Some(right) => {
+            if let Some(at) = a.at {
+                frozen_at(&client, left, at).await?;
+                frozen_at(&client, right, at).await?;
+            }
+            lab::verify::between_versions(&client, left, right).await?
+        }
+    };
+    if a.show_sql {
+        println!("-- SQL:\n{}\n", report.sql.trim());
+    }
+    println!("{}", report.render());
+    Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Checks that every partition of `projection` sits exactly at the boundary `at`.
+async fn frozen_at(client: &tokio_postgres::Client, projection: Projection, at: i64) -> Result<()> {
+    let positions = readmodel::offsets(client, projection.name()).await?;
+    let off: Vec<_> = positions.iter().filter(|p| **p != eventlog::Position::boundary(at)).collect();
+    if !off.is_empty() {
+        bail!(
+            "{projection} is not frozen at {at}: {} of {} partitions are elsewhere (e.g. {}); \
+             run `reproject projector --mode live --version {projection} --until {at}`",
+            off.len(),
+            positions.len(),
+            off[0]
+        );
+    }
+    Ok(())
+}

@@ -34,6 +34,8 @@ pub enum Error {
     ParamsMismatch { existing: String, requested: String },
     #[error("the log is already fully seeded with {0} (seed with reset to replace it)")]
     AlreadySeeded(String),
+    #[error("another seed is running on this database")]
+    Busy,
     #[error("the lab's expected state is missing (run `reproject seed` first)")]
     NotSeeded,
     #[error("table {0} does not exist")]

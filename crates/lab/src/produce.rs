@@ -9,9 +9,10 @@
 //! and the writer tries another aggregate.
 //!
 //! A transfer writes two aggregates in one transaction, and it reads the receiver's state only
-//! after the sender's event is in: the transaction's id is then older than that of any writer
-//! that committed the receiver's previous version meanwhile, so in `(tx_id, global_seq)` order
-//! the receiver's version n+1 can come before its version n. Projectors must hold it.
+//! after the sender's event is in and a short pause: the transaction's id is then older than
+//! that of any writer that committed the receiver's previous version meanwhile, so in
+//! `(tx_id, global_seq)` order the receiver's version n+1 can come before its version n.
+//! Projectors must hold it until version n arrives.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -58,12 +59,26 @@ pub struct ProduceConfig {
     pub new_aggregate_ratio: f64,
     /// Zipf exponent of aggregate popularity.
     pub zipf: f64,
+    /// Time a transfer spends between writing the sender and reading the receiver (a fraud
+    /// check, say). It widens the window in which the receiver's next version can commit
+    /// with a newer transaction id than the transfer's, so projectors meet that case often.
+    pub transfer_pause: Duration,
 }
 
 impl ProduceConfig {
-    /// A config with the defaults: 4 writers, transfers 5%, new aggregates 2%, Zipf 1.1.
+    /// A config with the defaults: 4 writers, transfers 5%, new aggregates 2%, Zipf 1.1, a
+    /// 2 ms pause inside transfers.
     pub fn new(rate: f64, duration: Option<Duration>, seed: u64) -> ProduceConfig {
-        ProduceConfig { rate, writers: 4, duration, seed, transfer_ratio: 0.05, new_aggregate_ratio: 0.02, zipf: 1.1 }
+        ProduceConfig {
+            rate,
+            writers: 4,
+            duration,
+            seed,
+            transfer_ratio: 0.05,
+            new_aggregate_ratio: 0.02,
+            zipf: 1.1,
+            transfer_pause: Duration::from_millis(2),
+        }
     }
 
     fn validate(&self) -> Result<()> {
@@ -205,6 +220,7 @@ struct Writer {
     zipf: Zipf<f64>,
     mix: Mix,
     new_aggregate_ratio: f64,
+    transfer_pause: Duration,
     max_id: Arc<AtomicI64>,
 }
 
@@ -229,6 +245,7 @@ impl Writer {
             zipf,
             mix: Mix::GENERATOR.with_transfer_ratio(cfg.transfer_ratio),
             new_aggregate_ratio: cfg.new_aggregate_ratio,
+            transfer_pause: cfg.transfer_pause,
             max_id,
         })
     }
@@ -350,8 +367,12 @@ impl Writer {
                 let seq = append(&t, &mut self.rng, &account, &sent, now).await?;
                 let before = account.version;
                 account.apply(&sent, now, seq);
-                // Read the receiver only now, after this transaction has its id (see the
-                // module docs): this is what lets version n+1 precede version n in the log.
+                update(&t, &self.update, &account, before).await?;
+                if !self.transfer_pause.is_zero() {
+                    tokio::time::sleep(self.transfer_pause).await;
+                }
+                // Read the receiver only now, well after this transaction took its id (see
+                // the module docs): this is what lets version n+1 precede version n in the log.
                 let Some(mut receiver) = load(&t, &self.select, receiver_id).await? else {
                     return Err(Attempt::Conflict);
                 };
@@ -362,7 +383,6 @@ impl Writer {
                 let seq = append(&t, &mut self.rng, &receiver, &received, now).await?;
                 let receiver_before = receiver.version;
                 receiver.apply(&received, now, seq);
-                update(&t, &self.update, &account, before).await?;
                 update(&t, &self.update, &receiver, receiver_before).await?;
                 true
             }

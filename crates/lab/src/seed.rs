@@ -1,19 +1,23 @@
 //! Seeding: generate the log and bulk-load it with binary COPY, resumably, then build the
 //! log's indexes and record the generator's true final state in `lab.expected_accounts`.
 //!
-//! Generation runs on its own thread and encodes rows into binary COPY bytes while the async
-//! side streams the previous piece to the server, so CPU and I/O overlap. Each chunk of
-//! events is one transaction that also records the chunk in `lab.seed_progress`; a rerun with
+//! Generation runs on its own thread and encodes rows into binary COPY bytes while loaders
+//! stream earlier chunks to the server over several connections, so generation, the client
+//! and the server's JSONB parsing overlap. Each chunk of events is one transaction that also
+//! records the chunk in `lab.seed_progress`; loaders take their transaction ids in chunk
+//! order, so the log's `(tx_id, global_seq)` order matches `global_seq`. A rerun with
 //! the same parameters regenerates (and discards) committed chunks to rebuild the model and
 //! loads only the missing ones, so an interrupted seed ends with the very same log.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use futures::SinkExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_postgres::Client;
 use tracing::info;
 
@@ -33,6 +37,9 @@ const COPY_EXPECTED: &str = "COPY lab.expected_accounts (aggregate_id, owner, cu
 /// is never resumed by newer ones.
 pub const GENERATOR_VERSION: &str = "lab-gen-1";
 
+/// The advisory lock a seed run holds (any fixed key, "lab seed" in ASCII).
+const SEED_LOCK: i64 = 0x6c61_6220_7365_6564;
+
 /// Rows per message from the generator thread (a few MB).
 const PIECE_ROWS: usize = 8_192;
 
@@ -48,6 +55,8 @@ pub struct SeedConfig {
     pub partitions: u32,
     /// Events per chunk: one transaction, the unit of resumption.
     pub chunk_events: u64,
+    /// Concurrent COPY connections (the server parses JSONB on one core per connection).
+    pub loaders: u32,
     /// Drop the schemas `log`, `lab` and `read` first.
     pub reset: bool,
     /// Draw a progress bar on stderr.
@@ -57,7 +66,7 @@ pub struct SeedConfig {
 }
 
 impl SeedConfig {
-    /// A config with the defaults: Zipf 1.1, 16 partitions, 250k-event chunks.
+    /// A config with the defaults: Zipf 1.1, 16 partitions, 100k-event chunks, 2 loaders.
     pub fn new(events: u64, aggregates: u64, seed: u64) -> SeedConfig {
         SeedConfig {
             events,
@@ -65,7 +74,8 @@ impl SeedConfig {
             seed,
             zipf: 1.1,
             partitions: 16,
-            chunk_events: 250_000,
+            chunk_events: 100_000,
+            loaders: 2,
             reset: false,
             progress: false,
             stop_after_chunks: None,
@@ -81,6 +91,9 @@ impl SeedConfig {
         self.generator().validate()?;
         if self.chunk_events == 0 || self.chunk_events > i32::MAX as u64 {
             return Err(Error::Config(format!("chunk_events must be positive, got {}", self.chunk_events)));
+        }
+        if !(1..=16).contains(&self.loaders) {
+            return Err(Error::Config(format!("loaders must be within 1..=16, got {}", self.loaders)));
         }
         if self.events / self.chunk_events >= i32::MAX as u64 {
             return Err(Error::Config("too many chunks: raise chunk_events".into()));
@@ -149,7 +162,7 @@ pub struct SeedReport {
     pub index_seconds: f64,
     /// `written_events / seconds`.
     pub events_per_s: f64,
-    /// Megabytes (10^6) of COPY data sent by this run.
+    /// Megabytes (10^6) of COPY data sent by this run (rolled-back chunks included).
     pub mb: f64,
     pub mb_per_s: f64,
     /// On-disk size of the log with its indexes, in megabytes.
@@ -182,18 +195,44 @@ impl SeedReport {
     }
 }
 
-/// A message from the generator thread.
-enum Msg {
-    /// A chunk already committed by an earlier run: generated and discarded.
-    Skipped { events: u64 },
-    /// The start of a chunk to load.
-    Begin { chunk: u32 },
-    /// Encoded rows of the current chunk; `tx_offsets` locate each row's `tx_id` field.
+/// A chunk to load; its encoded rows arrive on `pieces` as the generator makes them.
+struct Job {
+    chunk: u32,
+    /// Position among the chunks this run loads: the order in which loaders take their
+    /// transaction ids.
+    ordinal: u32,
+    pieces: mpsc::UnboundedReceiver<Piece>,
+}
+
+/// Part of a chunk from the generator thread.
+enum Piece {
+    /// Encoded rows; `tx_offsets` locate each row's `tx_id` field, filled in by the loader.
     Rows { buf: BytesMut, tx_offsets: Vec<u32>, rows: u64 },
-    /// The end of the current chunk.
-    End { chunk: u32, first_seq: i64, last_seq: i64 },
-    /// All events generated: the final models.
-    Done { accounts: Vec<AccountModel>, transfers: u64 },
+    /// The end of the chunk.
+    End { first_seq: i64, last_seq: i64 },
+}
+
+/// The generator's result once it has generated every event: the final models and the
+/// number of transfers.
+type Final = (Vec<AccountModel>, u64);
+
+/// State shared by the loaders of one run.
+struct Loading {
+    /// The ordinal whose turn it is to take a transaction id; `u32::MAX` once stopping.
+    turn: watch::Sender<u32>,
+    /// Commit slots reserved (for `stop_after_chunks`) and chunks actually committed.
+    reserved: AtomicU32,
+    committed: AtomicU32,
+    written: AtomicU64,
+    bytes: AtomicU64,
+    stop_after: Option<u32>,
+    bar: ProgressBar,
+}
+
+impl Loading {
+    fn stop(&self) {
+        self.turn.send_replace(u32::MAX);
+    }
 }
 
 /// Seeds the log at `url` per `cfg`. See the module docs for resumption and the errors on an
@@ -202,11 +241,26 @@ pub async fn run(url: &str, cfg: SeedConfig) -> Result<SeedReport> {
     cfg.validate()?;
     let started = Instant::now();
     let mut client = eventlog::connect(url).await?;
+    // Held for the session: a second seeder on the same database would interleave chunks.
+    let locked: bool = client.query_one("SELECT pg_try_advisory_lock($1)", &[&SEED_LOCK]).await?.get(0);
+    if !locked {
+        return Err(Error::Busy);
+    }
+    let result = seed_locked(url, &cfg, &mut client, started).await;
+    // Released explicitly: a closing session releases it too, but only once its backend exits.
+    let unlocked = client.execute("SELECT pg_advisory_unlock($1)", &[&SEED_LOCK]).await;
+    let report = result?;
+    unlocked?;
+    Ok(report)
+}
+
+/// The seed itself, under the lock.
+async fn seed_locked(url: &str, cfg: &SeedConfig, client: &mut Client, started: Instant) -> Result<SeedReport> {
     if cfg.reset {
         client.batch_execute("DROP SCHEMA IF EXISTS read, lab, log CASCADE").await?;
         info!("dropped schemas read, lab and log");
     }
-    let done = prepare(&mut client, &cfg).await?;
+    let done = prepare(client, cfg).await?;
     let chunks = cfg.events.div_ceil(cfg.chunk_events) as u32;
     info!(events = cfg.events, aggregates = cfg.aggregates, chunks, committed = done.len(), "seeding");
 
@@ -216,80 +270,41 @@ pub async fn run(url: &str, cfg: SeedConfig) -> Result<SeedReport> {
             .expect("valid template"),
     );
 
-    let (tx, mut rx) = mpsc::channel::<Msg>(4);
+    // One job in the queue: with the chunks being loaded and the one being generated, at most
+    // loaders + 2 chunks are in memory.
+    let (jobs_tx, jobs_rx) = mpsc::channel::<Job>(1);
+    let jobs_rx = Arc::new(tokio::sync::Mutex::new(jobs_rx));
     let gen_cfg = cfg.generator();
     let chunk_events = cfg.chunk_events;
     let skip = done.clone();
+    let gen_bar = bar.clone();
     let thread = std::thread::Builder::new()
         .name("lab-generator".into())
-        .spawn(move || generate_chunks(gen_cfg, chunk_events, &skip, &tx))
+        .spawn(move || generate_chunks(gen_cfg, chunk_events, &skip, &jobs_tx, &gen_bar))
         .map_err(|e| Error::Generator(e.to_string()))?;
 
-    let mut written = 0u64;
-    let mut bytes_sent = 0u64;
-    let mut committed_now = 0u32;
-    let mut finished = None;
-    let load = async {
-        while let Some(msg) = rx.recv().await {
-            match msg {
-                Msg::Skipped { events } => bar.inc(events),
-                Msg::Begin { chunk } => {
-                    let t = client.transaction().await?;
-                    let tx_id: i64 = t.query_one("SELECT pg_current_xact_id()::TEXT::BIGINT", &[]).await?.get(0);
-                    let sink = t.copy_in(COPY_EVENTS).await?;
-                    futures::pin_mut!(sink);
-                    sink.send(Bytes::from_static(header())).await?;
-                    let (first_seq, last_seq) = loop {
-                        match rx.recv().await {
-                            Some(Msg::Rows { mut buf, tx_offsets, rows }) => {
-                                let id = tx_id.to_be_bytes();
-                                for off in tx_offsets {
-                                    buf[off as usize..off as usize + 8].copy_from_slice(&id);
-                                }
-                                bytes_sent += buf.len() as u64;
-                                sink.send(buf.freeze()).await?;
-                                written += rows;
-                                bar.inc(rows);
-                            }
-                            Some(Msg::End { chunk: end, first_seq, last_seq }) if end == chunk => {
-                                break (first_seq, last_seq)
-                            }
-                            _ => return Err(Error::Generator(format!("chunk {chunk} ended early"))),
-                        }
-                    };
-                    sink.send(Bytes::from_static(trailer())).await?;
-                    sink.finish().await?;
-                    t.execute(
-                        "INSERT INTO lab.seed_progress (chunk, first_seq, last_seq, tx_id) VALUES ($1, $2, $3, $4)",
-                        &[&(chunk as i32), &first_seq, &last_seq, &tx_id],
-                    )
-                    .await?;
-                    t.commit().await?;
-                    tracing::debug!(chunk, first_seq, last_seq, "chunk committed");
-                    committed_now += 1;
-                    if cfg.stop_after_chunks == Some(committed_now) {
-                        info!(chunk, "stopping early as configured");
-                        break;
-                    }
-                }
-                Msg::End { .. } | Msg::Rows { .. } => return Err(Error::Generator("rows outside a chunk".into())),
-                Msg::Done { accounts, transfers } => {
-                    finished = Some((accounts, transfers));
-                    break;
-                }
-            }
-        }
-        Ok::<_, Error>(())
+    let loading = Loading {
+        turn: watch::channel(0).0,
+        reserved: AtomicU32::new(0),
+        committed: AtomicU32::new(0),
+        written: AtomicU64::new(0),
+        bytes: AtomicU64::new(0),
+        stop_after: cfg.stop_after_chunks,
+        bar: bar.clone(),
     };
-    let loaded = load.await;
-    drop(rx);
-    let joined = tokio::task::spawn_blocking(move || thread.join())
+    let loaders = (0..cfg.loaders).map(|_| load_chunks(url, jobs_rx.clone(), &loading));
+    let loaded = futures::future::try_join_all(loaders).await;
+    drop(jobs_rx);
+    let generated = tokio::task::spawn_blocking(move || thread.join())
         .await
         .map_err(|e| Error::Generator(e.to_string()))?
         .map_err(|_| Error::Generator("the generator thread panicked".into()))?;
     loaded?;
-    joined?;
+    let generated = generated?;
     bar.finish_and_clear();
+    let written = loading.written.load(Ordering::Relaxed);
+    let committed = loading.committed.load(Ordering::Relaxed);
+    let finished = generated.filter(|_| committed as usize + done.len() == chunks as usize);
 
     let mut report = SeedReport {
         events: cfg.events,
@@ -301,7 +316,7 @@ pub async fn run(url: &str, cfg: SeedConfig) -> Result<SeedReport> {
         seconds: 0.0,
         index_seconds: 0.0,
         events_per_s: 0.0,
-        mb: bytes_sent as f64 / 1e6,
+        mb: loading.bytes.load(Ordering::Relaxed) as f64 / 1e6,
         mb_per_s: 0.0,
         log_mb: 0.0,
         transfers: 0,
@@ -311,14 +326,23 @@ pub async fn run(url: &str, cfg: SeedConfig) -> Result<SeedReport> {
         info!(written, seconds = started.elapsed().as_secs_f64(), "log loaded, building indexes");
         client.execute("SELECT setval('log.events_global_seq_seq', $1)", &[&(cfg.events as i64)]).await?;
         let index_started = Instant::now();
-        eventlog::ensure_indexes(&client).await?;
+        build_partition_indexes(url, cfg.partitions, cfg.loaders).await?;
+        // Attaches the partitions' indexes built above (or builds whatever is missing), then
+        // analyzes the log. Nothing queries by payload content, and statistics on a JSONB
+        // column (sorting sampled documents) are most of ANALYZE's time: skip that column.
+        client
+            .batch_execute(
+                "SET maintenance_work_mem = '512MB'; ALTER TABLE log.events ALTER COLUMN payload SET STATISTICS 0",
+            )
+            .await?;
+        eventlog::ensure_indexes(client).await?;
         report.index_seconds = index_started.elapsed().as_secs_f64();
-        write_expected(&mut client, &accounts).await?;
+        write_expected(client, &accounts).await?;
         report.complete = true;
         report.transfers = transfers;
         report.v3_bug_aggregates = accounts.iter().filter(|a| a.v3_bug).count() as u64;
     }
-    report.log_mb = log_bytes(&client).await? as f64 / 1e6;
+    report.log_mb = log_bytes(client).await? as f64 / 1e6;
     report.seconds = started.elapsed().as_secs_f64();
     report.events_per_s = written as f64 / report.seconds.max(1e-9);
     report.mb_per_s = report.mb / report.seconds.max(1e-9);
@@ -390,30 +414,110 @@ async fn prepare(client: &mut Client, cfg: &SeedConfig) -> Result<HashSet<u32>> 
     }
     if !eventlog::exists(client).await? {
         eventlog::create(client, cfg.partitions).await?;
+        // Whatever was recorded belonged to a log that is gone.
+        client.execute("DELETE FROM lab.seed_progress", &[]).await?;
     }
     let rows = client.query("SELECT chunk FROM lab.seed_progress", &[]).await?;
     Ok(rows.iter().map(|r| r.get::<_, i32>(0) as u32).collect())
 }
 
-/// The generator thread: encodes chunks not in `skip` and sends them, then the final models.
-/// Returns early (quietly) if the receiver is gone.
-fn generate_chunks(cfg: GenConfig, chunk_events: u64, skip: &HashSet<u32>, tx: &mpsc::Sender<Msg>) -> Result<()> {
+/// One loader: takes chunk jobs until there are none, each in its own transaction on its
+/// own connection.
+async fn load_chunks(url: &str, jobs: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>, loading: &Loading) -> Result<()> {
+    let mut client = eventlog::connect(url).await?;
+    let mut turn = loading.turn.subscribe();
+    loop {
+        let job = jobs.lock().await.recv().await;
+        let Some(mut job) = job else { return Ok(()) };
+        let t = client.transaction().await?;
+        // Take transaction ids in chunk order, so that in the log's (tx_id, global_seq) order
+        // the seeded events come in global_seq order, as if one writer had appended them.
+        let now = *turn.wait_for(|t| *t == job.ordinal || *t == u32::MAX).await.map_err(|_| stopped())?;
+        if now == u32::MAX {
+            return Ok(());
+        }
+        let tx_id: i64 = t.query_one("SELECT pg_current_xact_id()::TEXT::BIGINT", &[]).await?.get(0);
+        loading.turn.send_if_modified(|t| {
+            let mine = *t == job.ordinal;
+            if mine {
+                *t += 1;
+            }
+            mine
+        });
+        let sink = t.copy_in(COPY_EVENTS).await?;
+        futures::pin_mut!(sink);
+        sink.send(Bytes::from_static(header())).await?;
+        let mut chunk_rows = 0;
+        let (first_seq, last_seq) = loop {
+            match job.pieces.recv().await {
+                Some(Piece::Rows { mut buf, tx_offsets, rows }) => {
+                    let id = tx_id.to_be_bytes();
+                    for off in tx_offsets {
+                        buf[off as usize..off as usize + 8].copy_from_slice(&id);
+                    }
+                    loading.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+                    sink.send(buf.freeze()).await?;
+                    chunk_rows += rows;
+                    loading.bar.inc(rows);
+                }
+                Some(Piece::End { first_seq, last_seq }) => break (first_seq, last_seq),
+                None => return Err(Error::Generator(format!("chunk {} ended early", job.chunk))),
+            }
+        };
+        sink.send(Bytes::from_static(trailer())).await?;
+        sink.finish().await?;
+        t.execute(
+            "INSERT INTO lab.seed_progress (chunk, first_seq, last_seq, tx_id) VALUES ($1, $2, $3, $4)",
+            &[&(job.chunk as i32), &first_seq, &last_seq, &tx_id],
+        )
+        .await?;
+        let slot = loading.reserved.fetch_add(1, Ordering::SeqCst) + 1;
+        if loading.stop_after.is_some_and(|k| slot > k) {
+            // Past the configured stop: roll this chunk back, as an interruption would.
+            loading.stop();
+            return Ok(());
+        }
+        t.commit().await?;
+        loading.committed.fetch_add(1, Ordering::SeqCst);
+        loading.written.fetch_add(chunk_rows, Ordering::Relaxed);
+        tracing::debug!(chunk = job.chunk, first_seq, last_seq, tx_id, "chunk committed");
+        if loading.stop_after == Some(slot) {
+            info!(chunk = job.chunk, "stopping early as configured");
+            loading.stop();
+            return Ok(());
+        }
+    }
+}
+
+fn stopped() -> Error {
+    Error::Generator("the loaders stopped".into())
+}
+
+/// The generator thread: encodes the chunks not in `skip` into jobs for the loaders and
+/// returns the final models, or `None` if the loaders stopped taking jobs.
+fn generate_chunks(
+    cfg: GenConfig,
+    chunk_events: u64,
+    skip: &HashSet<u32>,
+    jobs: &mpsc::Sender<Job>,
+    bar: &ProgressBar,
+) -> Result<Option<Final>> {
     let mut gen = Generator::new(cfg)?;
     let chunks = cfg.events.div_ceil(chunk_events);
-    let gone = |_| Error::Generator("the loader stopped".into());
+    let mut ordinal = 0;
     for chunk in 0..chunks {
         let n = chunk_events.min(cfg.events - chunk * chunk_events);
         let chunk = chunk as u32;
         if skip.contains(&chunk) {
             gen.by_ref().take(n as usize).for_each(drop);
-            if tx.blocking_send(Msg::Skipped { events: n }).is_err() {
-                return Ok(());
-            }
+            bar.inc(n);
             continue;
         }
-        if tx.blocking_send(Msg::Begin { chunk }).is_err() {
-            return Ok(());
+        let (pieces_tx, pieces) = mpsc::unbounded_channel();
+        if jobs.blocking_send(Job { chunk, ordinal, pieces }).is_err() {
+            return Ok(None);
         }
+        ordinal += 1;
         let (mut first_seq, mut last_seq) = (0, 0);
         let mut left = n;
         while left > 0 {
@@ -437,16 +541,53 @@ fn generate_chunks(cfg: GenConfig, chunk_events: u64, skip: &HashSet<u32>, tx: &
                 tx_offsets.push((buf.len() - 8) as u32);
             }
             left -= rows as u64;
-            if tx.blocking_send(Msg::Rows { buf, tx_offsets, rows: rows as u64 }).is_err() {
-                return Ok(());
+            if pieces_tx.send(Piece::Rows { buf, tx_offsets, rows: rows as u64 }).is_err() {
+                return Ok(None);
             }
         }
-        if tx.blocking_send(Msg::End { chunk, first_seq, last_seq }).is_err() {
-            return Ok(());
+        if pieces_tx.send(Piece::End { first_seq, last_seq }).is_err() {
+            return Ok(None);
         }
     }
     let transfers = gen.transfers();
-    tx.blocking_send(Msg::Done { accounts: gen.into_accounts(), transfers }).map_err(gone)
+    Ok(Some((gen.into_accounts(), transfers)))
+}
+
+/// Builds each partition's copy of the log's two unique indexes, `connections` partitions at
+/// a time, so the parent's `ensure_indexes` only has to attach them: PostgreSQL builds a
+/// partitioned index one partition after another, which leaves all but one core idle.
+async fn build_partition_indexes(url: &str, partitions: u32, connections: u32) -> Result<()> {
+    let next = AtomicU32::new(0);
+    let worker = || async {
+        let client = eventlog::connect(url).await?;
+        client.batch_execute("SET maintenance_work_mem = '512MB'").await?;
+        loop {
+            let p = next.fetch_add(1, Ordering::Relaxed);
+            if p >= partitions {
+                return Ok::<_, Error>(());
+            }
+            let table = eventlog::partition_table(p);
+            let indexed: i64 = client
+                .query_one("SELECT count(*) FROM pg_indexes WHERE schemaname = 'log' AND tablename = $1", &[&table])
+                .await?
+                .get(0);
+            if indexed == 0 {
+                // The same definitions as the parent's, so that PostgreSQL attaches these
+                // instead of building its own (a constraint only attaches to a constraint).
+                client
+                    .batch_execute(&format!(
+                        "BEGIN; \
+                         ALTER TABLE log.{table} ADD UNIQUE (aggregate_id, version); \
+                         CREATE UNIQUE INDEX ON log.{table} (tx_id, global_seq, aggregate_id); \
+                         COMMIT;"
+                    ))
+                    .await?;
+                tracing::debug!(partition = p, "partition indexes built");
+            }
+        }
+    };
+    futures::future::try_join_all((0..connections.min(partitions)).map(|_| worker())).await?;
+    Ok(())
 }
 
 /// Rewrites `lab.expected_accounts` from the final models, recreates the sequence of new

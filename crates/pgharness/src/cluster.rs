@@ -1,32 +1,43 @@
-//! One cluster in one data directory: initialise, start, stop, status.
+//! One cluster in one data directory: initialise, start, stop, report.
 
-use std::net::TcpListener;
+use std::fmt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use crate::bindir::find_bindir;
+use crate::exec::{
+    absolute, create_dirs, free_port, hand_over, io_err, is_root, port_is_free, run, server_command, tail_file, DirLock,
+};
+use crate::sql;
 use crate::{Error, Result};
 
-/// What the cluster is tuned for.
+/// The database `ensure_running` makes sure of, and [`Cluster::database_url`] points at.
+const DEFAULT_DB: &str = "reproject";
+
+/// What the cluster is tuned for. Written into `postgresql.conf` when the cluster is
+/// initialised; a later start with another profile keeps the first one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
-    /// Demo and benchmarks: durable (fsync on), but commits do not wait for their flush, WAL is
-    /// minimal (so COPY into a table truncated in the same transaction skips WAL), big buffers.
+    /// Demo and benchmarks: durable (fsync on) but commits do not wait for their WAL flush; WAL
+    /// is minimal, so a COPY into a table created or truncated in the same transaction skips
+    /// WAL; big buffers and a long checkpoint interval.
     Bulk,
-    /// Tests: nothing is durable (fsync off), small buffers, many connections.
+    /// Tests: nothing is durable (fsync and full-page writes off), no autovacuum to make
+    /// timings noisy, many connections for many parallel tests.
     Test,
 }
 
 impl Profile {
+    /// The settings appended to `postgresql.conf`.
     fn settings(self) -> &'static [(&'static str, &'static str)] {
         match self {
             Profile::Bulk => &[
                 ("fsync", "on"),
                 ("synchronous_commit", "off"),
                 ("wal_level", "minimal"),
+                // wal_level=minimal refuses to start with WAL senders configured.
                 ("max_wal_senders", "0"),
                 ("shared_buffers", "1GB"),
                 ("work_mem", "64MB"),
@@ -35,7 +46,9 @@ impl Profile {
                 ("checkpoint_timeout", "30min"),
                 ("autovacuum", "on"),
                 ("max_connections", "200"),
+                // The benchmarks measure one backend's work; parallel plans would blur that.
                 ("max_parallel_workers_per_gather", "0"),
+                // pg_stat_wal's timing columns are read by the benchmarks.
                 ("track_wal_io_timing", "on"),
             ],
             Profile::Test => &[
@@ -44,10 +57,9 @@ impl Profile {
                 ("full_page_writes", "off"),
                 ("wal_level", "minimal"),
                 ("max_wal_senders", "0"),
-                ("shared_buffers", "128MB"),
+                ("shared_buffers", "256MB"),
                 ("max_connections", "300"),
                 ("autovacuum", "off"),
-                ("max_parallel_workers_per_gather", "0"),
             ],
         }
     }
@@ -56,279 +68,306 @@ impl Profile {
 /// Where and how to run a cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
+    /// The data directory (created, with missing parents, on first use).
     pub data_dir: PathBuf,
-    /// A fixed port; `None` picks a free loopback port.
+    /// A fixed port; `None` reuses the port of the last start when it is free, else picks a
+    /// free loopback port.
     pub port: Option<u16>,
+    /// The tuning written at initialisation.
     pub profile: Profile,
 }
 
 impl ClusterConfig {
-    /// The CLI's embedded default.
-    pub fn bulk(data_dir: PathBuf) -> ClusterConfig {
-        ClusterConfig { data_dir, port: None, profile: Profile::Bulk }
+    /// The CLI's embedded default: [`Profile::Bulk`], any free port.
+    pub fn bulk(data_dir: impl Into<PathBuf>) -> ClusterConfig {
+        ClusterConfig { data_dir: data_dir.into(), port: None, profile: Profile::Bulk }
+    }
+
+    /// A cluster for tests: [`Profile::Test`], any free port.
+    pub fn test(data_dir: impl Into<PathBuf>) -> ClusterConfig {
+        ClusterConfig { data_dir: data_dir.into(), port: None, profile: Profile::Test }
     }
 }
 
 /// A running cluster.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cluster {
+    /// Its data directory (absolute).
     pub data_dir: PathBuf,
+    /// The loopback port it listens on.
     pub port: u16,
 }
 
-/// What `status` reports.
+/// What [`Cluster::status`] reports.
 #[derive(Debug, Clone)]
 pub struct Status {
+    /// The data directory (absolute).
     pub data_dir: PathBuf,
+    /// Whether initdb has run there.
     pub initialized: bool,
+    /// Whether a server runs there now.
     pub running: bool,
+    /// The port it listens on (running), or listened on last (stopped).
     pub port: Option<u16>,
+    /// The postmaster's pid, when running.
+    pub pid: Option<u32>,
+    /// The URL of the `reproject` database, when running.
+    pub url: Option<String>,
+    /// The server log.
     pub log_file: PathBuf,
 }
 
-impl std::fmt::Display for Status {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "data dir:    {}", self.data_dir.display())?;
-        writeln!(f, "initialized: {}", self.initialized)?;
-        writeln!(f, "running:     {}", self.running)?;
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match (self.initialized, self.running, self.pid) {
+            (false, _, _) => "not initialised".to_owned(),
+            (true, true, Some(pid)) => format!("running (pid {pid})"),
+            (true, true, None) => "running".to_owned(),
+            (true, false, _) => "stopped".to_owned(),
+        };
+        writeln!(f, "postgresql: {state}")?;
+        writeln!(f, "data dir:   {}", self.data_dir.display())?;
         if let Some(port) = self.port {
-            writeln!(f, "port:        {port}")?;
-            if self.running {
-                writeln!(f, "url:         {}", url(port, "reproject"))?;
-            }
+            writeln!(f, "port:       {port}{}", if self.running { "" } else { " (last used)" })?;
         }
-        write!(f, "log file:    {}", self.log_file.display())
+        if let Some(url) = &self.url {
+            writeln!(f, "url:        {url}")?;
+        }
+        write!(f, "log file:   {}", self.log_file.display())
     }
 }
 
+/// What we remember between processes, in the data directory.
 #[derive(Debug, Serialize, Deserialize)]
 struct StateFile {
     port: u16,
 }
 
 fn state_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("reproject_state.json")
+    data_dir.join("reproject.json")
 }
 
-fn log_path(data_dir: &Path) -> PathBuf {
+/// The server log: pg_ctl's `-l` file, inside the data directory so that it goes wherever the
+/// cluster goes and the `postgres` user can always write it.
+pub(crate) fn log_path(data_dir: &Path) -> PathBuf {
     data_dir.join("server.log")
 }
 
-fn url(port: u16, db: &str) -> String {
-    format!("postgresql://postgres@127.0.0.1:{port}/{db}")
+fn is_initialized(data_dir: &Path) -> bool {
+    data_dir.join("PG_VERSION").is_file()
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io { path: path.display().to_string(), source }
+fn read_state(data_dir: &Path) -> Option<u16> {
+    let text = std::fs::read_to_string(state_path(data_dir)).ok()?;
+    serde_json::from_str::<StateFile>(&text).ok().map(|s| s.port)
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+fn write_state(data_dir: &Path, port: u16) -> Result<()> {
+    let path = state_path(data_dir);
+    let text = serde_json::to_string(&StateFile { port }).expect("state serialises");
+    std::fs::write(&path, text).map_err(io_err("writing", &path))
 }
 
-/// uid and gid of the `postgres` user.
-fn postgres_ids() -> Result<(u32, u32)> {
-    let name = std::ffi::CString::new("postgres").expect("no nul");
-    // SAFETY: getpwnam returns a pointer into static storage or null; read at once.
-    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
-    if pw.is_null() {
-        return Err(Error::NoPostgresUser);
-    }
-    // SAFETY: checked non-null above.
-    Ok(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
+/// The pid and port of the running postmaster, from `postmaster.pid` (its first and fourth
+/// lines), which is the truth even when our state file is missing or stale.
+fn read_pid_file(data_dir: &Path) -> Option<(u32, u16)> {
+    let text = std::fs::read_to_string(data_dir.join("postmaster.pid")).ok()?;
+    let mut lines = text.lines();
+    let pid = lines.next()?.trim().parse().ok()?;
+    let port = lines.nth(2)?.trim().parse().ok()?;
+    Some((pid, port))
 }
 
-/// Makes `dir` owned by the postgres user when we run as root.
-pub(crate) fn hand_over(dir: &Path) -> Result<()> {
-    if !is_root() {
-        return Ok(());
-    }
-    let (uid, gid) = postgres_ids()?;
-    std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(io(dir))
-}
-
-/// A command for a server binary, run as `postgres` when we are root.
-pub(crate) fn server_command(bindir: &Path, program: &str) -> Command {
-    let path = bindir.join(program);
-    if is_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(path);
-        c
-    } else {
-        Command::new(path)
-    }
-}
-
-/// Runs a command to completion; a failure carries the tail of its output.
-pub(crate) fn run(mut cmd: Command, what: &str) -> Result<String> {
-    let out = cmd.output().map_err(|e| Error::Command {
-        command: what.to_owned(),
-        status: "not started".into(),
-        output: e.to_string(),
-    })?;
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    if !out.status.success() {
-        return Err(Error::Command { command: what.to_owned(), status: out.status.to_string(), output: tail(&text, 20) });
-    }
-    Ok(text)
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// A free loopback port (bound and released; a small race with other programs is accepted).
-pub(crate) fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(Error::NoPort)?;
-    Ok(listener.local_addr().map_err(Error::NoPort)?.port())
-}
-
-fn port_is_free(port: u16) -> bool {
-    TcpListener::bind(("127.0.0.1", port)).is_ok()
-}
-
-/// Runs initdb into `data_dir` (created and handed to `postgres`) and writes the profile's
-/// settings.
+/// Runs initdb into `data_dir` (created and handed to `postgres` if needed) and appends the
+/// listening setup and the profile's settings to `postgresql.conf`.
 pub(crate) fn initdb(bindir: &Path, data_dir: &Path, profile: Profile) -> Result<()> {
-    std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
+    create_dirs(data_dir)?;
+    // Also when it existed (empty) before: initdb runs as postgres and must own it.
     hand_over(data_dir)?;
     let mut cmd = server_command(bindir, "initdb");
-    cmd.arg("-D")
-        .arg(data_dir)
-        .args(["-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions"]);
+    cmd.arg("-D").arg(data_dir).args([
+        "-U",
+        "postgres",
+        "--auth=trust",
+        "--encoding=UTF8",
+        "--locale=C.UTF-8",
+        "--no-instructions",
+    ]);
     if profile == Profile::Test {
+        // A throwaway cluster need not survive a crash of the machine.
         cmd.arg("--no-sync");
     }
-    run(cmd, "initdb")?;
-    let mut conf = String::from("\n# reproject\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\n");
-    for (k, v) in profile.settings() {
-        conf.push_str(&format!("{k} = '{v}'\n"));
+    run(cmd).map_err(|e| permission_hint(e, data_dir))?;
+    // TCP on loopback only; no Unix socket, whose path length is limited to ~100 bytes and
+    // whose default directory (/var/run/postgresql) may not exist or be writable.
+    let mut conf = String::from("\n# written by reproject's pgharness\nlisten_addresses = '127.0.0.1'\n");
+    conf.push_str("unix_socket_directories = ''\n");
+    for (key, value) in profile.settings() {
+        conf.push_str(&format!("{key} = '{value}'\n"));
     }
     let path = data_dir.join("postgresql.conf");
-    let mut existing = std::fs::read_to_string(&path).map_err(io(&path))?;
-    existing.push_str(&conf);
-    std::fs::write(&path, existing).map_err(io(&path))?;
-    info!(dir = %data_dir.display(), "cluster initialised");
+    let mut file = std::fs::OpenOptions::new().append(true).open(&path).map_err(io_err("opening", &path))?;
+    std::io::Write::write_all(&mut file, conf.as_bytes()).map_err(io_err("writing", &path))?;
+    info!(dir = %data_dir.display(), ?profile, "cluster initialised");
     Ok(())
 }
 
-/// Starts the cluster in `data_dir` on `port` and waits until it accepts connections.
+/// Starts the cluster in `data_dir` on `port` and waits (up to 60 s) until it accepts
+/// connections. A failure carries the last 20 lines of the server log, where the reason is.
 pub(crate) fn start(bindir: &Path, data_dir: &Path, port: u16) -> Result<()> {
     let log = log_path(data_dir);
     let mut cmd = server_command(bindir, "pg_ctl");
-    cmd.arg("-D").arg(data_dir).arg("-l").arg(&log).args(["-w", "-t", "60", "-o"]).arg(format!("-p {port}")).arg("start");
-    run(cmd, "pg_ctl start").map_err(|e| match e {
-        Error::Command { command, status, output } => {
-            let server_log = std::fs::read_to_string(&log).map(|t| tail(&t, 20)).unwrap_or_default();
-            Error::Command { command, status, output: format!("{output}\nserver log:\n{server_log}") }
-        }
-        other => other,
-    })?;
+    cmd.arg("-D").arg(data_dir).arg("-l").arg(&log).args(["-w", "-t", "60", "-o"]).arg(format!("-p {port}"));
+    cmd.arg("start");
+    run(cmd)
+        .map_err(|e| match e {
+            Error::Command { command, status, output } => Error::Command {
+                command,
+                status,
+                output: format!("{output}\nlast lines of {}:\n{}", log.display(), tail_file(&log, 20)),
+            },
+            other => other,
+        })
+        .map_err(|e| permission_hint(e, data_dir))?;
     info!(dir = %data_dir.display(), port, "cluster started");
     Ok(())
 }
 
-fn running(bindir: &Path, data_dir: &Path) -> bool {
-    let mut cmd = server_command(bindir, "pg_ctl");
-    cmd.arg("-D").arg(data_dir).arg("status");
-    cmd.output().map(|o| o.status.success()).unwrap_or(false)
+/// Adds a hint to a "Permission denied" failure when we are root: the server runs as
+/// `postgres`, which must be able to traverse every directory above the data directory (a
+/// data directory under /root, or under a 0700 temporary directory, is out of its reach).
+fn permission_hint(err: Error, data_dir: &Path) -> Error {
+    match err {
+        Error::Command { command, status, output } if is_root() && output.contains("Permission denied") => {
+            let output = format!(
+                "{output}\nhint: the server runs as the postgres user, which needs search (x) permission on every \
+                 directory above {} (e.g. `chmod o+x` them, or pick a data directory elsewhere)",
+                data_dir.display()
+            );
+            Error::Command { command, status, output }
+        }
+        other => other,
+    }
 }
 
-/// Creates database `db` unless it exists.
-pub(crate) fn create_database(bindir: &Path, port: u16, db: &str) -> Result<()> {
-    let mut check = Command::new(bindir.join("psql"));
-    check.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-d", "postgres", "-Atc"]).arg(format!(
-        "SELECT 1 FROM pg_database WHERE datname = '{}'",
-        db.replace('\'', "''")
-    ));
-    if run(check, "psql")?.trim() == "1" {
-        return Ok(());
-    }
-    let mut create = Command::new(bindir.join("createdb"));
-    create.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", db]);
-    run(create, "createdb")?;
-    Ok(())
+/// Whether a server runs in `data_dir`, per `pg_ctl status` (exit 0: running; 3: not running;
+/// 4: no data directory).
+fn is_running(bindir: &Path, data_dir: &Path) -> bool {
+    let mut cmd = server_command(bindir, "pg_ctl");
+    cmd.arg("-D").arg(data_dir).arg("status");
+    cmd.stdin(std::process::Stdio::null()).output().map(|o| o.status.success()).unwrap_or(false)
+}
+
+/// Whether a failed start failed because another program holds the port (so a new port helps).
+fn port_was_taken(err: &Error) -> bool {
+    matches!(err, Error::Command { output, .. }
+        if output.contains("could not bind") || output.contains("Address already in use"))
+}
+
+/// The directory whose lock serialises work on `data_dir` (its parent, created if missing).
+fn lock_dir(data_dir: &Path) -> Result<PathBuf> {
+    let parent = data_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("/"));
+    create_dirs(parent)?;
+    Ok(parent.to_path_buf())
 }
 
 impl Cluster {
-    /// Initialises (first time), starts (when stopped) or reuses (when running) the cluster,
-    /// and makes sure the `reproject` database exists. Idempotent.
+    /// Initialises (first time), starts (when stopped) or reuses (when running) the cluster in
+    /// `config.data_dir`, and makes sure the `reproject` database exists. Idempotent, and safe
+    /// to call from several processes at once (they serialise on a lock of the parent
+    /// directory). A stopped cluster restarts on the port it used last when that is free.
     pub fn ensure_running(config: &ClusterConfig) -> Result<Cluster> {
         let bindir = find_bindir()?;
         let dir = absolute(&config.data_dir)?;
-        if !dir.join("PG_VERSION").is_file() {
-            if let Some(parent) = dir.parent() {
-                std::fs::create_dir_all(parent).map_err(io(parent))?;
-            }
+        let parent = lock_dir(&dir)?;
+        let _lock = DirLock::acquire(&parent)?;
+        if !is_initialized(&dir) {
             initdb(&bindir, &dir, config.profile)?;
         }
-        let saved = std::fs::read_to_string(state_path(&dir))
-            .ok()
-            .and_then(|t| serde_json::from_str::<StateFile>(&t).ok())
-            .map(|s| s.port);
-        let port = if running(&bindir, &dir) {
-            saved.ok_or_else(|| Error::Command {
-                command: "pg_ctl status".into(),
-                status: "running".into(),
-                output: format!("a cluster runs in {} but its port is unknown; stop it first", dir.display()),
-            })?
-        } else {
-            let port = match (config.port, saved) {
-                (Some(p), _) => p,
-                (None, Some(p)) if port_is_free(p) => p,
-                _ => free_port()?,
-            };
-            std::fs::write(state_path(&dir), serde_json::to_string(&StateFile { port }).expect("serialises"))
-                .map_err(io(&dir))?;
-            start(&bindir, &dir, port)?;
+        let port = if is_running(&bindir, &dir) {
+            let port = read_pid_file(&dir)
+                .map(|(_, port)| port)
+                .or_else(|| read_state(&dir))
+                .ok_or_else(|| Error::UnknownPort { dir: dir.display().to_string() })?;
+            info!(dir = %dir.display(), port, "cluster already running");
             port
+        } else {
+            Self::start_stopped(&bindir, &dir, config.port)?
         };
-        create_database(&bindir, port, "reproject")?;
+        sql::ensure_database(port, DEFAULT_DB)?;
         Ok(Cluster { data_dir: dir, port })
     }
 
-    /// Reports the cluster in `data_dir`.
-    pub fn status(data_dir: &Path) -> Result<Status> {
-        let dir = absolute(data_dir)?;
-        let initialized = dir.join("PG_VERSION").is_file();
-        let running = initialized && running(&find_bindir()?, &dir);
-        let port = std::fs::read_to_string(state_path(&dir))
-            .ok()
-            .and_then(|t| serde_json::from_str::<StateFile>(&t).ok())
-            .map(|s| s.port);
-        Ok(Status { log_file: log_path(&dir), data_dir: dir, initialized, running, port })
+    /// Starts the stopped cluster in `dir`: on `fixed` if given, else on the last port if free,
+    /// else on a new free port (retried when another program takes it first).
+    fn start_stopped(bindir: &Path, dir: &Path, fixed: Option<u16>) -> Result<u16> {
+        let mut port = match (fixed, read_state(dir)) {
+            (Some(port), _) => port,
+            (None, Some(port)) if port_is_free(port) => port,
+            _ => free_port()?,
+        };
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match start(bindir, dir, port) {
+                Ok(()) => break,
+                Err(e) if fixed.is_none() && attempts < 3 && port_was_taken(&e) => {
+                    tracing::warn!(port, "port taken before the server bound it; trying another");
+                    port = free_port()?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        write_state(dir, port)?;
+        Ok(port)
     }
 
-    /// Stops the cluster in `data_dir` (a no-op when it is not running).
-    pub fn stop(data_dir: &Path) -> Result<()> {
-        let bindir = find_bindir()?;
+    /// Reports the cluster in `data_dir`: initialised, running, port, pid, URL, log file.
+    pub fn status(data_dir: &Path) -> Result<Status> {
         let dir = absolute(data_dir)?;
-        if dir.join("PG_VERSION").is_file() && running(&bindir, &dir) {
+        let initialized = is_initialized(&dir);
+        // The binaries are needed only to ask about an initialised cluster.
+        let running = initialized && is_running(&find_bindir()?, &dir);
+        let from_pid = if running { read_pid_file(&dir) } else { None };
+        let port = from_pid.map(|(_, port)| port).or_else(|| read_state(&dir));
+        let url = port.filter(|_| running).map(|port| sql::url(port, DEFAULT_DB));
+        Ok(Status {
+            log_file: log_path(&dir),
+            data_dir: dir,
+            initialized,
+            running,
+            port,
+            pid: from_pid.map(|(pid, _)| pid),
+            url,
+        })
+    }
+
+    /// Stops the cluster in `data_dir` (fast mode: open sessions are ended, data is flushed) and
+    /// waits until it is down. A no-op when it is not initialised or not running.
+    pub fn stop(data_dir: &Path) -> Result<()> {
+        let dir = absolute(data_dir)?;
+        if !is_initialized(&dir) {
+            return Ok(());
+        }
+        let bindir = find_bindir()?;
+        let parent = lock_dir(&dir)?;
+        let _lock = DirLock::acquire(&parent)?;
+        if is_running(&bindir, &dir) {
             let mut cmd = server_command(&bindir, "pg_ctl");
             cmd.arg("-D").arg(&dir).args(["-m", "fast", "-w", "stop"]);
-            run(cmd, "pg_ctl stop")?;
+            run(cmd)?;
             info!(dir = %dir.display(), "cluster stopped");
         }
         Ok(())
     }
 
-    /// The URL of database `db`.
+    /// The URL of database `db`, e.g. `postgresql://postgres@127.0.0.1:54321/db`.
     pub fn url(&self, db: &str) -> String {
-        url(self.port, db)
+        sql::url(self.port, db)
     }
 
     /// The URL of the `reproject` database.
     pub fn database_url(&self) -> String {
-        self.url("reproject")
-    }
-}
-
-fn absolute(path: &Path) -> Result<PathBuf> {
-    if path.is_absolute() {
-        Ok(path.to_path_buf())
-    } else {
-        Ok(std::env::current_dir().map_err(io(path))?.join(path))
+        self.url(DEFAULT_DB)
     }
 }

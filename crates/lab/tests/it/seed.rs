@@ -32,6 +32,16 @@ async fn seeds_a_dense_log_and_its_true_final_state() {
         .unwrap()
         .get(0);
     assert_eq!(chunk_txs, 4, "each chunk's rows carry its own transaction's id");
+    let out_of_order: i64 = client
+        .query_one(
+            "SELECT count(*) FROM lab.seed_progress AS a JOIN lab.seed_progress AS b \
+             ON a.chunk < b.chunk AND a.tx_id >= b.tx_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(out_of_order, 0, "parallel loaders take transaction ids in chunk order");
 
     let not_dense: i64 = client
         .query_one(
@@ -77,6 +87,28 @@ async fn seeds_a_dense_log_and_its_true_final_state() {
         )
         .await;
     assert!(dup.is_err(), "the unique (aggregate_id, version) index is built");
+    let per_partition: Vec<i64> = client
+        .query(
+            "SELECT count(i.indexrelid) FROM pg_inherits AS h LEFT JOIN pg_index AS i ON i.indrelid = h.inhrelid \
+             WHERE h.inhparent = 'log.events'::regclass GROUP BY h.inhrelid",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(per_partition, vec![2; 4], "each partition has exactly the two attached indexes");
+    let parent: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_inherits AS h JOIN pg_class AS c ON c.oid = h.inhrelid \
+             WHERE h.inhparent IN ('log.events_aggregate_version_key'::regclass, 'log.events_position_key'::regclass)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(parent, 8, "the partitions' indexes are attached to the parent's");
 }
 
 #[tokio::test]

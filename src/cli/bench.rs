@@ -70,6 +70,53 @@ pub enum Which {
         #[arg(long)]
         async_commit: bool,
     },
+    /// Experiment 2: load on the API, v3 live and active, v4 replayed beside it and caught up,
+    /// cutover under load; failed reads, switch latency, and the frozen-position diff.
+    Cutover {
+        #[command(flatten)]
+        log: LogArgs,
+        /// Live ingest during the run (events/s).
+        #[arg(long, default_value_t = 500.0)]
+        ingest: f64,
+        /// Concurrent readers.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// How long the load runs (the cutover happens once v4 is ready, after a third of it).
+        #[arg(long, value_parser = parse_duration, default_value = "60s")]
+        duration: Duration,
+        /// Replay workers (default: the cores).
+        #[arg(long)]
+        workers: Option<usize>,
+    },
+    /// as-of latency over HTTP for aggregates with about 1, 100, 1k and 10k events.
+    TimeTravel {
+        #[command(flatten)]
+        log: LogArgs,
+        /// Requests per history-length class.
+        #[arg(long, default_value_t = 300)]
+        requests: u64,
+    },
+    /// Experiment 4: replay from 0 while writers append at each --ingest rate; lag over time,
+    /// convergence time, margin, and the crossover where it no longer converges.
+    Converge {
+        #[command(flatten)]
+        log: LogArgs,
+        /// Ingest rates (events/s), one run each; the first is the headline run.
+        #[arg(long, value_delimiter = ',', default_value = "1000,3000,6000")]
+        ingest: Vec<f64>,
+        /// Cap the replay (events/s) so the crossover falls within the writers' reach.
+        #[arg(long)]
+        replay_rate_limit: Option<f64>,
+        /// Replay workers (default: the cores).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Give up converging after this long.
+        #[arg(long, value_parser = parse_duration, default_value = "90s")]
+        max_time: Duration,
+        /// After converging, watch the lag this long.
+        #[arg(long, value_parser = parse_duration, default_value = "5s")]
+        settle: Duration,
+    },
 }
 
 /// Seeds the benchmark log unless an identical one is there.
@@ -109,15 +156,29 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
                 out_dir: a.out.clone(),
             };
             let r = bench::replay_bench(&config).await?;
-            println!("scale: {} events, {} aggregates, {:.0} MB on the wire, payload {}", r.events, r.aggregates, r.log_bytes as f64 / 1e6, r.payload_type);
-            println!("scan (COPY TO, 1 stream):   {:>10.0} events/s  {:>7.1} MB/s  {:>7.2}s", r.scan_events_per_s, r.scan_mb_per_s, r.scan_seconds);
+            println!(
+                "scale: {} events, {} aggregates, {:.0} MB on the wire, payload {}",
+                r.events,
+                r.aggregates,
+                r.log_bytes as f64 / 1e6,
+                r.payload_type
+            );
+            println!(
+                "scan (COPY TO, 1 stream):   {:>10.0} events/s  {:>7.1} MB/s  {:>7.2}s",
+                r.scan_events_per_s, r.scan_mb_per_s, r.scan_seconds
+            );
             println!(
                 "replay ({} workers):          {:>10.0} events/s  {:>7.1} MB/s  {:>7.2}s (bulk {:.2}s + barrier {:.2}s)",
                 r.workers, r.replay_events_per_s, r.replay_mb_per_s, r.replay_seconds, r.replay_bulk_seconds, r.replay_barrier_seconds
             );
             println!("naive (1 event/stmt/commit): {:>10.0} events/s (synchronous_commit=on)", r.naive_events_per_s);
             println!("naive, async commit:         {:>10.0} events/s", r.naive_async_events_per_s);
-            println!("replay_vs_scan = {:.2}   replay_vs_naive = {:.0}   peak RSS {} MB", r.replay_vs_scan, r.replay_vs_naive, r.peak_rss_bytes / 1_000_000);
+            println!(
+                "replay_vs_scan = {:.2}   replay_vs_naive = {:.0}   peak RSS {} MB",
+                r.replay_vs_scan,
+                r.replay_vs_naive,
+                r.peak_rss_bytes / 1_000_000
+            );
             println!("csv: {}  plot: {}", a.out.join("replay.csv").display(), a.out.join("replay.svg").display());
             println!("{}", serde_json::to_string(&r)?);
         }
@@ -135,17 +196,128 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
                 out_dir: a.out.clone(),
             };
             let s = bench::batch_sweep(&config).await?;
-            println!("scale: {} events in the log; each point <= {max_events} events or {max_time:?}; synchronous_commit={}", s.log_events, s.synchronous_commit);
-            println!("{:>7} {:>11} {:>9} {:>12} {:>10} {:>9} {:>11}", "batch", "events/s", "commits", "rebuild_s", "WAL B/ev", "fsyncs", "fsync_ms");
+            println!(
+                "scale: {} events in the log; each point <= {max_events} events or {max_time:?}; synchronous_commit={}",
+                s.log_events, s.synchronous_commit
+            );
+            println!(
+                "{:>7} {:>11} {:>9} {:>12} {:>10} {:>9} {:>11}",
+                "batch", "events/s", "commits", "rebuild_s", "WAL B/ev", "fsyncs", "fsync_ms"
+            );
             for p in &s.points {
                 println!(
                     "{:>7} {:>11.0} {:>9} {:>12.0} {:>10.0} {:>9} {:>11.1}",
-                    p.batch, p.events_per_s, p.commits, p.rebuild_seconds, p.wal_bytes_per_event, p.wal_syncs, p.wal_sync_ms
+                    p.batch,
+                    p.events_per_s,
+                    p.commits,
+                    p.rebuild_seconds,
+                    p.wal_bytes_per_event,
+                    p.wal_syncs,
+                    p.wal_sync_ms
                 );
             }
-            println!("knee: batch {} (smallest within 90% of the best, {:.0} events/s)", s.knee_batch, s.best_events_per_s);
-            println!("csv: {}  plot: {}", a.out.join("batch_sweep.csv").display(), a.out.join("batch_sweep.svg").display());
+            println!(
+                "knee: batch {} (smallest within 90% of the best, {:.0} events/s)",
+                s.knee_batch, s.best_events_per_s
+            );
+            println!(
+                "csv: {}  plot: {}",
+                a.out.join("batch_sweep.csv").display(),
+                a.out.join("batch_sweep.svg").display()
+            );
             println!("{}", serde_json::to_string(&s)?);
+        }
+        Which::Cutover { log, ingest, concurrency, duration, workers } => {
+            ensure_log(&url, &log).await?;
+            let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+            let config = bench::CutoverBenchConfig {
+                database_url: url,
+                ingest,
+                concurrency,
+                duration,
+                workers,
+                out_dir: a.out.clone(),
+            };
+            let c = bench::cutover_bench(&config).await?;
+            println!("scale: {} aggregates; {} readers for {duration:?}; ingest {ingest}/s", c.aggregates, concurrency);
+            println!(
+                "reads: {} ({} not found), failed: {}, version regressions: {}, served: {:?}",
+                c.requests, c.not_found, c.failed_reads, c.version_regressions, c.versions_served
+            );
+            println!("latency: p50 {:.2} ms, p99 {:.2} ms", c.p50_ms, c.p99_ms);
+            println!(
+                "switch: {:.2} ms in the transaction, {:.2} ms round trip, after {} refusals while v4 caught up",
+                c.switch_ms, c.switch_request_ms, c.refused_attempts
+            );
+            println!("frozen at X = {}: v4 vs v3 differ on {} aggregates, {} not explained by the v3 fee bug; v4 vs expected: {} diffs", c.frozen_position, c.diffs_total, c.diffs, c.diffs_v4_vs_expected);
+            println!(
+                "csv: {}  plot: {}",
+                a.out.join("cutover_load.csv").display(),
+                a.out.join("cutover.svg").display()
+            );
+            println!("{}", serde_json::to_string(&c)?);
+        }
+        Which::TimeTravel { log, requests } => {
+            ensure_log(&url, &log).await?;
+            let t = bench::time_travel_bench(&url, requests, &a.out).await?;
+            for c in &t.classes {
+                println!(
+                    "~{:>6} events (aggregate {} has {}): p50 {:.2} ms, p99 {:.2} ms over {} requests",
+                    c.target_events, c.aggregate_id, c.events, c.p50_ms, c.p99_ms, c.requests
+                );
+            }
+            println!(
+                "csv: {}  plot: {}",
+                a.out.join("time_travel.csv").display(),
+                a.out.join("time_travel.svg").display()
+            );
+            println!("{}", serde_json::to_string(&t)?);
+        }
+        Which::Converge { log, ingest, replay_rate_limit, workers, max_time, settle } => {
+            if ingest.is_empty() || ingest.iter().any(|r| !r.is_finite() || *r <= 0.0) {
+                bail!("--ingest must be positive rates");
+            }
+            ensure_log(&url, &log).await?;
+            let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+            let config = bench::ConvergeConfig {
+                database_url: url,
+                ingest,
+                workers,
+                replay_rate_limit,
+                max_time,
+                settle,
+                out_dir: a.out.clone(),
+            };
+            let c = bench::converge(&config).await?;
+            println!("scale: {} events in the log at start; replay cap {:?}", c.log_events, c.replay_rate_limit);
+            println!(
+                "{:>12} {:>12} {:>10} {:>14} {:>12} {:>12} {:>16}",
+                "target/s", "ingest/s", "converged", "convergence_s", "replay/s", "margin/s", "max_lag_after"
+            );
+            for r in &c.runs {
+                println!(
+                    "{:>12.0} {:>12.0} {:>10} {:>14} {:>12.0} {:>12.0} {:>16}",
+                    r.target_ingest_events_per_s,
+                    r.ingest_events_per_s,
+                    r.converged,
+                    r.convergence_s.map_or("-".into(), |s| format!("{s:.1}")),
+                    r.replay_events_per_s,
+                    r.margin_events_per_s,
+                    r.max_lag_after_converged.map_or("-".into(), |l| l.to_string())
+                );
+            }
+            match c.crossover_ingest_events_per_s {
+                Some(x) => println!("crossover: no convergence from {x:.0} events/s of ingest"),
+                None => println!("crossover: not reached (every ingest rate tried converged)"),
+            }
+            println!("csv: {}  plot: {}", a.out.join("converge.csv").display(), a.out.join("converge.svg").display());
+            let mut json = serde_json::to_value(&c)?;
+            if let Some(runs) = json.get_mut("runs").and_then(|r| r.as_array_mut()) {
+                for r in runs {
+                    r.as_object_mut().map(|o| o.remove("samples"));
+                }
+            }
+            println!("{json}");
         }
     }
     Ok(ExitCode::SUCCESS)

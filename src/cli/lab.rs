@@ -36,7 +36,11 @@ pub async fn seed(g: &Global, a: SeedArgs) -> Result<ExitCode> {
         bail!("--events and --aggregates must be positive");
     }
     if a.aggregates > a.events {
-        bail!("--aggregates ({}) cannot exceed --events ({}): every aggregate has an opening event", a.aggregates, a.events);
+        bail!(
+            "--aggregates ({}) cannot exceed --events ({}): every aggregate has an opening event",
+            a.aggregates,
+            a.events
+        );
     }
     if !(1..=1024).contains(&a.partitions) {
         bail!("--partitions must be between 1 and 1024");

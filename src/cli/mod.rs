@@ -5,6 +5,7 @@ mod db;
 mod demo;
 mod lab;
 mod project;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +54,10 @@ pub enum Command {
     Verify(lab::VerifyArgs),
     /// Benchmarks: figures as ratios against baselines from the same run; CSV and SVG plots.
     Bench(bench::BenchArgs),
+    /// Serve the read API (active version resolved per request), time travel, cutover, metrics.
+    Api(serve::ApiArgs),
+    /// Drive load at the read API: Zipf ids, every request's status and latency recorded.
+    Load(serve::LoadArgs),
     /// Manage the embedded PostgreSQL cluster.
     Db(db::DbArgs),
     /// Run a projector: `live` tails the log; `replay` rebuilds a version from offset 0.
@@ -69,7 +74,8 @@ pub enum Command {
 
 /// Installs the tracing subscriber on stderr.
 pub fn init_tracing(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 }
 
@@ -110,6 +116,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Verify(args) => lab::verify(&g, args).await,
         Command::Bench(args) => bench::run(&g, args).await,
         Command::Db(args) => db::run(&g, args).await,
+        Command::Api(args) => serve::api(&g, args).await,
+        Command::Load(args) => serve::load(args).await,
         Command::Projector(args) => project::projector(&g, args).await,
         Command::Repair(args) => project::repair(&g, args).await,
         Command::Cutover(args) => project::cutover(&g, args).await,

@@ -31,7 +31,7 @@ pub struct ProjectorArgs {
     /// Replay: partitions folded at once, each on its own connection (default: the cores).
     #[arg(long)]
     pub workers: Option<usize>,
-    /// Replay: cap on events per second across workers (backpressure).
+    /// Cap on events per second (replay: across workers, and in catch-up; live: the tail).
     #[arg(long, value_name = "EVENTS_PER_S")]
     pub rate_limit: Option<f64>,
     /// Replay: after the bulk phase, tail until lag is 0 and mark the version ready.
@@ -70,14 +70,14 @@ pub async fn projector(g: &Global, a: ProjectorArgs) -> Result<ExitCode> {
     if a.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    if a.rate_limit.is_some_and(|r| !(r > 0.0)) {
+    if a.rate_limit.is_some_and(|r| !r.is_finite() || r <= 0.0) {
         bail!("--rate-limit must be a positive number of events per second");
     }
     if a.workers == Some(0) {
         bail!("--workers must be at least 1");
     }
-    if a.mode == Mode::Live && (a.catch_up || a.workers.is_some() || a.rate_limit.is_some()) {
-        bail!("--catch-up, --workers and --rate-limit apply to --mode replay only");
+    if a.mode == Mode::Live && (a.catch_up || a.workers.is_some()) {
+        bail!("--catch-up and --workers apply to --mode replay only");
     }
     let url = database_url(g)?;
     let stop = super::ctrl_c();
@@ -93,6 +93,7 @@ pub async fn projector(g: &Global, a: ProjectorArgs) -> Result<ExitCode> {
                 from_offset: a.from_offset,
                 poll: a.poll,
                 synchronous_commit: a.sync_commit,
+                rate_limit: a.rate_limit,
             };
             let report = projector::run_live(&config, stop).await.context("live projector")?;
             println!("{}", serde_json::to_string(&report)?);

@@ -18,7 +18,7 @@ fn bad_flags_are_refused_before_any_work() {
     fails_naming(&["projector", "--mode", "live", "--version", "v9"], "--version v9");
     fails_naming(&["projector", "--mode", "live", "--version", "v4", "--batch", "0"], "--batch");
     fails_naming(&["projector", "--mode", "sideways", "--version", "v4"], "--mode");
-    fails_naming(&["projector", "--mode", "replay", "--version", "v4", "--rate-limit", "-3"], "--rate-limit");
+    fails_naming(&["projector", "--mode", "replay", "--version", "v4", "--rate-limit=-3"], "--rate-limit");
     fails_naming(&["projector", "--mode", "replay", "--version", "v4", "--workers", "0"], "--workers");
     fails_naming(&["projector", "--mode", "live", "--version", "v4", "--catch-up"], "--catch-up");
     fails_naming(&["projector", "--mode", "live", "--version", "v4", "--poll", "fast"], "--poll");

@@ -1,6 +1,6 @@
 //! End-to-end tests of the `reproject` binary against a real throwaway PostgreSQL: flags,
 //! crashes (SIGKILL) under concurrent writers, and the demo's story at small scale.
 
-
+mod crash;
 mod flags;
 mod support;

@@ -49,3 +49,18 @@ pub fn kill_after(mut child: Child, after: Duration) {
     let _ = child.wait();
 }
 
+/// A fresh database with a seeded log.
+pub async fn seeded(events: u64, aggregates: u64, partitions: u32) -> String {
+    let url = pgharness::throwaway().fresh_database();
+    let mut config = lab::SeedConfig::new(events, aggregates, 42);
+    config.partitions = partitions;
+    config.chunk_events = events / 3 + 1;
+    lab::seed::run(&url, config).await.expect("seed");
+    url
+}
+
+/// Verifies a version against the generator's true state.
+pub async fn verify_expected(url: &str, projection: fold::Projection) -> lab::VerifyReport {
+    let client = eventlog::connect(url).await.expect("connect");
+    lab::verify::against_expected(&client, projection).await.expect("verify")
+}

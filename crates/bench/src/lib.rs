@@ -2,11 +2,18 @@
 //! same run on the same log (the raw `COPY TO` scan, the naive projector), writes CSV under
 //! `results/` and an SVG plot, and ends with one JSON line of its figures.
 
+mod converge;
 pub mod plot;
 mod replay;
+mod serving;
 mod sweep;
 
+pub use converge::{converge, Converge, ConvergeConfig, ConvergeRun};
 pub use replay::{naive, replay_bench, scan, NaiveResult, ReplayBench, ReplayBenchConfig, ScanResult};
+pub use serving::{
+    build_active, cutover_bench, reset_read_side, start_api, time_travel_bench, CutoverBench, CutoverBenchConfig,
+    TimeTravelBench, TimeTravelClass,
+};
 pub use sweep::{batch_sweep, Sweep, SweepConfig, SweepPoint};
 
 /// Writes rows as CSV (header first).

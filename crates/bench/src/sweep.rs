@@ -88,7 +88,11 @@ pub async fn batch_sweep(config: &SweepConfig) -> Result<Sweep> {
     // Timing columns of pg_stat_wal are filled only with track_wal_io_timing.
     let _ = client.batch_execute("SET track_wal_io_timing = on").await;
     client
-        .batch_execute(if config.synchronous_commit { "SET synchronous_commit = on" } else { "SET synchronous_commit = off" })
+        .batch_execute(if config.synchronous_commit {
+            "SET synchronous_commit = on"
+        } else {
+            "SET synchronous_commit = off"
+        })
         .await?;
     let mut points = Vec::new();
     for &batch in &config.batches {
@@ -132,7 +136,17 @@ pub async fn batch_sweep(config: &SweepConfig) -> Result<Sweep> {
     let knee_batch = points.iter().find(|p| p.events_per_s >= 0.9 * best).map_or(0, |p| p.batch);
     crate::write_csv(
         &config.out_dir.join("batch_sweep.csv"),
-        &["batch", "events", "seconds", "events_per_s", "commits", "rebuild_seconds", "wal_bytes_per_event", "wal_syncs", "wal_sync_ms"],
+        &[
+            "batch",
+            "events",
+            "seconds",
+            "events_per_s",
+            "commits",
+            "rebuild_seconds",
+            "wal_bytes_per_event",
+            "wal_syncs",
+            "wal_sync_ms",
+        ],
         &points
             .iter()
             .map(|p| {

@@ -67,9 +67,7 @@ impl RawEvent {
 /// `tx_id < boundary` can no longer change; reading only below it is what makes tailing
 /// gap-safe even when writers commit out of sequence order.
 pub async fn boundary(client: &Client) -> Result<i64> {
-    let row = client
-        .query_one("SELECT pg_snapshot_xmin(pg_current_snapshot())::TEXT::BIGINT", &[])
-        .await?;
+    let row = client.query_one("SELECT pg_snapshot_xmin(pg_current_snapshot())::TEXT::BIGINT", &[]).await?;
     Ok(row.get(0))
 }
 
@@ -77,9 +75,7 @@ pub async fn boundary(client: &Client) -> Result<i64> {
 /// A reader that has consumed everything below this value has seen every event committed at
 /// the moment of the call.
 pub async fn snapshot_xmax(client: &Client) -> Result<i64> {
-    let row = client
-        .query_one("SELECT pg_snapshot_xmax(pg_current_snapshot())::TEXT::BIGINT", &[])
-        .await?;
+    let row = client.query_one("SELECT pg_snapshot_xmax(pg_current_snapshot())::TEXT::BIGINT", &[]).await?;
     Ok(row.get(0))
 }
 
@@ -115,10 +111,10 @@ impl LogReader {
         below: i64,
         limit: usize,
     ) -> Result<Vec<RawEvent>> {
-        let statement = self.statements.get(partition as usize).ok_or(Error::NoSuchPartition {
-            partition,
-            partitions: self.partitions(),
-        })?;
+        let statement = self
+            .statements
+            .get(partition as usize)
+            .ok_or(Error::NoSuchPartition { partition, partitions: self.partitions() })?;
         let rows = client.query(statement, &[&after.tx, &after.seq, &below, &(limit as i64)]).await?;
         rows.iter().map(RawEvent::from_row).collect()
     }

@@ -44,9 +44,7 @@ pub async fn create(client: &mut Client, partitions: u32) -> Result<()> {
 /// Builds the log's unique `(aggregate_id, version)` constraint and its position index, if
 /// they are not there yet.
 pub async fn ensure_indexes(client: &Client) -> Result<()> {
-    let row = client
-        .query_one("SELECT to_regclass('log.events_position_key') IS NOT NULL", &[])
-        .await?;
+    let row = client.query_one("SELECT to_regclass('log.events_position_key') IS NOT NULL", &[]).await?;
     if !row.get::<_, bool>(0) {
         client.batch_execute(INDEXES).await?;
         client.batch_execute("ANALYZE log.events").await?;
@@ -74,12 +72,7 @@ pub struct LogStats {
 impl LogStats {
     /// Exact counts (a full scan: use for reports, not on hot paths).
     pub async fn measure(client: &Client) -> Result<LogStats> {
-        let row = client
-            .query_one(
-                "SELECT count(*), count(DISTINCT aggregate_id) FROM log.events",
-                &[],
-            )
-            .await?;
+        let row = client.query_one("SELECT count(*), count(DISTINCT aggregate_id) FROM log.events", &[]).await?;
         let bytes = client
             .query_one(
                 "SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0)::BIGINT \

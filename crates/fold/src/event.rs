@@ -58,18 +58,32 @@ impl EventType {
 /// The decoded, typed content of an event: only the fields some projection reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventBody {
-    AccountOpened { owner: String, currency: String },
-    Deposited { amount_cents: i64 },
-    Withdrew { amount_cents: i64 },
+    AccountOpened {
+        owner: String,
+        currency: String,
+    },
+    Deposited {
+        amount_cents: i64,
+    },
+    Withdrew {
+        amount_cents: i64,
+    },
     /// A fee. Until the fee engine v2 release the amount was top level; since then it is
     /// nested under `fee`. Both are kept as written so each projection reads what it reads.
-    FeeCharged { top_level_cents: Option<i64>, nested_cents: Option<i64> },
+    FeeCharged {
+        top_level_cents: Option<i64>,
+        nested_cents: Option<i64>,
+    },
     Frozen,
     Unfrozen,
     Closed,
     Reopened,
-    TransferSent { amount_cents: i64 },
-    TransferReceived { amount_cents: i64 },
+    TransferSent {
+        amount_cents: i64,
+    },
+    TransferReceived {
+        amount_cents: i64,
+    },
 }
 
 /// One decoded event with its place in the log.
@@ -113,10 +127,8 @@ struct FeePayload {
 struct AnyObject {}
 
 fn parse<'a, T: Deserialize<'a>>(event_type: EventType, payload: &'a [u8]) -> Result<T, DecodeError> {
-    serde_json::from_slice(payload).map_err(|e| DecodeError::MalformedPayload {
-        event_type: event_type.as_str(),
-        reason: e.to_string(),
-    })
+    serde_json::from_slice(payload)
+        .map_err(|e| DecodeError::MalformedPayload { event_type: event_type.as_str(), reason: e.to_string() })
 }
 
 fn positive(event_type: EventType, cents: i64) -> Result<i64, DecodeError> {
@@ -138,18 +150,18 @@ pub fn decode(event_type: &str, payload: &[u8]) -> Result<EventBody, DecodeError
             let p: OpenedPayload = parse(t, payload)?;
             EventBody::AccountOpened { owner: p.owner, currency: p.currency }
         }
-        EventType::Deposited => EventBody::Deposited {
-            amount_cents: positive(t, parse::<AmountPayload>(t, payload)?.amount_cents)?,
-        },
-        EventType::Withdrew => EventBody::Withdrew {
-            amount_cents: positive(t, parse::<AmountPayload>(t, payload)?.amount_cents)?,
-        },
-        EventType::TransferSent => EventBody::TransferSent {
-            amount_cents: positive(t, parse::<AmountPayload>(t, payload)?.amount_cents)?,
-        },
-        EventType::TransferReceived => EventBody::TransferReceived {
-            amount_cents: positive(t, parse::<AmountPayload>(t, payload)?.amount_cents)?,
-        },
+        EventType::Deposited => {
+            EventBody::Deposited { amount_cents: positive(t, parse::<AmountPayload>(t, payload)?.amount_cents)? }
+        }
+        EventType::Withdrew => {
+            EventBody::Withdrew { amount_cents: positive(t, parse::<AmountPayload>(t, payload)?.amount_cents)? }
+        }
+        EventType::TransferSent => {
+            EventBody::TransferSent { amount_cents: positive(t, parse::<AmountPayload>(t, payload)?.amount_cents)? }
+        }
+        EventType::TransferReceived => {
+            EventBody::TransferReceived { amount_cents: positive(t, parse::<AmountPayload>(t, payload)?.amount_cents)? }
+        }
         EventType::FeeCharged => {
             let p: FeePayload = parse(t, payload)?;
             let top_level_cents = p.amount_cents.map(|c| positive(t, c)).transpose()?;

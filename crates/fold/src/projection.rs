@@ -182,9 +182,14 @@ mod tests {
         assert_eq!(v3.balance, 8_300, "the nested 300 fee is lost, the legacy 150 fee is kept");
         assert_eq!(v3.lifetime_deposits, 0);
         assert_eq!(v3.last_activity_at, None);
-        let without_nested: Vec<Event> =
-            history().into_iter().filter(|e| !matches!(e.body, EventBody::FeeCharged { nested_cents: Some(_), .. })).collect();
-        assert_eq!(fold_all(Projection::V3, &without_nested).balance, fold_all(Projection::V4, &without_nested).balance);
+        let without_nested: Vec<Event> = history()
+            .into_iter()
+            .filter(|e| !matches!(e.body, EventBody::FeeCharged { nested_cents: Some(_), .. }))
+            .collect();
+        assert_eq!(
+            fold_all(Projection::V3, &without_nested).balance,
+            fold_all(Projection::V4, &without_nested).balance
+        );
     }
 
     #[test]
@@ -199,6 +204,9 @@ mod tests {
     #[test]
     fn parses_names() {
         assert_eq!(Projection::parse("v4"), Ok(Projection::V4));
-        assert_eq!(Projection::parse("v9").unwrap_err().to_string(), "unknown projection version \"v9\" (known: v3, v4)");
+        assert_eq!(
+            Projection::parse("v9").unwrap_err().to_string(),
+            "unknown projection version \"v9\" (known: v3, v4)"
+        );
     }
 }

@@ -15,6 +15,7 @@ const EXPECTED_SQL: &str = include_str!("sql/verify_expected.sql");
 const EXPECTED_SAMPLE_SQL: &str = include_str!("sql/verify_expected_sample.sql");
 const VERSIONS_SQL: &str = include_str!("sql/verify_versions.sql");
 const VERSIONS_SAMPLE_SQL: &str = include_str!("sql/verify_versions_sample.sql");
+const VERSIONS_KNOWN_SQL: &str = include_str!("sql/verify_versions_known.sql");
 
 /// The expected state's table.
 pub const EXPECTED_TABLE: &str = "lab.expected_accounts";
@@ -197,12 +198,23 @@ pub async fn against_expected<C: GenericClient>(client: &C, projection: Projecti
 }
 
 /// Compares the tables of versions `a` and `b` on their common columns; ok iff no aggregate
-/// differs.
+/// differs, except that v3 against v4 must differ on exactly the fee-bug aggregates.
 pub async fn between_versions<C: GenericClient>(client: &C, a: Projection, b: Projection) -> Result<VerifyReport> {
     require_table(client, &table(a)).await?;
     require_table(client, &table(b)).await?;
-    let sql = between_versions_sql(a, b);
-    let diffs: i64 = client.query_one(sql.as_str(), &[]).await?.get(0);
+    // v3 and v4 differ by design (v3's fee bug): compare their difference set with the
+    // generator's record of the aggregates the bug touches.
+    let bug_pair = a != b && matches!((a, b), (Projection::V3, Projection::V4) | (Projection::V4, Projection::V3));
+    let knows_bug: bool = bug_pair
+        && client.query_one("SELECT to_regclass('lab.expected_accounts') IS NOT NULL", &[]).await?.get::<_, bool>(0);
+    let sql = if knows_bug { render_versions_sql(VERSIONS_KNOWN_SQL, a, b) } else { between_versions_sql(a, b) };
+    let (diffs, expected_diffs, unexpected): (i64, i64, i64) = if knows_bug {
+        let row = client.query_one(sql.as_str(), &[]).await?;
+        (row.get(0), row.get(1), row.get(2))
+    } else {
+        let diffs: i64 = client.query_one(sql.as_str(), &[]).await?.get(0);
+        (diffs, 0, diffs)
+    };
     let counts = client
         .query_one(&format!("SELECT (SELECT count(*) FROM {}), (SELECT count(*) FROM {})", table(a), table(b)), &[])
         .await?;
@@ -220,10 +232,10 @@ pub async fn between_versions<C: GenericClient>(client: &C, a: Projection, b: Pr
         left_rows: counts.get(0),
         right_rows: counts.get(1),
         diffs: diffs as u64,
-        expected_diffs: 0,
-        unexpected: diffs as u64,
+        expected_diffs: expected_diffs as u64,
+        unexpected: unexpected as u64,
         sample,
-        ok: diffs == 0,
+        ok: unexpected == 0,
         sql,
     })
 }

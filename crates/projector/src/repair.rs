@@ -56,12 +56,8 @@ pub async fn repair(client: &mut Client, projection: Projection, aggregate_id: i
     if let Some(state) = after.clone().filter(|_| changed) {
         let tx = client.transaction().await?;
         let cols = Columns::of(projection);
-        let assignments: Vec<String> = cols
-            .names()
-            .iter()
-            .filter(|c| **c != "aggregate_id")
-            .map(|c| format!("{c} = EXCLUDED.{c}"))
-            .collect();
+        let assignments: Vec<String> =
+            cols.names().iter().filter(|c| **c != "aggregate_id").map(|c| format!("{c} = EXCLUDED.{c}")).collect();
         let placeholders: Vec<String> = (1..=cols.names().len()).map(|i| format!("${i}")).collect();
         let sql = format!(
             "INSERT INTO {} AS a ({}) VALUES ({}) ON CONFLICT (aggregate_id) DO UPDATE SET {} \

@@ -137,11 +137,16 @@ pub async fn replay(config: &ReplayConfig, stop: tokio::sync::watch::Receiver<bo
     let bulk_started = Instant::now();
     if !readmodel::has_primary_key(&client, projection).await? {
         let positions = readmodel::offsets(&client, projection.name()).await?;
-        let todo: VecDeque<u32> = (0..partitions)
-            .filter(|p| positions[*p as usize] < Position::boundary(boundary))
-            .collect();
+        let todo: VecDeque<u32> =
+            (0..partitions).filter(|p| positions[*p as usize] < Position::boundary(boundary)).collect();
         report.partitions_replayed = todo.len() as u32;
-        info!(version = projection.name(), boundary, partitions = todo.len(), skipped = partitions as usize - todo.len(), "bulk phase");
+        info!(
+            version = projection.name(),
+            boundary,
+            partitions = todo.len(),
+            skipped = partitions as usize - todo.len(),
+            "bulk phase"
+        );
         let bar = if config.progress {
             let bar = ProgressBar::new(todo.len() as u64);
             bar.set_style(
@@ -229,8 +234,9 @@ pub async fn replay(config: &ReplayConfig, stop: tokio::sync::watch::Receiver<bo
             from_offset: config.from_offset,
             poll: config.poll,
             synchronous_commit: false,
+            rate_limit: config.rate_limit,
         };
-        report.catch_up = Some(run_tail(&mut client, &live, stop, None).await?);
+        report.catch_up = Some(run_tail(&mut client, &live, stop).await?);
     }
     Ok(report)
 }
@@ -255,7 +261,13 @@ async fn worker(shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<bool>) -
         metrics::histogram!(metric::WRITE_SECONDS, "version" => version, "phase" => "bulk")
             .record(started.elapsed().as_secs_f64());
         shared.bar.inc(1);
-        info!(partition = p, events, rows = batch.rows.len(), seconds = started.elapsed().as_secs_f64(), "partition replayed");
+        info!(
+            partition = p,
+            events,
+            rows = batch.rows.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "partition replayed"
+        );
     }
 }
 

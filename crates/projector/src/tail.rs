@@ -14,6 +14,10 @@ use tracing::{info, warn};
 use crate::error::{BadEvent, Error};
 use crate::{metric, Result};
 
+/// One aggregate's share of a batch: its partition, its raw events by version (for held-event
+/// persistence and dead letters), and the decoded events in read order.
+type AggregateBatch = (u32, BTreeMap<i32, RawEvent>, Vec<fold::Event>);
+
 /// What one step of the tailer did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StepOutcome {
@@ -37,6 +41,7 @@ pub struct Tailer {
     until: Option<i64>,
     quarantine: bool,
     next_partition: u32,
+    limiter: Option<std::sync::Arc<crate::RateLimiter>>,
 }
 
 impl Tailer {
@@ -71,7 +76,14 @@ impl Tailer {
             until,
             quarantine,
             next_partition: 0,
+            limiter: None,
         })
+    }
+
+    /// Caps the events per second this tailer reads (backpressure for catch-up).
+    pub fn with_rate_limit(mut self, limiter: Option<std::sync::Arc<crate::RateLimiter>>) -> Tailer {
+        self.limiter = limiter;
+        self
     }
 
     /// The positions committed so far.
@@ -91,6 +103,7 @@ impl Tailer {
 
     /// Reads, folds and commits one batch.
     pub async fn step(&mut self, client: &mut Client) -> Result<StepOutcome> {
+        let step_started = Instant::now();
         let mut boundary = eventlog::boundary(client).await?;
         if let Some(until) = self.until {
             boundary = boundary.min(until);
@@ -125,10 +138,23 @@ impl Tailer {
             return Ok(StepOutcome { read: 0, applied: 0, boundary, drained });
         }
         let read = events.len();
+        if let Some(limiter) = &self.limiter {
+            limiter.acquire(read as u64).await;
+        }
         let bytes: usize = events.iter().map(|(_, e)| e.wire_bytes()).sum();
         let started = Instant::now();
+        let read_seconds = step_started.elapsed().as_secs_f64();
         let (batch, held, applied) = self.fold_batch(client, events, &new_positions).await?;
+        let fold_seconds = started.elapsed().as_secs_f64();
         readmodel::commit_tail_batch(client, &batch).await?;
+        tracing::debug!(
+            read,
+            rows = batch.rows.len(),
+            read_seconds,
+            fold_seconds,
+            commit_seconds = started.elapsed().as_secs_f64() - fold_seconds,
+            "batch committed"
+        );
         let version = self.projection.name();
         metrics::histogram!(metric::WRITE_SECONDS, "version" => version, "phase" => "tail")
             .record(started.elapsed().as_secs_f64());
@@ -153,11 +179,12 @@ impl Tailer {
         let projection = self.projection;
         let mut dead_letters = Vec::new();
         // Per aggregate: its partition, and its raw events by version (held first, then new).
-        let mut by_aggregate: BTreeMap<i64, (u32, BTreeMap<i32, RawEvent>, Vec<fold::Event>)> = BTreeMap::new();
+        let mut by_aggregate: BTreeMap<i64, AggregateBatch> = BTreeMap::new();
         for (p, raw) in events {
             match raw.decode() {
                 Ok(event) => {
-                    let entry = by_aggregate.entry(raw.aggregate_id).or_insert_with(|| (p, BTreeMap::new(), Vec::new()));
+                    let entry =
+                        by_aggregate.entry(raw.aggregate_id).or_insert_with(|| (p, BTreeMap::new(), Vec::new()));
                     entry.2.push(event);
                     entry.1.insert(raw.version, raw);
                 }
@@ -209,9 +236,8 @@ impl Tailer {
                     Ok(Offer::Duplicate | Offer::Held) => {}
                     Err(e) => {
                         let version = match &e {
-                            fold::ApplyError::NotOpened { version, .. } | fold::ApplyError::OpenedTwice { version, .. } => {
-                                *version
-                            }
+                            fold::ApplyError::NotOpened { version, .. }
+                            | fold::ApplyError::OpenedTwice { version, .. } => *version,
                         };
                         let raw = raws.get(&version).cloned().expect("a failing event was offered from this batch");
                         let bad = BadEvent {
@@ -229,11 +255,8 @@ impl Tailer {
                     }
                 }
             }
-            let now_held: Vec<(u32, RawEvent)> = stream
-                .pending
-                .keys()
-                .filter_map(|v| raws.get(v).map(|r| (p, r.clone())))
-                .collect();
+            let now_held: Vec<(u32, RawEvent)> =
+                stream.pending.keys().filter_map(|v| raws.get(v).map(|r| (p, r.clone()))).collect();
             let mut before_seqs: Vec<i64> = previously_held.iter().map(|(_, r)| r.global_seq).collect();
             let mut after_seqs: Vec<i64> = now_held.iter().map(|(_, r)| r.global_seq).collect();
             before_seqs.sort_unstable();
@@ -279,6 +302,8 @@ pub struct LiveConfig {
     pub poll: Duration,
     /// `synchronous_commit` for this session (on: each commit waits for WAL fsync).
     pub synchronous_commit: bool,
+    /// Events per second, at most (backpressure), if any.
+    pub rate_limit: Option<f64>,
 }
 
 /// What a live run did.
@@ -318,14 +343,13 @@ pub(crate) async fn lock_version(client: &Client, projection: Projection) -> Res
 /// version has nothing to cut over from). A `retired` version stops its projector.
 pub async fn run_live(config: &LiveConfig, stop: tokio::sync::watch::Receiver<bool>) -> Result<LiveReport> {
     let mut client = eventlog::connect(&config.database_url).await?;
-    run_tail(&mut client, config, stop, None).await
+    run_tail(&mut client, config, stop).await
 }
 
 pub(crate) async fn run_tail(
     client: &mut Client,
     config: &LiveConfig,
     stop: tokio::sync::watch::Receiver<bool>,
-    on_progress: Option<&(dyn Fn(&Tailer, &StepOutcome) + Send + Sync)>,
 ) -> Result<LiveReport> {
     let projection = config.projection;
     let partitions = eventlog::partition_count(client).await?;
@@ -343,12 +367,18 @@ pub(crate) async fn run_tail(
         }
         Err(e) => return Err(e.into()),
     };
-    if info.state == State::Retired {
-        return Err(Error::WrongState { version: info.version, state: info.state, hint: "a retired version is not tailed" });
+    if info.state == State::Retired && config.until.is_none() {
+        return Err(Error::WrongState {
+            version: info.version,
+            state: info.state,
+            hint: "a retired version is only tailed to a frozen position (--until)",
+        });
     }
     readmodel::add_primary_key(client, projection).await?;
     let mut tailer =
-        Tailer::open(client, projection, config.batch, config.until, config.quarantine, config.from_offset).await?;
+        Tailer::open(client, projection, config.batch, config.until, config.quarantine, config.from_offset)
+            .await?
+            .with_rate_limit(config.rate_limit.map(|r| std::sync::Arc::new(crate::RateLimiter::new(r))));
     let target = match (config.until, config.stop_at_head) {
         (Some(until), _) => Some(until),
         (None, true) => Some(eventlog::snapshot_xmax(client).await?),
@@ -369,9 +399,6 @@ pub(crate) async fn run_tail(
         if outcome.read > 0 {
             report.batches += 1;
         }
-        if let Some(cb) = on_progress {
-            cb(&tailer, &outcome);
-        }
         if outcome.drained && state == State::Building {
             readmodel::set_state(client, projection.name(), State::Ready).await?;
             state = State::Ready;
@@ -391,7 +418,9 @@ pub(crate) async fn run_tail(
         }
         if last_state_check.elapsed() > Duration::from_secs(1) {
             last_state_check = Instant::now();
-            if readmodel::version_info(client, projection.name()).await?.state == State::Retired {
+            if config.until.is_none()
+                && readmodel::version_info(client, projection.name()).await?.state == State::Retired
+            {
                 info!(version = projection.name(), "version retired: stopping its projector");
                 break;
             }

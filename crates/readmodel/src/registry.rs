@@ -63,7 +63,12 @@ pub struct ProjectionInfo {
 
 /// Registers `projection` (if it is not yet) in `state`, creates its table and its offsets
 /// rows at the start of the log. Returns the registry row as it now stands.
-pub async fn register(client: &mut Client, projection: Projection, state: State, partitions: u32) -> Result<ProjectionInfo> {
+pub async fn register(
+    client: &mut Client,
+    projection: Projection,
+    state: State,
+    partitions: u32,
+) -> Result<ProjectionInfo> {
     create_version_table(client, projection, partitions).await?;
     let tx = client.transaction().await?;
     let inserted = tx
@@ -192,22 +197,18 @@ pub async fn held_events<C: GenericClient>(client: &C, version: &str) -> Result<
 pub async fn lag_events<C: GenericClient>(client: &C, positions: &[Position]) -> Result<i64> {
     let mut total = 0;
     for (p, pos) in positions.iter().enumerate() {
-        let sql = format!(
-            "SELECT count(*) FROM log.{} WHERE (tx_id, global_seq) > ($1, $2)",
-            partition_table(p as u32)
-        );
+        let sql =
+            format!("SELECT count(*) FROM log.{} WHERE (tx_id, global_seq) > ($1, $2)", partition_table(p as u32));
         total += client.query_one(&sql, &[&pos.tx, &pos.seq]).await?.get::<_, i64>(0);
     }
     Ok(total)
 }
 
-fn lag_between<'a>(behind: &'a [Position], ahead: &'a [Position]) -> impl Iterator<Item = (usize, Position, Position)> + 'a {
-    behind
-        .iter()
-        .zip(ahead)
-        .enumerate()
-        .filter(|(_, (b, a))| b < a)
-        .map(|(p, (b, a))| (p, *b, *a))
+fn lag_between<'a>(
+    behind: &'a [Position],
+    ahead: &'a [Position],
+) -> impl Iterator<Item = (usize, Position, Position)> + 'a {
+    behind.iter().zip(ahead).enumerate().filter(|(_, (b, a))| b < a).map(|(p, (b, a))| (p, *b, *a))
 }
 
 /// The result of a cutover.
@@ -232,9 +233,8 @@ pub struct Cutover {
 pub async fn cutover(client: &mut Client, version: &str) -> Result<Cutover> {
     let tx = client.transaction().await?;
     // Lock every registry row: cutovers serialise, and the active version cannot change under us.
-    let rows = tx
-        .query("SELECT version, state, cutover FROM read.projections ORDER BY version FOR UPDATE", &[])
-        .await?;
+    let rows =
+        tx.query("SELECT version, state, cutover FROM read.projections ORDER BY version FOR UPDATE", &[]).await?;
     let target = rows
         .iter()
         .find(|r| r.get::<_, &str>(0) == version)
@@ -243,11 +243,8 @@ pub async fn cutover(client: &mut Client, version: &str) -> Result<Cutover> {
     if state == State::Active {
         let recorded: Option<serde_json::Value> = target.get(2);
         tx.commit().await?;
-        let recorded = recorded.ok_or_else(|| Error::WrongState {
-            version: version.to_owned(),
-            state,
-            expected: "ready",
-        })?;
+        let recorded =
+            recorded.ok_or_else(|| Error::WrongState { version: version.to_owned(), state, expected: "ready" })?;
         let mut c: Cutover = serde_json::from_value(recorded).map_err(|e| Error::BadRow {
             table: "projections".into(),
             aggregate_id: 0,
@@ -259,27 +256,17 @@ pub async fn cutover(client: &mut Client, version: &str) -> Result<Cutover> {
     if state != State::Ready {
         return Err(Error::WrongState { version: version.to_owned(), state, expected: "ready" });
     }
-    let previous = rows
-        .iter()
-        .find(|r| State::parse(r.get(1)) == State::Active)
-        .map(|r| r.get::<_, String>(0));
+    let previous = rows.iter().find(|r| State::parse(r.get(1)) == State::Active).map(|r| r.get::<_, String>(0));
     // FOR SHARE on the active version's offsets blocks its projector's next commit until the
     // switch is done, so "new >= active" holds at the instant the switch becomes visible.
     let lock_offsets = "SELECT position_tx, position_seq FROM read.projection_offsets \
                         WHERE version = $1 ORDER BY partition FOR SHARE";
-    let new_positions: Vec<Position> = tx
-        .query(lock_offsets, &[&version])
-        .await?
-        .iter()
-        .map(|r| Position { tx: r.get(0), seq: r.get(1) })
-        .collect();
+    let new_positions: Vec<Position> =
+        tx.query(lock_offsets, &[&version]).await?.iter().map(|r| Position { tx: r.get(0), seq: r.get(1) }).collect();
     let switch_positions: Vec<Position> = match &previous {
-        Some(prev) => tx
-            .query(lock_offsets, &[prev])
-            .await?
-            .iter()
-            .map(|r| Position { tx: r.get(0), seq: r.get(1) })
-            .collect(),
+        Some(prev) => {
+            tx.query(lock_offsets, &[prev]).await?.iter().map(|r| Position { tx: r.get(0), seq: r.get(1) }).collect()
+        }
         None => new_positions.clone(),
     };
     if let Some(prev) = &previous {
@@ -291,10 +278,8 @@ pub async fn cutover(client: &mut Client, version: &str) -> Result<Cutover> {
                     "SELECT count(*) FROM log.{} WHERE (tx_id, global_seq) > ($1, $2) AND (tx_id, global_seq) <= ($3, $4)",
                     partition_table(*p as u32)
                 );
-                lag_events += tx
-                    .query_one(&sql, &[&behind.tx, &behind.seq, &ahead.tx, &ahead.seq])
-                    .await?
-                    .get::<_, i64>(0);
+                lag_events +=
+                    tx.query_one(&sql, &[&behind.tx, &behind.seq, &ahead.tx, &ahead.seq]).await?.get::<_, i64>(0);
             }
             return Err(Error::Lagging {
                 version: version.to_owned(),
@@ -304,11 +289,8 @@ pub async fn cutover(client: &mut Client, version: &str) -> Result<Cutover> {
                 partitions: switch_positions.len(),
             });
         }
-        tx.execute(
-            "UPDATE read.projections SET state = 'retired', retired_at = now() WHERE version = $1",
-            &[prev],
-        )
-        .await?;
+        tx.execute("UPDATE read.projections SET state = 'retired', retired_at = now() WHERE version = $1", &[prev])
+            .await?;
     }
     let activated_at: DateTime<Utc> = tx.query_one("SELECT now()", &[]).await?.get(0);
     let result = Cutover {

@@ -57,7 +57,8 @@ impl Columns {
 
     /// The values of one account, in column order.
     pub fn values(self, a: &Account) -> Vec<&(dyn ToSql + Sync)> {
-        let mut v: Vec<&(dyn ToSql + Sync)> = vec![&a.aggregate_id, &a.owner, &a.currency, status_ref(a.status), &a.balance];
+        let mut v: Vec<&(dyn ToSql + Sync)> =
+            vec![&a.aggregate_id, &a.owner, &a.currency, status_ref(a.status), &a.balance];
         if self.projection.has_activity_columns() {
             v.push(&a.lifetime_deposits);
             v.push(&a.last_activity_at);
@@ -76,11 +77,8 @@ impl Columns {
             aggregate_id,
             reason: format!("unknown status {status:?}"),
         })?;
-        let (lifetime_deposits, last_activity_at, next) = if self.projection.has_activity_columns() {
-            (row.try_get(5)?, row.try_get(6)?, 7)
-        } else {
-            (0, None, 5)
-        };
+        let (lifetime_deposits, last_activity_at, next) =
+            if self.projection.has_activity_columns() { (row.try_get(5)?, row.try_get(6)?, 7) } else { (0, None, 5) };
         Ok(Account {
             aggregate_id,
             owner: row.try_get(1)?,
@@ -113,11 +111,7 @@ pub async fn load_accounts<C: GenericClient>(
     ids: &[i64],
 ) -> Result<HashMap<i64, Account>> {
     let cols = Columns::of(projection);
-    let sql = format!(
-        "SELECT {} FROM {} WHERE aggregate_id = ANY($1)",
-        cols.list(),
-        qualified_table(projection)
-    );
+    let sql = format!("SELECT {} FROM {} WHERE aggregate_id = ANY($1)", cols.list(), qualified_table(projection));
     let rows = client.query(&sql, &[&ids]).await?;
     let mut out = HashMap::with_capacity(rows.len());
     for row in &rows {

@@ -46,7 +46,13 @@ pub struct PartitionBatch {
     pub dead_letters: Vec<DeadLetter>,
 }
 
-async fn copy_rows(tx: &Transaction<'_>, projection: Projection, target: &str, options: &str, rows: &[Account]) -> Result<()> {
+async fn copy_rows(
+    tx: &Transaction<'_>,
+    projection: Projection,
+    target: &str,
+    options: &str,
+    rows: &[Account],
+) -> Result<()> {
     let cols = Columns::of(projection);
     let sql = format!("COPY {target} ({}) FROM STDIN (FORMAT binary{options})", cols.list());
     let sink = tx.copy_in(sql.as_str()).await?;
@@ -136,12 +142,8 @@ pub async fn commit_tail_batch(client: &mut Client, batch: &TailBatch) -> Result
         .await?;
         copy_rows(&tx, projection, &staging, "", &batch.rows).await?;
         let cols = Columns::of(projection);
-        let assignments: Vec<String> = cols
-            .names()
-            .iter()
-            .filter(|c| **c != "aggregate_id")
-            .map(|c| format!("{c} = EXCLUDED.{c}"))
-            .collect();
+        let assignments: Vec<String> =
+            cols.names().iter().filter(|c| **c != "aggregate_id").map(|c| format!("{c} = EXCLUDED.{c}")).collect();
         let sql = UPSERT
             .replace("{table}", &format!("\"{}\"", projection.table()))
             .replace("{columns}", &cols.list())
@@ -154,9 +156,7 @@ pub async fn commit_tail_batch(client: &mut Client, batch: &TailBatch) -> Result
         let txs: Vec<i64> = batch.offsets.iter().map(|o| o.1.tx).collect();
         let seqs: Vec<i64> = batch.offsets.iter().map(|o| o.1.seq).collect();
         let applied: Vec<i64> = batch.offsets.iter().map(|o| o.2).collect();
-        let n = tx
-            .execute(ADVANCE_OFFSETS, &[&projection.name(), &parts, &txs, &seqs, &applied])
-            .await?;
+        let n = tx.execute(ADVANCE_OFFSETS, &[&projection.name(), &parts, &txs, &seqs, &applied]).await?;
         if n as usize != parts.len() {
             return Err(Error::OffsetConflict {
                 version: projection.name().to_owned(),
@@ -165,8 +165,7 @@ pub async fn commit_tail_batch(client: &mut Client, batch: &TailBatch) -> Result
         }
     }
     if let Some(held) = &batch.held {
-        tx.execute("DELETE FROM read.held_events WHERE version = $1", &[&projection.name()])
-            .await?;
+        tx.execute("DELETE FROM read.held_events WHERE version = $1", &[&projection.name()]).await?;
         insert_held(&tx, projection, held).await?;
     }
     insert_dead_letters(&tx, projection, &batch.dead_letters).await?;

@@ -24,7 +24,8 @@ async fn v4_matches_and_v3_differs_exactly_on_the_bug() {
     assert!(v3.sample.iter().all(|s| s.known && s.differs) && !v3.sample.is_empty());
 
     let between = lab::verify::between_versions(&client, Projection::V3, Projection::V4).await.unwrap();
-    assert!(!between.ok && between.diffs == bugs as u64, "{}", between.render());
+    assert!(between.ok && between.diffs == bugs as u64 && between.unexpected == 0, "{}", between.render());
+    assert_eq!(between.expected_diffs, bugs as u64, "v3 against v4 knows the fee-bug set");
     let same = lab::verify::between_versions(&client, Projection::V4, Projection::V4).await.unwrap();
     assert!(same.ok && same.diffs == 0);
 }

@@ -1,5 +1,5 @@
 //! Integration tests of the projectors against a real throwaway PostgreSQL.
 
-mod support;
 mod replay;
+mod support;
 mod tail;

@@ -51,12 +51,13 @@ async fn a_replay_equals_the_tail_and_leaves_the_live_version_untouched() {
 
     // Every v4 row equals the fold of its own events.
     for id in [1_i64, 2, 777, 2_999, 3_000] {
-        let events: Vec<fold::Event> = eventlog::aggregate_events(&client, id, chrono::DateTime::<chrono::Utc>::MAX_UTC, i64::MAX)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.decode().unwrap())
-            .collect();
+        let events: Vec<fold::Event> =
+            eventlog::aggregate_events(&client, id, chrono::DateTime::<chrono::Utc>::MAX_UTC, i64::MAX)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.decode().unwrap())
+                .collect();
         let expected = fold::fold_prefix(Projection::V4, events).unwrap().state;
         assert_eq!(row(&client, Projection::V4, id).await, expected, "aggregate {id}");
     }
@@ -66,7 +67,7 @@ async fn a_replay_equals_the_tail_and_leaves_the_live_version_untouched() {
 
 #[tokio::test]
 async fn an_event_held_at_the_bulk_boundary_survives_into_catch_up() {
-    let (url, mut client) = fresh_log(4).await;
+    let (url, client) = fresh_log(4).await;
     // B takes xid b and writes Z; C takes xid c > b and stays open (so the bulk boundary W = c);
     // A (xid a > c) commits version 1 of X; B then writes version 2 of X and commits.
     let mut b = eventlog::connect(&url).await.unwrap();

@@ -95,11 +95,8 @@ async fn a_bad_event_stops_the_batch_naming_it_and_commits_nothing() {
     drain(&mut quarantining, &mut client).await;
     assert_eq!(row(&client, V4, 1).await.unwrap().balance, 10);
     assert!(row(&client, V4, 2).await.is_none());
-    let dead: i64 = client
-        .query_one("SELECT global_seq FROM read.dead_letters WHERE version = 'v4'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let dead: i64 =
+        client.query_one("SELECT global_seq FROM read.dead_letters WHERE version = 'v4'", &[]).await.unwrap().get(0);
     assert_eq!(dead, bad_seq);
     let quarantined: i64 = client
         .query_one("SELECT aggregate_id FROM read.quarantined_aggregates WHERE version = 'v4'", &[])

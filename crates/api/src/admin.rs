@@ -1,0 +1,127 @@
+//! `POST /cutover` (the API's only write: it moves the active pointer) and `GET /projections`
+//! (the registry with positions, lag and sizes).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::State;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::Client;
+
+use crate::error::ApiError;
+use crate::telemetry::LAG_EVENTS;
+use crate::AppState;
+
+const TABLE_ROWS: &str = include_str!("sql/table_rows.sql");
+const LOG_ROWS: &str = include_str!("sql/log_rows.sql");
+
+/// Below this estimate a table is counted exactly; above it the planner's estimate is close
+/// enough and a `count(*)` of 100M rows is not something a status page should start.
+const EXACT_COUNT_BELOW: i64 = 1_000_000;
+
+/// How long the exact lag count of one version may scan before the estimate is used: a
+/// version still at the start of a 1B-event log lags by the whole log.
+const LAG_SCAN_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CutoverBody {
+    version: String,
+}
+
+/// `POST /cutover {"version": "v4"}`: promotes a ready version that is at or past the active
+/// one on every partition, in one transaction (`readmodel::cutover`). Idempotent: repeating
+/// it returns the recorded switch with `"switched": false`.
+pub(crate) async fn cutover(
+    State(state): State<Arc<AppState>>,
+    body: Result<Json<CutoverBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::bad_request(format!("body must be {{\"version\": \"v4\"}}: {e}")))?;
+    if body.version.is_empty() || body.version.len() > 63 {
+        return Err(ApiError::bad_request("version must be a registered version name such as \"v4\""));
+    }
+    let mut client = state.pool.dedicated().await?;
+    let started = Instant::now();
+    let result = readmodel::cutover(&mut client, &body.version).await?;
+    let switch_ms = started.elapsed().as_secs_f64() * 1e3;
+    state.active.observe(Some(&result.version));
+    if result.switched {
+        tracing::info!(version = %result.version, previous = ?result.previous, switch_ms, "cutover committed");
+    }
+    let mut out = serde_json::to_value(&result).expect("a cutover serialises");
+    out["switch_ms"] = json!(switch_ms);
+    Ok(Json(out))
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Rows of a version's table: exact when small, the planner's estimate otherwise.
+async fn table_rows(client: &Client, table: &str) -> Result<(i64, bool), ApiError> {
+    let estimate: i64 = client.query_one(TABLE_ROWS, &[&table]).await?.get(0);
+    if estimate >= EXACT_COUNT_BELOW {
+        return Ok((estimate, false));
+    }
+    let sql = format!("SELECT count(*) FROM read.{}", quote_ident(table));
+    match client.query_one(&sql, &[]).await {
+        Ok(row) => Ok((row.get(0), true)),
+        // The registry names a table that is gone (dropped by hand): report it, don't fail.
+        Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => Ok((0, true)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `GET /projections`: every registered version with its state, per-partition positions, lag
+/// to the head of the log (events) and rows. Runs on a connection of its own so that its scans
+/// never queue point reads behind them.
+pub(crate) async fn projections(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let client = state.pool.dedicated().await?;
+    client.batch_execute(&format!("SET statement_timeout = {}", LAG_SCAN_TIMEOUT.as_millis())).await?;
+    let log_estimate: i64 = match client.query_one(LOG_ROWS, &[]).await {
+        Ok(row) => row.get(0),
+        Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => 0,
+        Err(e) => return Err(e.into()),
+    };
+    let infos = readmodel::list(&client).await?;
+    let active = infos.iter().find(|p| p.state == readmodel::State::Active).map(|p| p.version.clone());
+    state.active.observe(active.as_deref());
+    let mut out = Vec::with_capacity(infos.len());
+    for p in infos {
+        let (lag, lag_exact) = match readmodel::lag_events(&client, &p.positions).await {
+            Ok(lag) => (lag, true),
+            Err(readmodel::Error::Db(e)) if e.code() == Some(&SqlState::QUERY_CANCELED) => {
+                ((log_estimate - p.events_applied).max(0), false)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (rows, rows_exact) = table_rows(&client, &p.table_name).await?;
+        metrics::gauge!(LAG_EVENTS, "version" => p.version.clone()).set(lag as f64);
+        let positions: Vec<Value> = p
+            .positions
+            .iter()
+            .enumerate()
+            .map(|(partition, pos)| json!({ "partition": partition, "tx": pos.tx, "seq": pos.seq }))
+            .collect();
+        out.push(json!({
+            "version": p.version,
+            "state": p.state,
+            "table": p.table_name,
+            "partitions": p.partitions,
+            "positions": positions,
+            "events_applied": p.events_applied,
+            "lag_events": lag,
+            "lag_exact": lag_exact,
+            "rows": rows,
+            "rows_exact": rows_exact,
+            "created_at": p.created_at,
+            "activated_at": p.activated_at,
+            "cutover": p.cutover,
+        }));
+    }
+    Ok(Json(json!({ "active": active, "log_events_estimate": log_estimate, "projections": out })))
+}

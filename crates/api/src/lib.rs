@@ -1,0 +1,75 @@
+//! The HTTP read API: current state from the active projection version (resolved per
+//! request), time travel folded from the log, the cutover endpoint, the registry, and
+//! Prometheus metrics.
+//!
+//! Invariant: the API never writes, except `POST /cutover`, which moves the active pointer
+//! through `readmodel::cutover`.
+
+mod admin;
+mod error;
+mod pool;
+mod read;
+mod routes;
+mod telemetry;
+mod time_travel;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use error::ApiError;
+pub use pool::{Conn, Pool};
+pub use routes::router;
+pub use telemetry::{ActiveGauge, ACTIVE_INFO, LAG_EVENTS, REQUESTS, REQUEST_SECONDS};
+
+/// Shared state of the service.
+pub struct AppState {
+    /// Connections to the database holding the log and the read model.
+    pub pool: Pool,
+    /// The `reproject_active_projection_info` gauge (reporting only, never used to serve).
+    pub active: ActiveGauge,
+}
+
+/// How to serve.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// The PostgreSQL holding `log` and `read`.
+    pub database_url: String,
+    /// Where to listen (port 0: any free port; the bound address goes to `ready`).
+    pub listen: SocketAddr,
+    /// Connections to PostgreSQL (each pipelines many concurrent requests).
+    pub pool_size: usize,
+}
+
+/// Errors of serving.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot connect to the database: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Connects the pool (`pool_size` connections, at least one) and builds the shared state.
+pub async fn state(database_url: &str, pool_size: usize) -> Result<Arc<AppState>, Error> {
+    Ok(Arc::new(AppState { pool: Pool::connect(database_url, pool_size).await?, active: ActiveGauge::default() }))
+}
+
+/// Serves until `shutdown` resolves, then drains requests in flight. Calls `ready` with the
+/// bound address once listening (useful with port 0).
+pub async fn serve(
+    config: &ApiConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<(), Error> {
+    let state = state(&config.database_url, config.pool_size).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Listen { addr: config.listen, source })?;
+    let addr = listener.local_addr().map_err(Error::Serve)?;
+    tracing::info!(%addr, pool = config.pool_size, "api listening");
+    ready(addr);
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await.map_err(Error::Serve)
+}

@@ -1,0 +1,84 @@
+//! A fixed set of connections. tokio-postgres pipelines concurrent queries on one connection,
+//! so a few connections serve many concurrent requests; a closed connection is replaced on its
+//! next use, so a database restart costs the requests in flight, not the process.
+
+use std::ops::Deref;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::{OnceCell, RwLock, RwLockReadGuard};
+use tokio_postgres::{Client, Statement};
+
+const CURRENT_ACCOUNT: &str = include_str!("sql/current_account.sql");
+
+/// One pooled connection and the statements prepared on it.
+pub struct Conn {
+    client: Client,
+    /// Prepared on first use rather than at connect, so the API can start before the read
+    /// schema exists.
+    current_account: OnceCell<Statement>,
+}
+
+impl Conn {
+    async fn open(url: &str) -> Result<Conn, tokio_postgres::Error> {
+        Ok(Conn { client: eventlog::connect(url).await?, current_account: OnceCell::new() })
+    }
+
+    /// The prepared `read.current_account($1)` call: one round trip per read instead of two.
+    pub async fn current_account(&self) -> Result<&Statement, tokio_postgres::Error> {
+        self.current_account.get_or_try_init(|| self.client.prepare(CURRENT_ACCOUNT)).await
+    }
+}
+
+impl Deref for Conn {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+/// Round-robin connections to one database.
+pub struct Pool {
+    url: String,
+    slots: Vec<RwLock<Conn>>,
+    next: AtomicUsize,
+}
+
+impl Pool {
+    /// Opens `size` connections (at least one).
+    pub async fn connect(url: &str, size: usize) -> Result<Pool, tokio_postgres::Error> {
+        let size = size.max(1);
+        let mut slots = Vec::with_capacity(size);
+        for _ in 0..size {
+            slots.push(RwLock::new(Conn::open(url).await?));
+        }
+        Ok(Pool { url: url.to_owned(), slots, next: AtomicUsize::new(0) })
+    }
+
+    /// The number of connections.
+    pub fn size(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// A connection for one request (shared with other requests, which pipeline on it).
+    pub async fn get(&self) -> Result<RwLockReadGuard<'_, Conn>, tokio_postgres::Error> {
+        let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()];
+        {
+            let conn = slot.read().await;
+            if !conn.client.is_closed() {
+                return Ok(conn);
+            }
+        }
+        let mut write = slot.write().await;
+        if write.client.is_closed() {
+            tracing::warn!("postgres connection closed; reconnecting");
+            *write = Conn::open(&self.url).await?;
+        }
+        Ok(write.downgrade())
+    }
+
+    /// A connection of its own, for work that must not queue pipelined reads behind it: the
+    /// cutover transaction (which needs `&mut Client`) and the registry's lag scans.
+    pub async fn dedicated(&self) -> Result<Client, tokio_postgres::Error> {
+        eventlog::connect(&self.url).await
+    }
+}

@@ -1,0 +1,7 @@
+//! The HTTP API against a real PostgreSQL (one throwaway cluster, a fresh database per test)
+//! and a real server on a loopback port.
+
+mod cutover;
+mod reads;
+mod support;
+mod time_travel;

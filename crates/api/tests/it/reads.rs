@@ -1,0 +1,143 @@
+//! Current reads, and every way a request can be wrong or unanswerable.
+
+use fold::Projection;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn serves_the_active_versions_row_exactly() {
+    let f = fixture(12, true).await;
+    let v3 = expected(&f.client, Projection::V3, f.n).await;
+    for id in 1..=f.n {
+        let (status, body) = f.get(&format!("/aggregate/{id}")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_row(&body, Projection::V3, &v3[&id], &format!("aggregate {id}"));
+    }
+}
+
+#[tokio::test]
+async fn bad_requests_get_json_errors_never_a_500() {
+    let f = fixture(5, true).await;
+    for (path, want) in [
+        ("/aggregate/abc", 400),
+        ("/aggregate/1.5", 400),
+        ("/aggregate/-4", 400),
+        ("/aggregate/0", 400),
+        ("/aggregate/99999999999999999999999", 400),
+        ("/aggregate/999999", 404),
+        ("/aggregate/1/as-of", 400),
+        ("/aggregate/1/as-of?ts=yesterday", 400),
+        ("/aggregate/1/as-of?ts=2025-13-01T00:00:00Z", 400),
+        ("/aggregate/1/as-of?offset=minus", 400),
+        ("/aggregate/1/as-of?offset=-1", 400),
+        ("/aggregate/1/as-of?offset=5&version=v9", 400),
+        ("/aggregate/1/as-of?offset=5&when=now", 400),
+        ("/aggregate/x/as-of?offset=5", 400),
+        ("/aggregate/999999/as-of?offset=500", 404),
+        ("/aggregate/1/as-of?offset=0", 404),
+        ("/aggregate/1/as-of?ts=2000-01-01T00:00:00Z", 404),
+        ("/no/such/route", 404),
+        ("/aggregate", 404),
+    ] {
+        let (status, body) = f.get(path).await;
+        assert_eq!(status, want, "{path}: {body}");
+        assert!(body["error"].as_str().is_some_and(|m| !m.is_empty()), "{path}: a JSON error expected, got {body}");
+    }
+    for (body, want) in [
+        ("not json", 400),
+        ("", 400),
+        ("[]", 400),
+        (r#"{"versio":"v4"}"#, 400),
+        (r#"{"version":4}"#, 400),
+        (r#"{"version":""}"#, 400),
+        (r#"{"version":"v4","force":true}"#, 400),
+        (r#"{"version":"v9"}"#, 404),
+    ] {
+        let (status, reply) = f.post("/cutover", body).await;
+        assert_eq!(status, want, "{body:?}: {reply}");
+        assert!(reply["error"].is_string(), "{body:?}: {reply}");
+    }
+    let (status, reply) = f.get("/cutover").await;
+    assert_eq!(status, 405, "{reply}");
+    assert!(reply["error"].is_string(), "{reply}");
+    // A cutover body without a JSON content type is a bad request too, not a 415 without a body.
+    let resp = f.http.post(format!("{}/cutover", f.base)).body(r#"{"version":"v4"}"#).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    assert!(resp.json::<serde_json::Value>().await.unwrap()["error"].is_string());
+    // None of that changed anything.
+    let (status, body) = f.get("/aggregate/3").await;
+    assert_eq!((status, body["projection_version"].as_str()), (200, Some("v3")), "{body}");
+}
+
+#[tokio::test]
+async fn no_active_version_is_a_503_and_time_travel_still_works() {
+    let f = fixture(3, false).await;
+    f.client.execute("UPDATE read.projections SET state = 'retired'", &[]).await.unwrap();
+    let (status, body) = f.get("/aggregate/1").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("no projection version is active"), "{body}");
+    // Time travel needs only the log; without an active version it folds with the newest fold.
+    let (status, body) = f.get("/aggregate/1/as-of?offset=1000000").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["projection_version"], "v4", "{body}");
+}
+
+#[tokio::test]
+async fn a_quarantined_aggregate_is_a_409_never_a_row() {
+    let f = fixture(4, false).await;
+    for id in [2_i64, 77] {
+        f.client
+            .execute(
+                "INSERT INTO read.quarantined_aggregates (version, aggregate_id, global_seq, reason) \
+                 VALUES ('v3', $1, 1, 'malformed deposited payload')",
+                &[&id],
+            )
+            .await
+            .unwrap();
+    }
+    let (status, body) = f.get("/aggregate/2").await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["quarantined"], true, "{body}");
+    assert!(body.get("balance").is_none(), "no state is served: {body}");
+    // Quarantined before its first row was written: still not "unknown".
+    let (status, body) = f.get("/aggregate/77").await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["reason"], "malformed deposited payload", "{body}");
+    let (status, _) = f.get("/aggregate/3").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn metrics_expose_latency_by_route_and_the_active_version() {
+    let f = fixture(3, true).await;
+    for path in ["/aggregate/1", "/aggregate/2", "/aggregate/abc", "/aggregate/1/as-of?offset=3", "/projections"] {
+        f.get(path).await;
+    }
+    let (status, text) = f.get("/metrics").await;
+    assert_eq!(status, 200);
+    let text = text.as_str().expect("text exposition, not JSON");
+    for needle in [
+        "# TYPE reproject_api_request_duration_seconds histogram",
+        r#"reproject_api_request_duration_seconds_bucket{route="/aggregate/{id}",status="200",le="0.001"}"#,
+        r#"le="0.0001""#,
+        "reproject_api_requests_total{",
+        r#"reproject_active_projection_info{version="v3"} 1"#,
+        "reproject_projection_lag_events{",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    assert!(counter(text, "reproject_api_requests_total", &[r#"route="/aggregate/{id}""#, r#"status="400""#]) >= 1.0);
+}
+
+#[tokio::test]
+async fn a_database_without_a_read_model_is_a_503() {
+    let url = pgharness::throwaway().fresh_database();
+    let state = api::state(&url, 1).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, api::router(state)).await.unwrap() });
+    let resp = reqwest::get(format!("{base}/aggregate/1")).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("no read model"), "{body}");
+}

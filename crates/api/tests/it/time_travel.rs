@@ -1,0 +1,74 @@
+//! Time travel equals a fold of the log prefix, for any aggregate and any cut.
+
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use fold::Projection;
+use rand::{Rng, SeedableRng};
+
+use crate::support::*;
+
+#[tokio::test]
+async fn as_of_equals_the_fold_of_the_log_prefix_at_random_cuts() {
+    let f = fixture(25, false).await;
+    let log = log_events(&f.client, f.n).await;
+    let max_seq: i64 = f.client.query_one("SELECT max(global_seq) FROM log.events", &[]).await.unwrap().get(0);
+    let first_ts = log.values().flat_map(|es| es.iter().map(|e| e.ts)).min().unwrap();
+    let last_ts = log.values().flat_map(|es| es.iter().map(|e| e.ts)).max().unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let (mut served, mut empty) = (0, 0);
+    for round in 0..150 {
+        let id = rng.gen_range(1..=f.n);
+        let events = &log[&id];
+        let projection = if rng.gen_bool(0.5) { Projection::V3 } else { Projection::V4 };
+        let (query, prefix): (String, Vec<_>) = match rng.gen_range(0..3) {
+            0 => {
+                let cut = rng.gen_range(0..=max_seq + 1);
+                (format!("offset={cut}"), events.iter().filter(|e| e.global_seq <= cut).collect())
+            }
+            1 => {
+                // Exactly an event's instant: the bound is inclusive.
+                let cut = events[rng.gen_range(0..events.len())].ts;
+                let ts = cut.to_rfc3339_opts(SecondsFormat::Micros, true);
+                (format!("ts={ts}"), events.iter().filter(|e| e.ts <= cut).collect())
+            }
+            _ => {
+                let span = (last_ts - first_ts).num_seconds();
+                let cut: DateTime<Utc> =
+                    first_ts - Duration::days(5) + Duration::seconds(rng.gen_range(0..span + 864_000));
+                // A zone other than UTC, with the '+' escaped as a client must.
+                let ts = cut.with_timezone(&chrono::FixedOffset::east_opt(2 * 3600).unwrap()).to_rfc3339();
+                (format!("ts={}", ts.replace('+', "%2B")), events.iter().filter(|e| e.ts <= cut).collect())
+            }
+        };
+        let path = format!("/aggregate/{id}/as-of?{query}&version={}", projection.name());
+        let expected = fold::fold_prefix(projection, prefix.iter().map(|e| e.decode().unwrap())).unwrap().state;
+        let (status, body) = f.get(&path).await;
+        match expected {
+            None => {
+                assert_eq!(status, 404, "round {round}, {path}: {body}");
+                empty += 1;
+            }
+            Some(account) => {
+                assert_eq!(status, 200, "round {round}, {path}: {body}");
+                assert_row(&body, projection, &account, &format!("round {round}, {path}"));
+                assert_eq!(body["stopped_at_seq"], account.applied_seq, "{path}: {body}");
+                assert_eq!(body["events_folded"], prefix.len(), "{path}: {body}");
+                served += 1;
+            }
+        }
+    }
+    assert!(served > 100 && empty > 0, "the cuts cover both outcomes: {served} served, {empty} empty");
+}
+
+#[tokio::test]
+async fn as_of_the_head_equals_the_current_row_and_defaults_to_the_active_fold() {
+    let f = fixture(8, true).await;
+    for id in 1..=f.n {
+        let (_, current) = f.get(&format!("/aggregate/{id}")).await;
+        let (status, head) = f.get(&format!("/aggregate/{id}/as-of?offset={}", i64::MAX)).await;
+        assert_eq!(status, 200, "{head}");
+        assert_eq!(head["projection_version"], "v3", "the active version's fold by default");
+        for (k, v) in current.as_object().unwrap() {
+            assert_eq!(&head[k], v, "aggregate {id}, field {k}");
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! `bench converge` (experiment 4): replay from offset 0 while writers append at R events/s;
+//! lag-to-tail over time, convergence time, the margin, and the crossover where it stops
+//! converging.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use fold::Projection;
+use serde::Serialize;
+
+/// Configuration of the convergence runs.
+#[derive(Debug, Clone)]
+pub struct ConvergeConfig {
+    pub database_url: String,
+    /// Ingest rates to try, events/s.
+    pub ingest: Vec<f64>,
+    pub workers: usize,
+    /// Cap on the replay (bulk and catch-up), to place the crossover within the producer's
+    /// reach on a small machine; `None`: full speed.
+    pub replay_rate_limit: Option<f64>,
+    /// Give up on converging after this long.
+    pub max_time: Duration,
+    /// After converging, keep watching this long to show the lag stays bounded.
+    pub settle: Duration,
+    pub out_dir: PathBuf,
+}
+
+/// One run at one ingest rate.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConvergeRun {
+    pub target_ingest_events_per_s: f64,
+    pub ingest_events_per_s: f64,
+    pub converged: bool,
+    pub convergence_s: Option<f64>,
+    /// Catch-up throughput of the replay (events/s) over the run.
+    pub replay_events_per_s: f64,
+    pub margin_events_per_s: f64,
+    /// Largest lag after converging (bounded = it stays small).
+    pub max_lag_after_converged: Option<i64>,
+    pub samples: Vec<(f64, i64)>,
+}
+
+/// Figures of the convergence experiment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Converge {
+    pub log_events: i64,
+    pub replay_rate_limit: Option<f64>,
+    pub runs: Vec<ConvergeRun>,
+    pub converged: bool,
+    pub convergence_s: Option<f64>,
+    pub margin_events_per_s: f64,
+    /// The smallest ingest rate that did not converge, if any did not.
+    pub crossover_ingest_events_per_s: Option<f64>,
+}
+
+/// Runs one replay per ingest rate.
+pub async fn converge(config: &ConvergeConfig) -> Result<Converge> {
+    let mut client = eventlog::connect(&config.database_url).await.context("connecting")?;
+    readmodel::ensure_schema(&mut client).await?;
+    let log_events: i64 = client.query_one("SELECT count(*) FROM log.events", &[]).await?.get(0);
+    let mut runs = Vec::new();
+    for &rate in &config.ingest {
+        readmodel::drop_version(&mut client, Projection::V4).await.context("resetting v4 (is it active?)")?;
+        let (stop_producer, producer_stop) = tokio::sync::watch::channel(false);
+        let producer = {
+            let url = config.database_url.clone();
+            let cfg = lab::ProduceConfig::new(rate, None, rate as u64);
+            tokio::spawn(async move { lab::produce::run(&url, cfg, producer_stop).await })
+        };
+        let (stop_replay, replay_stop) = tokio::sync::watch::channel(false);
+        let replay = {
+            let cfg = projector::ReplayConfig {
+                database_url: config.database_url.clone(),
+                projection: Projection::V4,
+                workers: config.workers,
+                batch: 10_000,
+                rate_limit: config.replay_rate_limit,
+                catch_up: true,
+                stop_at_head: false,
+                until: None,
+                quarantine: false,
+                from_offset: None,
+                poll: Duration::from_millis(20),
+                progress: false,
+            };
+            tokio::spawn(async move { projector::replay(&cfg, replay_stop).await })
+        };
+        let started = Instant::now();
+        let mut samples = Vec::new();
+        let mut converged_at: Option<f64> = None;
+        let mut max_after: Option<i64> = None;
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let t = started.elapsed().as_secs_f64();
+            let Ok(info) = readmodel::version_info(&client, "v4").await else { continue };
+            let lag = readmodel::lag_events(&client, &info.positions).await?;
+            samples.push((t, lag));
+            if converged_at.is_none() && info.state != readmodel::State::Building {
+                converged_at = Some(t);
+            }
+            if let Some(c) = converged_at {
+                max_after = Some(max_after.unwrap_or(0).max(lag));
+                if t - c >= config.settle.as_secs_f64() {
+                    break;
+                }
+            } else if t >= config.max_time.as_secs_f64() {
+                break;
+            }
+            if replay.is_finished() {
+                break;
+            }
+        }
+        stop_replay.send(true).ok();
+        stop_producer.send(true).ok();
+        let produced = producer.await?.context("producer")?;
+        let replayed = replay.await?.context("replay")?;
+        let elapsed = started.elapsed().as_secs_f64();
+        let replay_events = replayed.bulk_events + replayed.catch_up.as_ref().map_or(0, |c| c.events_read);
+        let replay_rate = replay_events as f64 / elapsed;
+        let run = ConvergeRun {
+            target_ingest_events_per_s: rate,
+            ingest_events_per_s: produced.events_per_s,
+            converged: converged_at.is_some(),
+            convergence_s: converged_at,
+            replay_events_per_s: replay_rate,
+            margin_events_per_s: replay_rate - produced.events_per_s,
+            max_lag_after_converged: max_after,
+            samples,
+        };
+        tracing::info!(rate, converged = run.converged, convergence_s = ?run.convergence_s, "convergence run");
+        runs.push(run);
+    }
+    readmodel::drop_version(&mut client, Projection::V4).await?;
+    let first = runs.first().cloned();
+    let crossover = runs.iter().find(|r| !r.converged).map(|r| r.target_ingest_events_per_s);
+    let mut rows = Vec::new();
+    for r in &runs {
+        for (t, lag) in &r.samples {
+            rows.push(vec![format!("{}", r.target_ingest_events_per_s), format!("{t:.2}"), lag.to_string()]);
+        }
+    }
+    crate::write_csv(&config.out_dir.join("converge.csv"), &["ingest_events_per_s", "t_s", "lag_events"], &rows)?;
+    crate::plot::lines(
+        &config.out_dir.join("converge.svg"),
+        &format!(
+            "Lag to tail while replaying {log_events} events under ingest (replay cap: {})",
+            config.replay_rate_limit.map_or("none".into(), |r| format!("{r:.0}/s"))
+        ),
+        "seconds since replay start",
+        "lag (events)",
+        &runs
+            .iter()
+            .map(|r| {
+                (
+                    format!(
+                        "ingest {:.0}/s{}",
+                        r.ingest_events_per_s,
+                        if r.converged { "" } else { " (no convergence)" }
+                    ),
+                    r.samples.iter().map(|(t, l)| (*t, *l as f64)).collect(),
+                )
+            })
+            .collect::<Vec<_>>(),
+        false,
+    )?;
+    Ok(Converge {
+        log_events,
+        replay_rate_limit: config.replay_rate_limit,
+        converged: first.as_ref().is_some_and(|r| r.converged),
+        convergence_s: first.as_ref().and_then(|r| r.convergence_s),
+        margin_events_per_s: first.as_ref().map_or(0.0, |r| r.margin_events_per_s),
+        crossover_ingest_events_per_s: crossover,
+        runs,
+    })
+}

@@ -1,0 +1,319 @@
+//! `bench cutover` (experiment 2) and `bench time-travel`: the API under load while the active
+//! version switches, and as-of latency by history length.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use fold::Projection;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+/// Starts the API in this process on a free loopback port.
+pub async fn start_api(url: &str) -> Result<SocketAddr> {
+    let state = api::state(url, 8).await.context("api pool")?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, api::router(state)).await {
+            tracing::error!(error = %e, "api stopped");
+        }
+    });
+    Ok(addr)
+}
+
+fn live(url: &str, projection: Projection, stop_at_head: bool, until: Option<i64>) -> projector::LiveConfig {
+    projector::LiveConfig {
+        database_url: url.to_owned(),
+        projection,
+        batch: 10_000,
+        until,
+        stop_at_head,
+        quarantine: false,
+        from_offset: None,
+        poll: Duration::from_millis(20),
+        synchronous_commit: false,
+        rate_limit: None,
+    }
+}
+
+/// Drops every read model: the benchmark starts from the log alone.
+pub async fn reset_read_side(url: &str) -> Result<()> {
+    let mut client = eventlog::connect(url).await?;
+    client.batch_execute("DROP SCHEMA IF EXISTS read CASCADE").await?;
+    readmodel::ensure_schema(&mut client).await?;
+    Ok(())
+}
+
+/// Builds `projection` by replay and catch-up, and activates it if nothing is active.
+pub async fn build_active(url: &str, projection: Projection, workers: usize) -> Result<()> {
+    let never = tokio::sync::watch::channel(false).1;
+    let config = projector::ReplayConfig {
+        database_url: url.to_owned(),
+        projection,
+        workers,
+        batch: 10_000,
+        rate_limit: None,
+        catch_up: true,
+        stop_at_head: true,
+        until: None,
+        quarantine: false,
+        from_offset: None,
+        poll: Duration::from_millis(20),
+        progress: false,
+    };
+    projector::replay(&config, never).await?;
+    Ok(())
+}
+
+/// Configuration of `bench cutover`.
+#[derive(Debug, Clone)]
+pub struct CutoverBenchConfig {
+    pub database_url: String,
+    pub ingest: f64,
+    pub concurrency: usize,
+    pub duration: Duration,
+    pub workers: usize,
+    pub out_dir: PathBuf,
+}
+
+/// Figures of `bench cutover`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CutoverBench {
+    pub requests: u64,
+    pub failed_reads: u64,
+    pub not_found: u64,
+    pub version_regressions: u64,
+    pub versions_served: std::collections::BTreeMap<String, u64>,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Time inside the cutover transaction (server side).
+    pub switch_ms: f64,
+    /// Round trip of the successful POST /cutover.
+    pub switch_request_ms: f64,
+    /// Refusals (409: not caught up yet) before the switch went through.
+    pub refused_attempts: u64,
+    pub frozen_position: i64,
+    /// Aggregates where v4 and v3 differ at the frozen position for any reason other than the
+    /// v3 fee bug, plus bug aggregates that do not differ: must be 0.
+    pub diffs: u64,
+    /// All differing aggregates (the fee-bug set).
+    pub diffs_total: u64,
+    pub diffs_v4_vs_expected: u64,
+    pub aggregates: i64,
+}
+
+/// Experiment 2: load running, v3 live and active, v4 replayed and caught up, cutover; then
+/// both frozen at one position and compared.
+pub async fn cutover_bench(config: &CutoverBenchConfig) -> Result<CutoverBench> {
+    let url = config.database_url.clone();
+    reset_read_side(&url).await?;
+    tracing::info!("building v3 (the live, active version)");
+    build_active(&url, Projection::V3, config.workers).await?;
+    let client = eventlog::connect(&url).await?;
+    let aggregates: i64 = client.query_one("SELECT count(*) FROM lab.expected_accounts", &[]).await?.get(0);
+    let addr = start_api(&url).await?;
+    let base = format!("http://{addr}");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let producer = {
+        let (url, stop) = (url.clone(), stop_rx.clone());
+        let cfg = lab::ProduceConfig::new(config.ingest, None, 5);
+        tokio::spawn(async move { lab::produce::run(&url, cfg, stop).await })
+    };
+    let live_v3 = {
+        let (cfg, stop) = (live(&url, Projection::V3, false, None), stop_rx.clone());
+        tokio::spawn(async move { projector::run_live(&cfg, stop).await })
+    };
+    let load = {
+        let cfg = loadgen::LoadConfig {
+            url: base.clone(),
+            concurrency: config.concurrency,
+            duration: config.duration,
+            rate: None,
+            aggregates: aggregates as u64,
+            zipf: 1.1,
+            seed: 9,
+            csv_path: Some(config.out_dir.join("cutover_load.csv")),
+        };
+        tokio::spawn(async move { loadgen::run(&cfg).await })
+    };
+    let load_started = Instant::now();
+    tracing::info!("replaying v4 beside v3 under load");
+    let replay_v4 = {
+        let cfg = projector::ReplayConfig {
+            database_url: url.clone(),
+            projection: Projection::V4,
+            workers: config.workers,
+            batch: 10_000,
+            rate_limit: None,
+            catch_up: true,
+            stop_at_head: false,
+            until: None,
+            quarantine: false,
+            from_offset: None,
+            poll: Duration::from_millis(20),
+            progress: false,
+        };
+        let stop = stop_rx.clone();
+        tokio::spawn(async move { projector::replay(&cfg, stop).await })
+    };
+    // Wait for v4 to be ready, and for at least a third of the load to have run on v3.
+    loop {
+        let ready =
+            readmodel::version_info(&client, "v4").await.map(|i| i.state == readmodel::State::Ready).unwrap_or(false);
+        if ready && load_started.elapsed() >= config.duration / 3 {
+            break;
+        }
+        if replay_v4.is_finished() || load_started.elapsed() > config.duration {
+            bail!("v4 did not become ready within the load's duration: lengthen --duration");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let http = reqwest::Client::new();
+    let mut refused = 0u64;
+    let (switch_ms, switch_request_ms) = loop {
+        let t0 = Instant::now();
+        let resp = http.post(format!("{base}/cutover")).json(&serde_json::json!({"version": "v4"})).send().await?;
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        if status.is_success() {
+            break (body["switch_ms"].as_f64().unwrap_or(f64::NAN), t0.elapsed().as_secs_f64() * 1e3);
+        }
+        if status.as_u16() != 409 || refused > 10_000 {
+            bail!("cutover failed: {status} {body}");
+        }
+        refused += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    tracing::info!(switch_ms, refused, "switched to v4");
+    let report = load.await?.context("load")?;
+    stop_tx.send(true).ok();
+    producer.await?.context("producer")?;
+    live_v3.await?.context("live v3")?;
+    replay_v4.await?.context("replay v4")?;
+
+    let x = eventlog::snapshot_xmax(&client).await?;
+    let never = tokio::sync::watch::channel(false).1;
+    projector::run_live(&live(&url, Projection::V3, false, Some(x)), never.clone()).await.context("freezing v3")?;
+    projector::run_live(&live(&url, Projection::V4, false, Some(x)), never).await.context("freezing v4")?;
+    let between = lab::verify::between_versions(&client, Projection::V4, Projection::V3).await?;
+    let v4 = lab::verify::against_expected(&client, Projection::V4).await?;
+    println!("-- frozen comparison at X = {x}:\n{}\n{}", between.sql.trim(), between.render());
+    crate::plot::lines(
+        &config.out_dir.join("cutover.svg"),
+        "Live reads across the cutover (p99 per second)",
+        "seconds",
+        "p99 latency (ms)",
+        &[("p99".into(), report.seconds.iter().map(|s| (s.second as f64, s.p99_ms)).collect())],
+        false,
+    )?;
+    Ok(CutoverBench {
+        requests: report.requests,
+        failed_reads: report.failed,
+        not_found: report.not_found,
+        version_regressions: report.version_regressions,
+        versions_served: report.versions_served.clone(),
+        p50_ms: report.p50_ms,
+        p99_ms: report.p99_ms,
+        switch_ms,
+        switch_request_ms,
+        refused_attempts: refused,
+        frozen_position: x,
+        diffs: between.unexpected,
+        diffs_total: between.diffs,
+        diffs_v4_vs_expected: v4.diffs,
+        aggregates,
+    })
+}
+
+/// Latency of one history-length class.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimeTravelClass {
+    pub target_events: i64,
+    pub aggregate_id: i64,
+    pub events: i64,
+    pub requests: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// Figures of `bench time-travel`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimeTravelBench {
+    pub classes: Vec<TimeTravelClass>,
+    pub p99_ms_1k: f64,
+}
+
+/// as-of latency for aggregates with about 1, 100, 1k and 10k events, over HTTP.
+pub async fn time_travel_bench(url: &str, requests: u64, out_dir: &std::path::Path) -> Result<TimeTravelBench> {
+    let client = eventlog::connect(url).await?;
+    let addr = start_api(url).await?;
+    let http = reqwest::Client::new();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(17);
+    let mut classes = Vec::new();
+    for target in [1_i64, 100, 1_000, 10_000] {
+        let row = client
+            .query_opt(
+                "SELECT aggregate_id, aggregate_version FROM lab.expected_accounts \
+                 WHERE aggregate_version >= $1 ORDER BY aggregate_version, aggregate_id LIMIT 1",
+                &[&(target as i32)],
+            )
+            .await?;
+        let Some(row) = row else { continue };
+        let (id, events): (i64, i32) = (row.get(0), row.get(1));
+        let last_seq: i64 =
+            client.query_one("SELECT max(global_seq) FROM log.events WHERE aggregate_id = $1", &[&id]).await?.get(0);
+        let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+        for _ in 0..requests {
+            let offset = rng.gen_range(1..=last_seq);
+            let t0 = Instant::now();
+            let resp = http.get(format!("http://{addr}/aggregate/{id}/as-of?offset={offset}")).send().await?;
+            let status = resp.status();
+            let _ = resp.bytes().await?;
+            if !(status.is_success() || status.as_u16() == 404) {
+                bail!("as-of for aggregate {id} answered {status}");
+            }
+            hist.record(t0.elapsed().as_micros().max(1) as u64)?;
+        }
+        classes.push(TimeTravelClass {
+            target_events: target,
+            aggregate_id: id,
+            events: events as i64,
+            requests,
+            p50_ms: hist.value_at_quantile(0.5) as f64 / 1e3,
+            p99_ms: hist.value_at_quantile(0.99) as f64 / 1e3,
+        });
+    }
+    crate::write_csv(
+        &out_dir.join("time_travel.csv"),
+        &["target_events", "aggregate_id", "events", "requests", "p50_ms", "p99_ms"],
+        &classes
+            .iter()
+            .map(|c| {
+                vec![
+                    c.target_events.to_string(),
+                    c.aggregate_id.to_string(),
+                    c.events.to_string(),
+                    c.requests.to_string(),
+                    format!("{:.3}", c.p50_ms),
+                    format!("{:.3}", c.p99_ms),
+                ]
+            })
+            .collect::<Vec<_>>(),
+    )?;
+    crate::plot::lines(
+        &out_dir.join("time_travel.svg"),
+        "Time travel (as-of offset) latency by history length",
+        "events in the aggregate's history (log scale)",
+        "latency (ms)",
+        &[
+            ("p50".into(), classes.iter().map(|c| (c.events as f64, c.p50_ms)).collect()),
+            ("p99".into(), classes.iter().map(|c| (c.events as f64, c.p99_ms)).collect()),
+        ],
+        true,
+    )?;
+    let p99_ms_1k = classes.iter().find(|c| c.target_events == 1_000).map_or(f64::NAN, |c| c.p99_ms);
+    Ok(TimeTravelBench { classes, p99_ms_1k })
+}

@@ -1,0 +1,81 @@
+//! Kill -9 at random points, restart, and converge to the exact single-pass state.
+
+use std::time::Duration;
+
+use fold::Projection;
+use rand::Rng;
+
+use crate::support::*;
+
+fn stop_signal() -> (tokio::sync::watch::Sender<bool>, tokio::sync::watch::Receiver<bool>) {
+    tokio::sync::watch::channel(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_projector_killed_at_random_points_under_four_writers_ends_exact() {
+    let url = seeded(30_000, 3_000, 8).await;
+    let (stop_tx, stop_rx) = stop_signal();
+    let producer = {
+        let url = url.clone();
+        tokio::spawn(async move {
+            let config = lab::ProduceConfig::new(1_500.0, None, 7);
+            lab::produce::run(&url, config, stop_rx).await.expect("producer")
+        })
+    };
+    let mut rng = rand::thread_rng();
+    for _ in 0..5 {
+        let child = spawn(&url, &["projector", "--mode", "live", "--version", "v4", "--batch", "500"]);
+        let at = Duration::from_millis(rng.gen_range(100..1_500));
+        tokio::task::spawn_blocking(move || kill_after(child, at)).await.unwrap();
+    }
+    stop_tx.send(true).unwrap();
+    let produced = producer.await.unwrap();
+    assert!(produced.events > 0, "the producer wrote while the projector crashed");
+    run_ok(&url, &["projector", "--mode", "live", "--version", "v4", "--stop-at-head"]);
+    let report = verify_expected(&url, Projection::V4).await;
+    assert_eq!(report.diffs, 0, "{}", report.render());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_killed_in_bulk_and_catch_up_ends_identical_to_a_clean_pass() {
+    let url = seeded(60_000, 5_000, 16).await;
+    let (stop_tx, stop_rx) = stop_signal();
+    let producer = {
+        let url = url.clone();
+        tokio::spawn(async move {
+            let config = lab::ProduceConfig::new(1_000.0, None, 11);
+            lab::produce::run(&url, config, stop_rx).await.expect("producer")
+        })
+    };
+    let mut rng = rand::thread_rng();
+    for round in 0..6 {
+        // Small batches keep catch-up long enough to be killed inside it too.
+        let child = spawn(
+            &url,
+            &[
+                "projector",
+                "--mode",
+                "replay",
+                "--version",
+                "v4",
+                "--workers",
+                "2",
+                "--catch-up",
+                "--batch",
+                "200",
+                "--progress",
+                "false",
+            ],
+        );
+        let at = Duration::from_millis(rng.gen_range(50..400) * (round + 1));
+        tokio::task::spawn_blocking(move || kill_after(child, at)).await.unwrap();
+    }
+    stop_tx.send(true).unwrap();
+    producer.await.unwrap();
+    run_ok(
+        &url,
+        &["projector", "--mode", "replay", "--version", "v4", "--catch-up", "--stop-at-head", "--progress", "false"],
+    );
+    let report = verify_expected(&url, Projection::V4).await;
+    assert_eq!(report.diffs, 0, "{}", report.render());
+}

@@ -104,7 +104,7 @@ pub enum Which {
         /// Ingest rates (events/s), one run each; the first is the headline run.
         #[arg(long, value_delimiter = ',', default_value = "1000,3000,6000")]
         ingest: Vec<f64>,
-        /// Cap the replay (events/s) so the crossover falls within the writers' reach.
+        /// Cap the replay's catch-up (events/s) so the crossover falls within the writers' reach.
         #[arg(long)]
         replay_rate_limit: Option<f64>,
         /// Replay workers (default: the cores).

@@ -76,6 +76,7 @@ pub async fn run(g: &Global, a: DemoArgs) -> Result<ExitCode> {
         workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
         batch: 10_000,
         rate_limit: None,
+        catch_up_rate_limit: None,
         catch_up: true,
         stop_at_head: true,
         until: None,

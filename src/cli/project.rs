@@ -106,6 +106,7 @@ pub async fn projector(g: &Global, a: ProjectorArgs) -> Result<ExitCode> {
                 workers,
                 batch: a.batch,
                 rate_limit: a.rate_limit,
+                catch_up_rate_limit: None,
                 catch_up: a.catch_up,
                 stop_at_head: a.stop_at_head,
                 until: a.until,

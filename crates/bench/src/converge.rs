@@ -16,8 +16,8 @@ pub struct ConvergeConfig {
     /// Ingest rates to try, events/s.
     pub ingest: Vec<f64>,
     pub workers: usize,
-    /// Cap on the replay (bulk and catch-up), to place the crossover within the producer's
-    /// reach on a small machine; `None`: full speed.
+    /// Cap on the replay's catch-up (the bulk phase runs at full speed), to place the crossover
+    /// within the writers' reach on a small machine; `None`: full speed.
     pub replay_rate_limit: Option<f64>,
     /// Give up on converging after this long.
     pub max_time: Duration,
@@ -75,7 +75,8 @@ pub async fn converge(config: &ConvergeConfig) -> Result<Converge> {
                 projection: Projection::V4,
                 workers: config.workers,
                 batch: 10_000,
-                rate_limit: config.replay_rate_limit,
+                rate_limit: None,
+                catch_up_rate_limit: config.replay_rate_limit,
                 catch_up: true,
                 stop_at_head: false,
                 until: None,

@@ -173,6 +173,7 @@ pub async fn replay_bench(config: &ReplayBenchConfig) -> Result<ReplayBench> {
         workers: config.workers,
         batch: 10_000,
         rate_limit: None,
+        catch_up_rate_limit: None,
         catch_up: false,
         stop_at_head: true,
         until: None,

@@ -34,8 +34,11 @@ pub struct ReplayConfig {
     pub workers: usize,
     /// Tail batch size for catch-up.
     pub batch: usize,
-    /// Events per second across all workers (backpressure), if any.
+    /// Events per second across all workers (backpressure), if any; also caps catch-up unless
+    /// `catch_up_rate_limit` is set.
     pub rate_limit: Option<f64>,
+    /// Events per second in catch-up, if different from `rate_limit`.
+    pub catch_up_rate_limit: Option<f64>,
     /// After the bulk phase, tail the log until lag is 0, then keep tailing (or stop at head).
     pub catch_up: bool,
     pub stop_at_head: bool,
@@ -234,7 +237,7 @@ pub async fn replay(config: &ReplayConfig, stop: tokio::sync::watch::Receiver<bo
             from_offset: config.from_offset,
             poll: config.poll,
             synchronous_commit: false,
-            rate_limit: config.rate_limit,
+            rate_limit: config.catch_up_rate_limit.or(config.rate_limit),
         };
         report.catch_up = Some(run_tail(&mut client, &live, stop).await?);
     }

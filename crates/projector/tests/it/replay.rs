@@ -15,6 +15,7 @@ fn config(url: &str, projection: Projection) -> ReplayConfig {
         workers: 2,
         batch: 1_000,
         rate_limit: None,
+        catch_up_rate_limit: None,
         catch_up: true,
         stop_at_head: true,
         until: None,

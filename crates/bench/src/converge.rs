@@ -61,7 +61,8 @@ pub async fn converge(config: &ConvergeConfig) -> Result<Converge> {
     let log_events: i64 = client.query_one("SELECT count(*) FROM log.events", &[]).await?.get(0);
     let mut runs = Vec::new();
     for &rate in &config.ingest {
-        readmodel::drop_version(&mut client, Projection::V4).await.context("resetting v4 (is it active?)")?;
+        // Each run starts from the log alone (the first version to catch up activates itself).
+        crate::reset_read_side(&config.database_url).await?;
         let (stop_producer, producer_stop) = tokio::sync::watch::channel(false);
         let producer = {
             let url = config.database_url.clone();
@@ -132,7 +133,6 @@ pub async fn converge(config: &ConvergeConfig) -> Result<Converge> {
         tracing::info!(rate, converged = run.converged, convergence_s = ?run.convergence_s, "convergence run");
         runs.push(run);
     }
-    readmodel::drop_version(&mut client, Projection::V4).await?;
     let first = runs.first().cloned();
     let crossover = runs.iter().find(|r| !r.converged).map(|r| r.target_ingest_events_per_s);
     let mut rows = Vec::new();

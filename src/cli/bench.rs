@@ -88,6 +88,30 @@ pub enum Which {
         #[arg(long)]
         workers: Option<usize>,
     },
+    /// Experiment 3: live read p50/p99 with no replay, then beside a full-speed replay, a replay
+    /// at a fixed rate limit, and an adaptive one (AIMD on the live p99); replay events/s of each.
+    Isolation {
+        #[command(flatten)]
+        log: LogArgs,
+        /// Length of each of the four phases.
+        #[arg(long, value_parser = parse_duration, default_value = "15s")]
+        duration: Duration,
+        /// Live reads per second, the same in every phase.
+        #[arg(long, default_value_t = 500.0)]
+        request_rate: f64,
+        /// Concurrent readers.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// The fixed-limit phase's rate (events/s); default: a quarter of the full-speed rate.
+        #[arg(long, value_name = "EVENTS_PER_S")]
+        fixed_rate_limit: Option<f64>,
+        /// The adaptive phase's allowance over the baseline p99 (`10%` or `0.1`).
+        #[arg(long, default_value = "10%", value_name = "FRACTION")]
+        max_live_p99_increase: String,
+        /// Replay workers (default: the cores).
+        #[arg(long)]
+        workers: Option<usize>,
+    },
     /// as-of latency over HTTP for aggregates with about 1, 100, 1k and 10k events.
     TimeTravel {
         #[command(flatten)]
@@ -237,6 +261,7 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
                 duration,
                 workers,
                 out_dir: a.out.clone(),
+                reuse_active_v3: false,
             };
             let c = bench::cutover_bench(&config).await?;
             println!("scale: {} aggregates; {} readers for {duration:?}; ingest {ingest}/s", c.aggregates, concurrency);
@@ -256,6 +281,89 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
                 a.out.join("cutover.svg").display()
             );
             println!("{}", serde_json::to_string(&c)?);
+        }
+        Which::Isolation {
+            log,
+            duration,
+            request_rate,
+            concurrency,
+            fixed_rate_limit,
+            max_live_p99_increase,
+            workers,
+        } => {
+            let max_live_p99_increase =
+                super::project::parse_fraction("--max-live-p99-increase", &max_live_p99_increase)?;
+            if !request_rate.is_finite() || request_rate <= 0.0 {
+                bail!("--request-rate must be a positive number of requests per second");
+            }
+            if concurrency == 0 {
+                bail!("--concurrency must be at least 1");
+            }
+            if fixed_rate_limit.is_some_and(|r| !r.is_finite() || r <= 0.0) {
+                bail!("--fixed-rate-limit must be a positive number of events per second");
+            }
+            if duration < Duration::from_secs(2) {
+                bail!("--duration must be at least 2s (each phase needs several controller windows)");
+            }
+            if workers == Some(0) {
+                bail!("--workers must be at least 1");
+            }
+            ensure_log(&url, &log).await?;
+            let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+            let config = bench::IsolationConfig {
+                database_url: url,
+                workers,
+                duration,
+                request_rate,
+                concurrency,
+                fixed_rate_limit,
+                max_live_p99_increase,
+                out_dir: a.out.clone(),
+            };
+            let r = bench::isolation_bench(&config).await?;
+            println!(
+                "scale: {} events, {} aggregates; {request_rate}/s reads by {concurrency} readers; {duration:?} per phase; {} replay workers",
+                r.log_events, r.aggregates, r.workers
+            );
+            println!(
+                "{:>12} {:>9} {:>9} {:>9} {:>9} {:>14} {:>14}",
+                "phase", "p50_ms", "p99_ms", "p50_x", "p99_x", "limit/s", "replay ev/s"
+            );
+            for p in &r.phases {
+                println!(
+                    "{:>12} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>14} {:>14.0}{}",
+                    p.phase,
+                    p.p50_ms,
+                    p.p99_ms,
+                    p.p50_ms / r.baseline_p50_ms,
+                    p.p99_ms / r.baseline_p99_ms,
+                    p.rate_limit.map_or("-".into(), |l| format!("{l:.0}")),
+                    p.replay_events_per_s,
+                    if p.replay_finished_early { "  (replay finished early)" } else { "" }
+                );
+            }
+            if let Some(ad) = &r.adaptive {
+                println!(
+                    "adaptive: baseline p99 {:.2} ms, threshold {:.2} ms, mean limit {:.0}/s, final {:.0}/s, {} decreases, {} increases in {} windows",
+                    ad.baseline_p99_ms,
+                    ad.threshold_ms,
+                    ad.mean_rate_events_per_s,
+                    ad.final_rate_events_per_s,
+                    ad.decreases,
+                    ad.increases,
+                    ad.windows
+                );
+            }
+            for n in &r.notes {
+                println!("note: {n}");
+            }
+            println!(
+                "csv: {}  plots: {} {}",
+                a.out.join("isolation.csv").display(),
+                a.out.join("isolation.svg").display(),
+                a.out.join("isolation_replay.svg").display()
+            );
+            println!("{}", serde_json::to_string(&r)?);
         }
         Which::TimeTravel { log, requests } => {
             ensure_log(&url, &log).await?;

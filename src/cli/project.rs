@@ -58,6 +58,56 @@ pub struct ProjectorArgs {
     /// Draw progress bars on stderr.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub progress: bool,
+    /// Replay: adaptive backpressure. The replay's rate follows the live API's p99, kept within
+    /// this much of its baseline (`10%` or `0.1`); needs --live-api. --rate-limit is then the
+    /// ceiling.
+    #[arg(long, value_name = "FRACTION")]
+    pub max_live_p99_increase: Option<String>,
+    /// Replay: the live read API whose p99 --max-live-p99-increase protects (loopback only).
+    #[arg(long, value_name = "URL")]
+    pub live_api: Option<String>,
+    /// Replay: the adaptive controller's probes cycle through aggregate ids 1..=N.
+    #[arg(long, default_value_t = 1_000, value_name = "N")]
+    pub probe_aggregates: u64,
+}
+
+/// Parses `10%` or `0.1` into 0.1; a positive, finite fraction.
+pub fn parse_fraction(flag: &str, raw: &str) -> Result<f64> {
+    let trimmed = raw.trim();
+    let value = match trimmed.strip_suffix('%') {
+        Some(pct) => pct.trim().parse::<f64>().map(|v| v / 100.0),
+        None => trimmed.parse::<f64>(),
+    };
+    match value {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => bail!("{flag} {raw}: expected a positive fraction such as 10% or 0.1"),
+    }
+}
+
+/// Validates the adaptive-backpressure flags into a config (or none), before any work starts.
+fn adaptive_config(a: &ProjectorArgs) -> Result<Option<projector::AdaptiveConfig>> {
+    let Some(raw) = &a.max_live_p99_increase else {
+        if a.live_api.is_some() {
+            bail!("--live-api is only used with --max-live-p99-increase");
+        }
+        return Ok(None);
+    };
+    let max_live_p99_increase = parse_fraction("--max-live-p99-increase", raw)?;
+    if a.mode != Mode::Replay {
+        bail!("--max-live-p99-increase applies to --mode replay only");
+    }
+    let Some(api) = &a.live_api else {
+        bail!("--max-live-p99-increase needs --live-api (the live read API to protect)");
+    };
+    loadgen::check_loopback(api).with_context(|| format!("--live-api {api}"))?;
+    if a.probe_aggregates == 0 {
+        bail!("--probe-aggregates must be at least 1");
+    }
+    Ok(Some(projector::AdaptiveConfig {
+        api_url: api.trim_end_matches('/').to_owned(),
+        max_live_p99_increase,
+        probe_aggregates: a.probe_aggregates,
+    }))
 }
 
 /// Validates a version name before any work starts.
@@ -79,6 +129,7 @@ pub async fn projector(g: &Global, a: ProjectorArgs) -> Result<ExitCode> {
     if a.mode == Mode::Live && (a.catch_up || a.workers.is_some()) {
         bail!("--catch-up and --workers apply to --mode replay only");
     }
+    let adaptive = adaptive_config(&a)?;
     let url = database_url(g)?;
     let stop = super::ctrl_c();
     match a.mode {
@@ -114,6 +165,7 @@ pub async fn projector(g: &Global, a: ProjectorArgs) -> Result<ExitCode> {
                 from_offset: a.from_offset,
                 poll: a.poll,
                 progress: a.progress,
+                adaptive,
             };
             let report = projector::replay(&config, stop).await.context("replay")?;
             println!("{}", serde_json::to_string(&report)?);
@@ -196,4 +248,20 @@ pub async fn position(g: &Global) -> Result<ExitCode> {
     let client = eventlog::connect(&database_url(g)?).await.context("connecting")?;
     println!("{}", eventlog::boundary(&client).await?);
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_fraction;
+
+    #[test]
+    fn a_fraction_is_a_percentage_or_a_plain_number() {
+        assert_eq!(parse_fraction("--f", "10%").unwrap(), 0.1);
+        assert_eq!(parse_fraction("--f", "0.1").unwrap(), 0.1);
+        assert_eq!(parse_fraction("--f", " 25 %").unwrap(), 0.25);
+        for bad in ["", "%", "-5%", "0", "ten", "NaN", "inf"] {
+            let e = parse_fraction("--max-live-p99-increase", bad).unwrap_err().to_string();
+            assert!(e.contains("--max-live-p99-increase"), "{bad:?}: {e}");
+        }
+    }
 }

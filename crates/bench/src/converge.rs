@@ -85,6 +85,7 @@ pub async fn converge(config: &ConvergeConfig) -> Result<Converge> {
                 from_offset: None,
                 poll: Duration::from_millis(20),
                 progress: false,
+                adaptive: None,
             };
             tokio::spawn(async move { projector::replay(&cfg, replay_stop).await })
         };

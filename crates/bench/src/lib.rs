@@ -3,12 +3,14 @@
 //! `results/` and an SVG plot, and ends with one JSON line of its figures.
 
 mod converge;
+mod isolation;
 pub mod plot;
 mod replay;
 mod serving;
 mod sweep;
 
 pub use converge::{converge, Converge, ConvergeConfig, ConvergeRun};
+pub use isolation::{isolation_bench, IsolationBench, IsolationConfig, IsolationPhase};
 pub use replay::{naive, replay_bench, scan, NaiveResult, ReplayBench, ReplayBenchConfig, ScanResult};
 pub use serving::{
     build_active, cutover_bench, reset_read_side, start_api, time_travel_bench, CutoverBench, CutoverBenchConfig,

@@ -63,6 +63,7 @@ pub async fn build_active(url: &str, projection: Projection, workers: usize) -> 
         from_offset: None,
         poll: Duration::from_millis(20),
         progress: false,
+        adaptive: None,
     };
     projector::replay(&config, never).await?;
     Ok(())
@@ -77,6 +78,8 @@ pub struct CutoverBenchConfig {
     pub duration: Duration,
     pub workers: usize,
     pub out_dir: PathBuf,
+    /// Keep the read side as it is (v3 already built and active) instead of rebuilding v3.
+    pub reuse_active_v3: bool,
 }
 
 /// Figures of `bench cutover`.
@@ -109,10 +112,16 @@ pub struct CutoverBench {
 /// both frozen at one position and compared.
 pub async fn cutover_bench(config: &CutoverBenchConfig) -> Result<CutoverBench> {
     let url = config.database_url.clone();
-    reset_read_side(&url).await?;
-    tracing::info!("building v3 (the live, active version)");
-    build_active(&url, Projection::V3, config.workers).await?;
     let client = eventlog::connect(&url).await?;
+    let v3_active = readmodel::version_info(&client, "v3").await.is_ok_and(|i| i.state == readmodel::State::Active);
+    if !(config.reuse_active_v3 && v3_active) {
+        reset_read_side(&url).await?;
+        tracing::info!("building v3 (the live, active version)");
+        build_active(&url, Projection::V3, config.workers).await?;
+    } else {
+        let mut c = eventlog::connect(&url).await?;
+        let _ = readmodel::drop_version(&mut c, Projection::V4).await;
+    }
     let aggregates: i64 = client.query_one("SELECT count(*) FROM lab.expected_accounts", &[]).await?.get(0);
     let addr = start_api(&url).await?;
     let base = format!("http://{addr}");
@@ -157,6 +166,7 @@ pub async fn cutover_bench(config: &CutoverBenchConfig) -> Result<CutoverBench> 
             from_offset: None,
             poll: Duration::from_millis(20),
             progress: false,
+            adaptive: None,
         };
         let stop = stop_rx.clone();
         tokio::spawn(async move { projector::replay(&cfg, stop).await })

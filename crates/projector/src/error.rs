@@ -28,6 +28,8 @@ pub enum Error {
     WrongState { version: String, state: readmodel::State, hint: &'static str },
     #[error("aggregate {0} has no events in the log")]
     UnknownAggregate(i64),
+    #[error("live read probe failed: {0}")]
+    Probe(String),
     #[error("replay worker failed: {0}")]
     Worker(String),
 }

@@ -1,12 +1,14 @@
 //! The projectors: a live tailer and a partition-parallel replay, both folding through the same
 //! version guard and differing only in where events come from and how results are batched.
 
+pub mod adaptive;
 mod error;
 mod ratelimit;
 mod repair;
 mod replay;
 mod tail;
 
+pub use adaptive::{AdaptiveConfig, AdaptiveReport};
 pub use error::{BadEvent, Error};
 pub use ratelimit::RateLimiter;
 pub use repair::{repair, RepairReport};
@@ -32,6 +34,8 @@ pub mod metric {
     pub const PARTITIONS_DONE: &str = "reproject_replay_partitions_done_total";
     /// Gauge: events held behind a version gap (label `version`).
     pub const HELD_EVENTS: &str = "reproject_projector_held_events";
+    /// Gauge: the replay's current rate limit, set by the adaptive controller (label `version`).
+    pub const RATE_LIMIT: &str = "reproject_replay_rate_limit_events_per_second";
     /// Counter: events dead-lettered (label `version`).
     pub const DEAD_LETTERS: &str = "reproject_projector_dead_letters_total";
 }

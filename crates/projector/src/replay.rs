@@ -20,6 +20,7 @@ use readmodel::{DeadLetter, PartitionBatch, State};
 use tokio_postgres::Client;
 use tracing::info;
 
+use crate::adaptive::{AdaptiveConfig, AdaptiveReport, Controller};
 use crate::error::{BadEvent, Error};
 use crate::ratelimit::RateLimiter;
 use crate::tail::{lock_version, run_tail, LiveConfig, LiveReport};
@@ -50,6 +51,9 @@ pub struct ReplayConfig {
     pub poll: Duration,
     /// Draw progress bars on stderr.
     pub progress: bool,
+    /// Adaptive backpressure: the rate limit follows the live API's p99 (bulk and catch-up,
+    /// unless `catch_up_rate_limit` is set); `rate_limit`, if set, is then its ceiling.
+    pub adaptive: Option<AdaptiveConfig>,
 }
 
 /// What a replay did.
@@ -69,6 +73,8 @@ pub struct ReplayReport {
     pub held_after_bulk: u64,
     pub peak_rss_bytes: u64,
     pub catch_up: Option<LiveReport>,
+    /// What the adaptive controller did, when the replay had one.
+    pub adaptive: Option<AdaptiveReport>,
 }
 
 /// Peak resident set size of this process (VmHWM), in bytes.
@@ -88,7 +94,7 @@ struct Shared {
     config: ReplayConfig,
     boundary: i64,
     queue: Mutex<VecDeque<u32>>,
-    limiter: Option<RateLimiter>,
+    limiter: Option<Arc<RateLimiter>>,
     events: AtomicU64,
     bytes: AtomicU64,
     rows: AtomicU64,
@@ -98,7 +104,30 @@ struct Shared {
 
 /// Rebuilds `config.projection` from the start of the log (see the module docs), then
 /// optionally catches up with the tail.
+///
+/// With `config.adaptive`, the live API's baseline p99 is measured first (before any replay
+/// work), and a controller drives the shared limiter until the replay ends.
 pub async fn replay(config: &ReplayConfig, stop: tokio::sync::watch::Receiver<bool>) -> Result<ReplayReport> {
+    let controller = match &config.adaptive {
+        Some(adaptive) => Some(Controller::start(adaptive, config.rate_limit, config.projection.name()).await?),
+        None => None,
+    };
+    let limiter = controller.as_ref().map(|c| c.limiter.clone());
+    let result = rebuild(config, stop, limiter).await;
+    match controller {
+        Some(c) => {
+            let adaptive = c.finish().await;
+            result.map(|report| ReplayReport { adaptive: Some(adaptive), ..report })
+        }
+        None => result,
+    }
+}
+
+async fn rebuild(
+    config: &ReplayConfig,
+    stop: tokio::sync::watch::Receiver<bool>,
+    adaptive: Option<Arc<RateLimiter>>,
+) -> Result<ReplayReport> {
     let projection = config.projection;
     let mut client = eventlog::connect(&config.database_url).await?;
     let partitions = eventlog::partition_count(&client).await?;
@@ -164,7 +193,7 @@ pub async fn replay(config: &ReplayConfig, stop: tokio::sync::watch::Receiver<bo
             config: config.clone(),
             boundary,
             queue: Mutex::new(todo),
-            limiter: config.rate_limit.map(RateLimiter::new),
+            limiter: adaptive.clone().or_else(|| config.rate_limit.map(|r| Arc::new(RateLimiter::new(r)))),
             events: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             rows: AtomicU64::new(0),
@@ -202,14 +231,19 @@ pub async fn replay(config: &ReplayConfig, stop: tokio::sync::watch::Receiver<bo
         if let Some(e) = first_error {
             return Err(e);
         }
-        if *stop.borrow() {
-            return Ok(report);
-        }
         report.bulk_events = shared.events.load(Ordering::Relaxed);
         report.bulk_bytes = shared.bytes.load(Ordering::Relaxed);
         report.bulk_rows = shared.rows.load(Ordering::Relaxed);
         report.held_after_bulk = shared.held.load(Ordering::Relaxed);
         report.bulk_seconds = bulk_started.elapsed().as_secs_f64();
+        if *stop.borrow() {
+            // Stopped mid-bulk: the figures say how far it got (events read, including those of
+            // partitions abandoned in memory); committed partitions are skipped on restart.
+            report.bulk_events_per_s = report.bulk_events as f64 / report.bulk_seconds.max(1e-9);
+            report.bulk_mb_per_s = report.bulk_bytes as f64 / 1e6 / report.bulk_seconds.max(1e-9);
+            report.peak_rss_bytes = peak_rss_bytes();
+            return Ok(report);
+        }
         let barrier = Instant::now();
         readmodel::add_primary_key(&client, projection).await?;
         report.barrier_seconds = barrier.elapsed().as_secs_f64();
@@ -239,7 +273,9 @@ pub async fn replay(config: &ReplayConfig, stop: tokio::sync::watch::Receiver<bo
             synchronous_commit: false,
             rate_limit: config.catch_up_rate_limit.or(config.rate_limit),
         };
-        report.catch_up = Some(run_tail(&mut client, &live, stop).await?);
+        // The adaptive limiter keeps driving catch-up unless catch-up has a cap of its own.
+        let tail_limiter = adaptive.filter(|_| config.catch_up_rate_limit.is_none());
+        report.catch_up = Some(run_tail(&mut client, &live, stop, tail_limiter).await?);
     }
     Ok(report)
 }
@@ -254,7 +290,10 @@ async fn worker(shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<bool>) -
             return Ok(());
         };
         let started = Instant::now();
-        let batch = fold_partition(&client, &shared, p).await?;
+        let Some(batch) = fold_partition(&client, &shared, p, &stop).await? else {
+            info!(partition = p, "stopped mid-partition: nothing of it written");
+            return Ok(());
+        };
         let events = batch.applied;
         shared.rows.fetch_add(batch.rows.len() as u64, Ordering::Relaxed);
         shared.held.fetch_add(batch.held.len() as u64, Ordering::Relaxed);
@@ -274,8 +313,14 @@ async fn worker(shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<bool>) -
     }
 }
 
-/// Folds one partition up to the boundary, in memory.
-async fn fold_partition(client: &Client, shared: &Shared, p: u32) -> Result<PartitionBatch> {
+/// Folds one partition up to the boundary, in memory; `None` if stopped before the end (nothing
+/// has been written, so abandoning the fold is safe).
+async fn fold_partition(
+    client: &Client,
+    shared: &Shared,
+    p: u32,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Result<Option<PartitionBatch>> {
     let projection = shared.config.projection;
     let version = projection.name();
     let mut streams: HashMap<i64, Stream> = HashMap::new();
@@ -283,6 +328,7 @@ async fn fold_partition(client: &Client, shared: &Shared, p: u32) -> Result<Part
     let mut dead_letters = Vec::new();
     let mut applied = 0i64;
     let mut pending_tokens = 0u64;
+    let mut since_stop_check = 0u32;
     let events = eventlog::copy_partition(client, p, Position::START, shared.boundary).await?;
     pin_mut!(events);
     while let Some(raw) = events.next().await {
@@ -290,6 +336,13 @@ async fn fold_partition(client: &Client, shared: &Shared, p: u32) -> Result<Part
         let bytes = raw.wire_bytes() as u64;
         shared.events.fetch_add(1, Ordering::Relaxed);
         shared.bytes.fetch_add(bytes, Ordering::Relaxed);
+        since_stop_check += 1;
+        if since_stop_check >= 4_096 {
+            since_stop_check = 0;
+            if *stop.borrow() {
+                return Ok(None);
+            }
+        }
         if let Some(limiter) = &shared.limiter {
             pending_tokens += 1;
             if pending_tokens >= 256 {
@@ -338,7 +391,7 @@ async fn fold_partition(client: &Client, shared: &Shared, p: u32) -> Result<Part
             rows.push(state);
         }
     }
-    Ok(PartitionBatch {
+    Ok(Some(PartitionBatch {
         projection,
         partition: p,
         rows,
@@ -346,5 +399,5 @@ async fn fold_partition(client: &Client, shared: &Shared, p: u32) -> Result<Part
         applied,
         held,
         dead_letters,
-    })
+    }))
 }

@@ -343,13 +343,16 @@ pub(crate) async fn lock_version(client: &Client, projection: Projection) -> Res
 /// version has nothing to cut over from). A `retired` version stops its projector.
 pub async fn run_live(config: &LiveConfig, stop: tokio::sync::watch::Receiver<bool>) -> Result<LiveReport> {
     let mut client = eventlog::connect(&config.database_url).await?;
-    run_tail(&mut client, config, stop).await
+    run_tail(&mut client, config, stop, None).await
 }
 
+/// The tail loop; `limiter`, if given, replaces `config.rate_limit` (the replay's adaptive
+/// limiter, shared with its bulk phase).
 pub(crate) async fn run_tail(
     client: &mut Client,
     config: &LiveConfig,
     stop: tokio::sync::watch::Receiver<bool>,
+    limiter: Option<std::sync::Arc<crate::RateLimiter>>,
 ) -> Result<LiveReport> {
     let projection = config.projection;
     let partitions = eventlog::partition_count(client).await?;
@@ -378,7 +381,9 @@ pub(crate) async fn run_tail(
     let mut tailer =
         Tailer::open(client, projection, config.batch, config.until, config.quarantine, config.from_offset)
             .await?
-            .with_rate_limit(config.rate_limit.map(|r| std::sync::Arc::new(crate::RateLimiter::new(r))));
+            .with_rate_limit(
+                limiter.or_else(|| config.rate_limit.map(|r| std::sync::Arc::new(crate::RateLimiter::new(r)))),
+            );
     let target = match (config.until, config.stop_at_head) {
         (Some(until), _) => Some(until),
         (None, true) => Some(eventlog::snapshot_xmax(client).await?),

@@ -23,6 +23,7 @@ fn config(url: &str, projection: Projection) -> ReplayConfig {
         from_offset: None,
         poll: Duration::from_millis(10),
         progress: false,
+        adaptive: None,
     }
 }
 
@@ -107,4 +108,67 @@ async fn a_rate_limited_replay_stays_within_ten_percent_of_the_limit() {
     let report = projector::replay(&limited, never()).await.unwrap();
     let rate = report.bulk_events as f64 / report.bulk_seconds;
     assert!((4_500.0..=5_500.0).contains(&rate), "replayed at {rate:.0} events/s against a 5000 limit");
+}
+
+/// A stand-in for the live API: answers every request with `200 {}` and closes the connection.
+async fn fake_live_api() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}").await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn an_adaptive_replay_measures_a_baseline_and_builds_the_same_version() {
+    let (url, client) = fresh_log(4).await;
+    bulk_events(&client, 1_000, 4).await;
+    let mut adaptive = config(&url, Projection::V4);
+    adaptive.adaptive = Some(projector::AdaptiveConfig {
+        api_url: fake_live_api().await,
+        max_live_p99_increase: 0.10,
+        probe_aggregates: 100,
+    });
+    let report = projector::replay(&adaptive, never()).await.unwrap();
+    assert_eq!(report.bulk_events, 5_000);
+    // Nothing else was active, so the caught-up version was activated.
+    assert_eq!(readmodel::version_info(&client, "v4").await.unwrap().state, readmodel::State::Active);
+    let a = report.adaptive.expect("an adaptive replay reports its controller");
+    assert!(a.baseline_p99_ms > 0.0 && a.threshold_ms > a.baseline_p99_ms, "{a:?}");
+    assert!(a.final_rate_events_per_s >= projector::adaptive::FLOOR, "{a:?}");
+    assert_eq!(a.ceiling_events_per_s, projector::adaptive::DEFAULT_CEILING);
+    for id in [1_i64, 500, 1_000] {
+        assert!(row(&client, Projection::V4, id).await.is_some(), "aggregate {id}");
+    }
+}
+
+#[tokio::test]
+async fn an_adaptive_replay_without_a_live_api_fails_before_any_work() {
+    let (url, client) = fresh_log(4).await;
+    bulk_events(&client, 100, 1).await;
+    // A port that was free a moment ago: nothing answers there.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let mut adaptive = config(&url, Projection::V4);
+    adaptive.adaptive =
+        Some(projector::AdaptiveConfig { api_url: dead, max_live_p99_increase: 0.10, probe_aggregates: 10 });
+    let err = projector::replay(&adaptive, never()).await.unwrap_err();
+    assert!(matches!(err, projector::Error::Probe(_)), "{err}");
+    assert!(readmodel::version_info(&client, "v4").await.is_err(), "nothing registered");
 }

@@ -1,0 +1,285 @@
+//! `bench isolation` (experiment 3): live read latency with no replay, during a full-speed
+//! replay, during a replay under a fixed rate limit, and during an adaptive one (AIMD on the live
+//! p99); what isolation costs in replay events/s.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use fold::Projection;
+use serde::Serialize;
+
+use crate::serving::{build_active, reset_read_side, start_api};
+
+/// Configuration of `bench isolation`.
+#[derive(Debug, Clone)]
+pub struct IsolationConfig {
+    pub database_url: String,
+    /// Replay workers.
+    pub workers: usize,
+    /// Length of each of the four phases.
+    pub duration: Duration,
+    /// Live reads per second, fixed across phases.
+    pub request_rate: f64,
+    /// Concurrent readers.
+    pub concurrency: usize,
+    /// The fixed-limit phase's rate (events/s); default a quarter of the full-speed rate.
+    pub fixed_rate_limit: Option<f64>,
+    /// The adaptive phase's allowance over the baseline p99 (0.10 = 10%).
+    pub max_live_p99_increase: f64,
+    pub out_dir: PathBuf,
+}
+
+/// One phase: the live latency and what the replay beside it achieved.
+#[derive(Debug, Clone, Serialize)]
+pub struct IsolationPhase {
+    pub phase: String,
+    pub requests: u64,
+    pub failed: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// The replay's limit in this phase (none: full speed or no replay).
+    pub rate_limit: Option<f64>,
+    /// Events the replay read and folded during the phase.
+    pub replay_events: u64,
+    /// `replay_events` over the time the replay ran.
+    pub replay_events_per_s: f64,
+    /// The replay finished its bulk phase before the phase ended (the log is too small for the
+    /// phase: part of the phase ran without a replay).
+    pub replay_finished_early: bool,
+}
+
+/// Figures of `bench isolation`.
+#[derive(Debug, Clone, Serialize)]
+pub struct IsolationBench {
+    pub aggregates: i64,
+    pub log_events: i64,
+    pub phase_seconds: f64,
+    pub request_rate: f64,
+    pub concurrency: usize,
+    pub workers: usize,
+    pub baseline_p50_ms: f64,
+    pub baseline_p99_ms: f64,
+    pub p99_ratio_full_speed: f64,
+    pub p99_ratio_fixed_limit: f64,
+    pub p99_ratio_adaptive: f64,
+    pub p50_ratio_full_speed: f64,
+    pub p50_ratio_fixed_limit: f64,
+    pub p50_ratio_adaptive: f64,
+    pub replay_events_per_s_full_speed: f64,
+    pub replay_events_per_s_fixed_limit: f64,
+    pub replay_events_per_s_adaptive: f64,
+    pub fixed_rate_limit: f64,
+    pub max_live_p99_increase: f64,
+    /// The adaptive controller's baseline, threshold and rates.
+    pub adaptive: Option<projector::AdaptiveReport>,
+    pub failed_reads: u64,
+    pub phases: Vec<IsolationPhase>,
+    /// Caveats of this run (a replay that finished before its phase ended).
+    pub notes: Vec<String>,
+}
+
+struct Bench<'a> {
+    config: &'a IsolationConfig,
+    base: String,
+    aggregates: i64,
+}
+
+impl Bench<'_> {
+    fn replay_config(
+        &self,
+        rate_limit: Option<f64>,
+        adaptive: Option<projector::AdaptiveConfig>,
+    ) -> projector::ReplayConfig {
+        projector::ReplayConfig {
+            database_url: self.config.database_url.clone(),
+            projection: Projection::V4,
+            workers: self.config.workers,
+            batch: 10_000,
+            rate_limit,
+            catch_up_rate_limit: None,
+            // The bulk phase is the load under test; it is stopped at the phase's end anyway.
+            catch_up: false,
+            stop_at_head: true,
+            until: None,
+            quarantine: false,
+            from_offset: None,
+            poll: Duration::from_millis(20),
+            progress: false,
+            adaptive,
+        }
+    }
+
+    async fn load(&self, duration: Duration, csv: Option<PathBuf>) -> Result<loadgen::LoadReport> {
+        let cfg = loadgen::LoadConfig {
+            url: self.base.clone(),
+            concurrency: self.config.concurrency,
+            duration,
+            rate: Some(self.config.request_rate),
+            aggregates: self.aggregates as u64,
+            zipf: 1.1,
+            seed: 3,
+            csv_path: csv,
+        };
+        Ok(loadgen::run(&cfg).await?)
+    }
+
+    /// Runs one phase: the load for the configured duration, beside a replay of v4 from
+    /// scratch if `replay` is given, stopped at the phase's end. `warmup`: load run before the
+    /// measured window (while the adaptive controller measures its baseline under the same
+    /// load), not counted.
+    async fn phase(
+        &self,
+        name: &str,
+        replay: Option<projector::ReplayConfig>,
+        warmup: Option<Duration>,
+    ) -> Result<(IsolationPhase, Option<projector::ReplayReport>)> {
+        tracing::info!(phase = name, "phase starts");
+        let rate_limit = replay.as_ref().and_then(|r| r.rate_limit.filter(|_| r.adaptive.is_none()));
+        let running = match replay {
+            Some(cfg) => {
+                let mut client = eventlog::connect(&self.config.database_url).await?;
+                readmodel::drop_version(&mut client, Projection::V4).await.context("dropping v4")?;
+                let (stop, stop_rx) = tokio::sync::watch::channel(false);
+                let handle = tokio::spawn(async move { projector::replay(&cfg, stop_rx).await });
+                Some((stop, handle))
+            }
+            None => None,
+        };
+        if let Some(w) = warmup {
+            self.load(w, None).await.context("warm-up load")?;
+        }
+        let csv = self.config.out_dir.join(format!("isolation_{name}_load.csv"));
+        let load = self.load(self.config.duration, Some(csv)).await.with_context(|| format!("load in phase {name}"))?;
+        let (report, finished_early) = match running {
+            Some((stop, handle)) => {
+                let early = handle.is_finished();
+                stop.send(true).ok();
+                let report = handle.await?.with_context(|| format!("replay in phase {name}"))?;
+                (Some(report), early)
+            }
+            None => (None, false),
+        };
+        let (events, per_s) =
+            report.as_ref().map_or((0, 0.0), |r| (r.bulk_events, r.bulk_events as f64 / r.bulk_seconds.max(1e-9)));
+        let phase = IsolationPhase {
+            phase: name.to_owned(),
+            requests: load.requests,
+            failed: load.failed,
+            p50_ms: load.p50_ms,
+            p99_ms: load.p99_ms,
+            rate_limit,
+            replay_events: events,
+            replay_events_per_s: per_s,
+            replay_finished_early: finished_early,
+        };
+        tracing::info!(
+            phase = name,
+            p50_ms = phase.p50_ms,
+            p99_ms = phase.p99_ms,
+            replay_events_per_s = phase.replay_events_per_s,
+            "phase done"
+        );
+        Ok((phase, report))
+    }
+}
+
+/// Experiment 3: v3 active behind the in-process API; the load at a fixed rate in four phases
+/// of equal length: no replay, a full-speed replay of v4, a replay at a fixed limit, an adaptive
+/// replay. Each replay starts from scratch and is stopped at its phase's end.
+pub async fn isolation_bench(config: &IsolationConfig) -> Result<IsolationBench> {
+    let url = config.database_url.clone();
+    reset_read_side(&url).await?;
+    tracing::info!("building v3 (the live, active version)");
+    build_active(&url, Projection::V3, config.workers).await?;
+    let client = eventlog::connect(&url).await?;
+    let aggregates: i64 = client.query_one("SELECT count(*) FROM lab.expected_accounts", &[]).await?.get(0);
+    let log_events: i64 = client.query_one("SELECT count(*) FROM log.events", &[]).await?.get(0);
+    let addr: SocketAddr = start_api(&url).await?;
+    let bench = Bench { config, base: format!("http://{addr}"), aggregates };
+
+    let (none, _) = bench.phase("no_replay", None, None).await?;
+    let (full, _) = bench.phase("full_speed", Some(bench.replay_config(None, None)), None).await?;
+    let fixed_rate_limit = config.fixed_rate_limit.unwrap_or((full.replay_events_per_s * 0.25).max(1_000.0));
+    let (fixed, _) = bench.phase("fixed_limit", Some(bench.replay_config(Some(fixed_rate_limit), None)), None).await?;
+    // The adaptive phase's ceiling is the full-speed rate: above it the limit would not bind.
+    let adaptive_config = projector::AdaptiveConfig {
+        api_url: bench.base.clone(),
+        max_live_p99_increase: config.max_live_p99_increase,
+        probe_aggregates: aggregates.max(1) as u64,
+    };
+    let ceiling = full.replay_events_per_s.max(10_000.0);
+    let (adaptive, adaptive_report) = bench
+        .phase(
+            "adaptive",
+            Some(bench.replay_config(Some(ceiling), Some(adaptive_config))),
+            Some(projector::adaptive::BASELINE),
+        )
+        .await?;
+    let mut cleanup = eventlog::connect(&url).await?;
+    readmodel::drop_version(&mut cleanup, Projection::V4).await.context("dropping v4 after the run")?;
+
+    let phases = vec![none, full, fixed, adaptive];
+    let mut notes = Vec::new();
+    for p in phases.iter().filter(|p| p.replay_finished_early) {
+        notes.push(format!(
+            "phase {}: the replay finished before the phase ended; enlarge --events or shorten --duration",
+            p.phase
+        ));
+    }
+    let ratio = |v: f64, base: f64| if base > 0.0 { v / base } else { f64::NAN };
+    let (b50, b99) = (phases[0].p50_ms, phases[0].p99_ms);
+    crate::write_csv(
+        &config.out_dir.join("isolation.csv"),
+        &["phase", "p50_ms", "p99_ms", "replay_events_per_s"],
+        &phases
+            .iter()
+            .map(|p| {
+                vec![
+                    p.phase.clone(),
+                    format!("{:.3}", p.p50_ms),
+                    format!("{:.3}", p.p99_ms),
+                    format!("{:.0}", p.replay_events_per_s),
+                ]
+            })
+            .collect::<Vec<_>>(),
+    )?;
+    crate::plot::bars(
+        &config.out_dir.join("isolation.svg"),
+        "Live read p99 beside a replay (experiment 3)",
+        "p99 latency (ms)",
+        &phases.iter().map(|p| (p.phase.replace('_', " "), p.p99_ms)).collect::<Vec<_>>(),
+    )?;
+    crate::plot::bars(
+        &config.out_dir.join("isolation_replay.svg"),
+        "Replay throughput by backpressure mode",
+        "replay events/s",
+        &phases[1..].iter().map(|p| (p.phase.replace('_', " "), p.replay_events_per_s)).collect::<Vec<_>>(),
+    )?;
+    Ok(IsolationBench {
+        aggregates,
+        log_events,
+        phase_seconds: config.duration.as_secs_f64(),
+        request_rate: config.request_rate,
+        concurrency: config.concurrency,
+        workers: config.workers,
+        baseline_p50_ms: b50,
+        baseline_p99_ms: b99,
+        p99_ratio_full_speed: ratio(phases[1].p99_ms, b99),
+        p99_ratio_fixed_limit: ratio(phases[2].p99_ms, b99),
+        p99_ratio_adaptive: ratio(phases[3].p99_ms, b99),
+        p50_ratio_full_speed: ratio(phases[1].p50_ms, b50),
+        p50_ratio_fixed_limit: ratio(phases[2].p50_ms, b50),
+        p50_ratio_adaptive: ratio(phases[3].p50_ms, b50),
+        replay_events_per_s_full_speed: phases[1].replay_events_per_s,
+        replay_events_per_s_fixed_limit: phases[2].replay_events_per_s,
+        replay_events_per_s_adaptive: phases[3].replay_events_per_s,
+        fixed_rate_limit,
+        max_live_p99_increase: config.max_live_p99_increase,
+        adaptive: adaptive_report.and_then(|r| r.adaptive),
+        failed_reads: phases.iter().map(|p| p.failed).sum(),
+        phases,
+        notes,
+    })
+}

@@ -1,0 +1,477 @@
+//! Adaptive backpressure: an AIMD controller that sets the replay's rate limit from the live read
+//! path's latency, so a rebuild takes what the live API can spare and no more.
+//!
+//! The controller first measures the live p99 with the replay not yet started (the baseline),
+//! then every [`INTERVAL`] compares the p99 of the latest window of probes with
+//! `baseline * (1 + max_live_p99_increase)`: above it, the rate halves (multiplicative
+//! decrease, down to a floor); at or below it, the rate grows by a fixed step (additive
+//! increase, up to a ceiling). The decision itself is [`Aimd::step`], a pure function of the
+//! window, so it is tested without a clock or a server.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::error::Error;
+use crate::ratelimit::RateLimiter;
+use crate::{metric, Result};
+
+/// How often the controller decides.
+pub const INTERVAL: Duration = Duration::from_millis(500);
+/// How long the baseline is measured, before the replay starts.
+pub const BASELINE: Duration = Duration::from_secs(3);
+/// Probe requests per second (one in flight at a time).
+pub const PROBES_PER_SECOND: f64 = 50.0;
+/// The ceiling when the replay has no `rate_limit` of its own (events per second).
+pub const DEFAULT_CEILING: f64 = 1_000_000.0;
+/// The rate never falls below this (events per second): a replay that is slowed, not stopped.
+pub const FLOOR: f64 = 1_000.0;
+/// A probe that takes longer than this counts as one sample of this latency.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Adaptive backpressure of a replay: the live API to watch and how much slower it may get.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdaptiveConfig {
+    /// Base URL of the live read API (loopback), probed with `GET {api_url}/aggregate/{id}`.
+    pub api_url: String,
+    /// How much the live p99 may rise over its baseline: 0.10 is 10%.
+    pub max_live_p99_increase: f64,
+    /// Probes cycle through aggregate ids `1..=probe_aggregates`.
+    pub probe_aggregates: u64,
+}
+
+/// A source of live read-path latency samples.
+pub trait Probe: Send {
+    /// Latency samples taken over about `window` (empty when nothing answered).
+    fn sample(&mut self, window: Duration) -> BoxFuture<'_, Vec<Duration>>;
+}
+
+/// Probes the live API over HTTP, measured client-side: sequential GETs of
+/// `{api_url}/aggregate/{id}` at [`PROBES_PER_SECOND`], ids cycling through `1..=aggregates`.
+#[derive(Debug)]
+pub struct HttpProbe {
+    http: reqwest::Client,
+    base: String,
+    aggregates: u64,
+    next: u64,
+}
+
+impl HttpProbe {
+    /// A probe of the API at `api_url`.
+    pub fn new(api_url: &str, aggregates: u64) -> Result<HttpProbe> {
+        let http = reqwest::Client::builder()
+            .timeout(PROBE_TIMEOUT)
+            .build()
+            .map_err(|e| Error::Probe(format!("http client: {e}")))?;
+        Ok(HttpProbe { http, base: api_url.trim_end_matches('/').to_owned(), aggregates: aggregates.max(1), next: 0 })
+    }
+
+    async fn one(&mut self) -> Option<Duration> {
+        self.next = self.next % self.aggregates + 1;
+        let t0 = Instant::now();
+        let outcome = self.http.get(format!("{}/aggregate/{}", self.base, self.next)).send().await;
+        match outcome {
+            // A 404 is an answer of the read path (an id past the read model) like any other.
+            Ok(resp) if resp.status().is_success() || resp.status().as_u16() == 404 => {
+                let _ = resp.bytes().await;
+                Some(t0.elapsed())
+            }
+            Ok(resp) => {
+                debug!(status = %resp.status(), "probe answered with an error");
+                Some(t0.elapsed())
+            }
+            // A timed-out read is the slowest sample there is; a refused one says nothing about
+            // latency.
+            Err(e) if e.is_timeout() => Some(t0.elapsed()),
+            Err(e) => {
+                debug!(error = %e, "probe failed");
+                None
+            }
+        }
+    }
+}
+
+impl Probe for HttpProbe {
+    fn sample(&mut self, window: Duration) -> BoxFuture<'_, Vec<Duration>> {
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + window;
+            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / PROBES_PER_SECOND));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut samples = Vec::new();
+            loop {
+                tick.tick().await;
+                if tokio::time::Instant::now() >= deadline {
+                    return samples;
+                }
+                samples.extend(self.one().await);
+            }
+        })
+    }
+}
+
+/// The 99th percentile (nearest rank) of `samples`, if any.
+pub fn p99(samples: &[Duration]) -> Option<Duration> {
+    if samples.is_empty() {
+        return None;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_unstable();
+    let rank = ((samples.len() as f64) * 0.99).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+/// Tuning of the AIMD controller, in events per second.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AimdParams {
+    /// How much the live p99 may rise over the baseline (0.10 = 10%).
+    pub max_increase: f64,
+    /// The rate never falls below this.
+    pub floor: f64,
+    /// The rate never rises above this.
+    pub ceiling: f64,
+    /// Additive increase per good window.
+    pub step: f64,
+    /// Multiplicative decrease per bad window (0.5 halves).
+    pub decrease: f64,
+    /// The rate right after the baseline.
+    pub initial: f64,
+}
+
+impl AimdParams {
+    /// The defaults for a ceiling: floor 1000 ev/s (or the ceiling), step 5% of the ceiling,
+    /// halve on a bad window, start at a tenth of the ceiling.
+    pub fn new(max_increase: f64, ceiling: f64) -> AimdParams {
+        let floor = FLOOR.min(ceiling);
+        AimdParams {
+            max_increase,
+            floor,
+            ceiling,
+            step: ceiling * 0.05,
+            decrease: 0.5,
+            initial: (ceiling * 0.10).max(floor),
+        }
+    }
+}
+
+/// What one window made the controller do.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Decision {
+    /// The window's p99 was over the threshold: the rate went down.
+    Decrease { from: f64, to: f64, p99: Duration },
+    /// The window was within the threshold: the rate went up.
+    Increase { from: f64, to: f64, p99: Duration },
+    /// No change: no samples, already at a bound, or the replay is not using its allowance.
+    Hold,
+}
+
+/// The AIMD state: the baseline, the threshold derived from it, and the current rate.
+#[derive(Debug, Clone)]
+pub struct Aimd {
+    params: AimdParams,
+    baseline_p99: Duration,
+    threshold: Duration,
+    rate: f64,
+}
+
+impl Aimd {
+    /// A controller at `params.initial` against `baseline_p99`.
+    pub fn new(params: AimdParams, baseline_p99: Duration) -> Aimd {
+        let threshold = baseline_p99.mul_f64(1.0 + params.max_increase);
+        Aimd { params, baseline_p99, threshold, rate: params.initial.clamp(params.floor, params.ceiling) }
+    }
+
+    /// The rate the limiter should run at now.
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    /// The live p99 measured before the replay started.
+    pub fn baseline_p99(&self) -> Duration {
+        self.baseline_p99
+    }
+
+    /// The p99 above which the rate goes down.
+    pub fn threshold(&self) -> Duration {
+        self.threshold
+    }
+
+    /// Decides on one window of latency samples. `observed` is the rate (events/s) the replay
+    /// actually took in that window, if known: a decrease halves whichever is lower (the limit
+    /// or the use), so it bites at once even when the limit was far above the use; and the rate
+    /// is not raised while less than half of it is used (an idle allowance would otherwise climb
+    /// to the ceiling and take several halvings to bite).
+    pub fn step(&mut self, window: &[Duration], observed: Option<f64>) -> Decision {
+        let Some(p99) = p99(window) else { return Decision::Hold };
+        let from = self.rate;
+        if p99 > self.threshold {
+            let base = observed.map_or(from, |o| o.min(from));
+            self.rate = (base * self.params.decrease).max(self.params.floor);
+            if self.rate == from {
+                return Decision::Hold;
+            }
+            return Decision::Decrease { from, to: self.rate, p99 };
+        }
+        if observed.is_some_and(|o| o < from * 0.5) {
+            return Decision::Hold;
+        }
+        self.rate = (from + self.params.step).min(self.params.ceiling);
+        if self.rate == from {
+            return Decision::Hold;
+        }
+        Decision::Increase { from, to: self.rate, p99 }
+    }
+}
+
+/// What the controller did over a replay.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct AdaptiveReport {
+    pub baseline_p99_ms: f64,
+    pub threshold_ms: f64,
+    pub ceiling_events_per_s: f64,
+    /// Time-weighted mean of the rate the limiter allowed.
+    pub mean_rate_events_per_s: f64,
+    pub final_rate_events_per_s: f64,
+    pub min_rate_events_per_s: f64,
+    pub windows: u64,
+    pub decreases: u64,
+    pub increases: u64,
+}
+
+/// Measures the baseline p99 over [`BASELINE`]; fails if the API did not answer.
+pub async fn measure_baseline(probe: &mut dyn Probe) -> Result<Duration> {
+    let samples = probe.sample(BASELINE).await;
+    if samples.len() < 10 {
+        return Err(Error::Probe(format!("{} answers in {BASELINE:?}: is the live api up?", samples.len())));
+    }
+    Ok(p99(&samples).expect("samples are not empty"))
+}
+
+/// A running controller driving a shared limiter; aborted if dropped before [`Controller::finish`].
+pub(crate) struct Controller {
+    pub(crate) limiter: Arc<RateLimiter>,
+    stop: watch::Sender<bool>,
+    handle: Option<JoinHandle<AdaptiveReport>>,
+}
+
+impl Controller {
+    /// Measures the baseline (the replay has not started), then starts deciding every
+    /// [`INTERVAL`].
+    pub(crate) async fn start(
+        config: &AdaptiveConfig,
+        ceiling: Option<f64>,
+        version: &'static str,
+    ) -> Result<Controller> {
+        let mut probe = HttpProbe::new(&config.api_url, config.probe_aggregates)?;
+        let baseline = measure_baseline(&mut probe).await?;
+        let params = AimdParams::new(config.max_live_p99_increase, ceiling.unwrap_or(DEFAULT_CEILING));
+        let aimd = Aimd::new(params, baseline);
+        info!(
+            version,
+            baseline_p99_ms = baseline.as_secs_f64() * 1e3,
+            threshold_ms = aimd.threshold().as_secs_f64() * 1e3,
+            initial = aimd.rate(),
+            ceiling = params.ceiling,
+            "adaptive backpressure: baseline measured"
+        );
+        let limiter = Arc::new(RateLimiter::new(aimd.rate()));
+        let (stop, stop_rx) = watch::channel(false);
+        let handle = tokio::spawn(control(aimd, Box::new(probe), limiter.clone(), version, stop_rx));
+        Ok(Controller { limiter, stop, handle: Some(handle) })
+    }
+
+    /// Stops the controller and returns what it did.
+    pub(crate) async fn finish(mut self) -> AdaptiveReport {
+        self.stop.send(true).ok();
+        match self.handle.take() {
+            Some(h) => h.await.unwrap_or_else(|e| {
+                warn!(error = %e, "adaptive controller failed");
+                AdaptiveReport::default()
+            }),
+            None => AdaptiveReport::default(),
+        }
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.abort();
+        }
+    }
+}
+
+async fn control(
+    mut aimd: Aimd,
+    mut probe: Box<dyn Probe>,
+    limiter: Arc<RateLimiter>,
+    version: &'static str,
+    mut stop: watch::Receiver<bool>,
+) -> AdaptiveReport {
+    let mut report = AdaptiveReport {
+        baseline_p99_ms: aimd.baseline_p99().as_secs_f64() * 1e3,
+        threshold_ms: aimd.threshold().as_secs_f64() * 1e3,
+        ceiling_events_per_s: aimd.params.ceiling,
+        min_rate_events_per_s: aimd.rate(),
+        ..AdaptiveReport::default()
+    };
+    let gauge = metrics::gauge!(metric::RATE_LIMIT, "version" => version);
+    limiter.set_rate(aimd.rate());
+    gauge.set(aimd.rate());
+    let mut weighted = 0.0;
+    let mut seconds = 0.0;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let before = limiter.acquired();
+        let t0 = Instant::now();
+        let window = tokio::select! {
+            w = probe.sample(INTERVAL) => w,
+            _ = stop.changed() => break,
+        };
+        let elapsed = t0.elapsed().as_secs_f64().max(1e-3);
+        weighted += aimd.rate() * elapsed;
+        seconds += elapsed;
+        let observed = limiter.acquired().saturating_sub(before) as f64 / elapsed;
+        report.windows += 1;
+        match aimd.step(&window, Some(observed)) {
+            Decision::Decrease { from, to, p99 } => {
+                report.decreases += 1;
+                info!(
+                    version,
+                    from,
+                    to,
+                    observed,
+                    p99_ms = p99.as_secs_f64() * 1e3,
+                    threshold_ms = report.threshold_ms,
+                    "live p99 over the threshold: replay rate decreased"
+                );
+            }
+            Decision::Increase { from, to, p99 } => {
+                report.increases += 1;
+                debug!(version, from, to, observed, p99_ms = p99.as_secs_f64() * 1e3, "replay rate increased");
+            }
+            Decision::Hold => {}
+        }
+        limiter.set_rate(aimd.rate());
+        gauge.set(aimd.rate());
+        report.min_rate_events_per_s = report.min_rate_events_per_s.min(aimd.rate());
+    }
+    report.final_rate_events_per_s = aimd.rate();
+    report.mean_rate_events_per_s = if seconds > 0.0 { weighted / seconds } else { aimd.rate() };
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: &[u64]) -> Vec<Duration> {
+        v.iter().map(|m| Duration::from_millis(*m)).collect()
+    }
+
+    fn controller() -> Aimd {
+        // Baseline 10 ms, 10% allowed: the threshold is 11 ms. Ceiling 100k: step 5k, floor 1k,
+        // initial 10k.
+        Aimd::new(AimdParams::new(0.10, 100_000.0), Duration::from_millis(10))
+    }
+
+    #[test]
+    fn p99_is_the_nearest_rank() {
+        assert_eq!(p99(&[]), None);
+        assert_eq!(p99(&ms(&[7])), Some(Duration::from_millis(7)));
+        let hundred: Vec<u64> = (1..=100).collect();
+        assert_eq!(p99(&ms(&hundred)), Some(Duration::from_millis(99)));
+        let many: Vec<u64> = (1..=200).rev().collect();
+        assert_eq!(p99(&ms(&many)), Some(Duration::from_millis(198)));
+    }
+
+    #[test]
+    fn a_window_within_the_threshold_adds_a_step_up_to_the_ceiling() {
+        let mut c = controller();
+        assert_eq!(c.threshold(), Duration::from_millis(11));
+        assert_eq!(c.rate(), 10_000.0);
+        let calm = ms(&[5, 6, 7, 11]);
+        assert!(
+            matches!(c.step(&calm, None), Decision::Increase { from, to, .. } if from == 10_000.0 && to == 15_000.0)
+        );
+        for _ in 0..100 {
+            c.step(&calm, None);
+        }
+        assert_eq!(c.rate(), 100_000.0);
+        assert_eq!(c.step(&calm, None), Decision::Hold);
+    }
+
+    #[test]
+    fn a_window_over_the_threshold_halves_the_rate_down_to_the_floor() {
+        let mut c = controller();
+        let calm = ms(&[5; 20]);
+        for _ in 0..6 {
+            c.step(&calm, None);
+        }
+        assert_eq!(c.rate(), 40_000.0);
+        let slow = ms(&[5, 5, 5, 12]);
+        assert!(
+            matches!(c.step(&slow, None), Decision::Decrease { from, to, .. } if from == 40_000.0 && to == 20_000.0)
+        );
+        for _ in 0..10 {
+            c.step(&slow, None);
+        }
+        assert_eq!(c.rate(), 1_000.0);
+        assert_eq!(c.step(&slow, None), Decision::Hold);
+        // And it recovers additively.
+        c.step(&calm, None);
+        assert_eq!(c.rate(), 6_000.0);
+    }
+
+    #[test]
+    fn an_empty_window_changes_nothing() {
+        let mut c = controller();
+        assert_eq!(c.step(&[], None), Decision::Hold);
+        assert_eq!(c.rate(), 10_000.0);
+    }
+
+    #[test]
+    fn a_decrease_halves_the_use_when_it_is_below_the_limit() {
+        let mut c = controller();
+        let slow = ms(&[30; 25]);
+        assert!(matches!(c.step(&slow, Some(4_000.0)), Decision::Decrease { to, .. } if to == 2_000.0));
+    }
+
+    #[test]
+    fn an_unused_allowance_is_not_raised() {
+        let mut c = controller();
+        let calm = ms(&[5; 25]);
+        assert_eq!(c.step(&calm, Some(1_000.0)), Decision::Hold);
+        assert_eq!(c.rate(), 10_000.0);
+        assert!(matches!(c.step(&calm, Some(9_500.0)), Decision::Increase { to, .. } if to == 15_000.0));
+    }
+
+    /// A synthetic probe: the live p99 rises with the replay's rate past a knee; the controller,
+    /// stepped directly, settles around the knee and never stays above it.
+    #[test]
+    fn against_a_synthetic_live_path_the_rate_settles_below_the_knee() {
+        let mut c = controller();
+        let knee = 42_000.0;
+        let latency = |rate: f64| Duration::from_micros(if rate > knee { 20_000 } else { 9_000 });
+        let mut above = 0;
+        let mut rates = Vec::new();
+        for _ in 0..200 {
+            let window = vec![latency(c.rate()); 25];
+            c.step(&window, Some(c.rate()));
+            rates.push(c.rate());
+            if c.rate() > knee {
+                above += 1;
+            }
+        }
+        // Over the knee for at most one window at a time, never two in a row.
+        assert!(rates.windows(2).all(|w| !(w[0] > knee && w[1] > knee)), "{rates:?}");
+        assert!(above < 70, "{above} of 200 windows over the knee");
+        let tail_mean = rates[100..].iter().sum::<f64>() / 100.0;
+        assert!((20_000.0..=knee).contains(&tail_mean), "mean rate {tail_mean}");
+    }
+}

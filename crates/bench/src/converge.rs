@@ -33,7 +33,7 @@ pub struct ConvergeRun {
     pub ingest_events_per_s: f64,
     pub converged: bool,
     pub convergence_s: Option<f64>,
-    /// Catch-up throughput of the replay (events/s) over the run.
+    /// The replay's capacity (events/s): its catch-up cap, or its measured bulk rate.
     pub replay_events_per_s: f64,
     pub margin_events_per_s: f64,
     /// Largest lag after converging (bounded = it stays small).
@@ -90,6 +90,7 @@ pub async fn converge(config: &ConvergeConfig) -> Result<Converge> {
             tokio::spawn(async move { projector::replay(&cfg, replay_stop).await })
         };
         let started = Instant::now();
+        let threshold = rate.max(1_000.0);
         let mut samples = Vec::new();
         let mut converged_at: Option<f64> = None;
         let mut max_after: Option<i64> = None;
@@ -99,7 +100,9 @@ pub async fn converge(config: &ConvergeConfig) -> Result<Converge> {
             let Ok(info) = readmodel::version_info(&client, "v4").await else { continue };
             let lag = readmodel::lag_events(&client, &info.positions).await?;
             samples.push((t, lag));
-            if converged_at.is_none() && info.state != readmodel::State::Building {
+            // Converged: past the bulk phase and within about a second of ingest of the tail.
+            let bulk_done = info.positions.iter().all(|p| p.tx >= info.bulk_boundary.unwrap_or(i64::MAX));
+            if converged_at.is_none() && bulk_done && lag as f64 <= threshold {
                 converged_at = Some(t);
             }
             if let Some(c) = converged_at {
@@ -118,9 +121,9 @@ pub async fn converge(config: &ConvergeConfig) -> Result<Converge> {
         stop_producer.send(true).ok();
         let produced = producer.await?.context("producer")?;
         let replayed = replay.await?.context("replay")?;
-        let elapsed = started.elapsed().as_secs_f64();
-        let replay_events = replayed.bulk_events + replayed.catch_up.as_ref().map_or(0, |c| c.events_read);
-        let replay_rate = replay_events as f64 / elapsed;
+        // The replay's capacity: its cap when capped, else its measured bulk rate.
+        let replay_rate = config.replay_rate_limit.unwrap_or(replayed.bulk_events_per_s);
+
         let run = ConvergeRun {
             target_ingest_events_per_s: rate,
             ingest_events_per_s: produced.events_per_s,

@@ -354,6 +354,15 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
                     ad.windows
                 );
             }
+            let replays = || r.phases.iter().filter_map(|p| p.replay_nice.map(|n| (p.phase.as_str(), n)));
+            let niced: Vec<String> =
+                replays().filter(|(_, n)| *n > 0).map(|(p, n)| format!("{p} (nice {n})")).collect();
+            let plain: Vec<&str> = replays().filter(|(_, n)| *n == 0).map(|(p, _)| p).collect();
+            println!(
+                "replay: a child process (projector --mode replay); niced, with its postgres backends: {}; normal priority: {}",
+                if niced.is_empty() { "none".to_owned() } else { niced.join(", ") },
+                if plain.is_empty() { "none".to_owned() } else { plain.join(", ") }
+            );
             for n in &r.notes {
                 println!("note: {n}");
             }

@@ -69,6 +69,14 @@ pub struct ProjectorArgs {
     /// Replay: the adaptive controller's probes cycle through aggregate ids 1..=N.
     #[arg(long, default_value_t = 1_000, value_name = "N")]
     pub probe_aggregates: u64,
+    /// Replay: CPU niceness 0..=19 of the replay process and of the PostgreSQL backends serving
+    /// its connections (renicing a backend needs the server to run as this user, or root).
+    #[arg(long, default_value_t = 0, value_name = "N", value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub nice: i32,
+    /// Serve this projector's Prometheus metrics (`GET /metrics`) on this address, e.g.
+    /// `127.0.0.1:9187` (events applied, batch sizes, write latency, partitions done, held events).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Parses `10%` or `0.1` into 0.1; a positive, finite fraction.
@@ -129,8 +137,15 @@ pub async fn projector(g: &Global, a: ProjectorArgs) -> Result<ExitCode> {
     if a.mode == Mode::Live && (a.catch_up || a.workers.is_some()) {
         bail!("--catch-up and --workers apply to --mode replay only");
     }
+    if a.mode == Mode::Live && a.nice != 0 {
+        bail!("--nice applies to --mode replay only");
+    }
     let adaptive = adaptive_config(&a)?;
     let url = database_url(g)?;
+    if let Some(addr) = a.metrics_listen {
+        let bound = api::spawn_metrics_server(addr).await.context("--metrics-listen")?;
+        tracing::info!(%bound, "metrics on /metrics");
+    }
     let stop = super::ctrl_c();
     match a.mode {
         Mode::Live => {
@@ -166,6 +181,7 @@ pub async fn projector(g: &Global, a: ProjectorArgs) -> Result<ExitCode> {
                 poll: a.poll,
                 progress: a.progress,
                 adaptive,
+                nice: a.nice,
             };
             let report = projector::replay(&config, stop).await.context("replay")?;
             println!("{}", serde_json::to_string(&report)?);

@@ -73,3 +73,22 @@ pub async fn serve(
     ready(addr);
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await.map_err(Error::Serve)
 }
+
+/// A router with only `GET /metrics`, for processes that are not the API (the projectors), so
+/// their counters and histograms can be scraped too. Installs the process's recorder.
+pub fn metrics_router() -> axum::Router {
+    telemetry::handle();
+    axum::Router::new().route("/metrics", axum::routing::get(telemetry::render))
+}
+
+/// Serves [`metrics_router`] on `addr` in the background; returns the bound address.
+pub async fn spawn_metrics_server(addr: SocketAddr) -> Result<SocketAddr, Error> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source })?;
+    let bound = listener.local_addr().map_err(Error::Serve)?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, metrics_router()).await {
+            tracing::warn!(error = %e, "metrics endpoint stopped");
+        }
+    });
+    Ok(bound)
+}

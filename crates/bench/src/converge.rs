@@ -86,6 +86,7 @@ pub async fn converge(config: &ConvergeConfig) -> Result<Converge> {
                 poll: Duration::from_millis(20),
                 progress: false,
                 adaptive: None,
+                nice: 0,
             };
             tokio::spawn(async move { projector::replay(&cfg, replay_stop).await })
         };

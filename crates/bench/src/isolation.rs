@@ -1,6 +1,12 @@
 //! `bench isolation` (experiment 3): live read latency with no replay, during a full-speed
 //! replay, during a replay under a fixed rate limit, and during an adaptive one (AIMD on the live
 //! p99); what isolation costs in replay events/s.
+//!
+//! The live API and the load driver run in this process; each replay runs as a separate process
+//! (`reproject projector --mode replay`, this same binary), as in production, so it competes for
+//! the CPU as a process and can be throttled, niced and stopped on its own. The protected phases
+//! (fixed limit, adaptive) run it at `--nice 19`, its PostgreSQL backends too; full speed stays
+//! the unprotected worst case at normal priority.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,6 +54,8 @@ pub struct IsolationPhase {
     /// The replay finished its bulk phase before the phase ended (the log is too small for the
     /// phase: part of the phase ran without a replay).
     pub replay_finished_early: bool,
+    /// The replay process's niceness (also its PostgreSQL backends'); none: no replay.
+    pub replay_nice: Option<i32>,
 }
 
 /// Figures of `bench isolation`.
@@ -80,6 +88,119 @@ pub struct IsolationBench {
     pub notes: Vec<String>,
 }
 
+/// The niceness of the protected replays (fixed limit, adaptive): the lowest CPU priority.
+const PROTECTED_NICE: i32 = 19;
+/// How long a replay gets to stop after SIGINT before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// How one phase's replay runs (a child process `reproject projector --mode replay`).
+struct ReplaySpec {
+    rate_limit: Option<f64>,
+    adaptive: Option<projector::AdaptiveConfig>,
+    nice: i32,
+}
+
+/// What the replay child printed at its end (its `ReplayReport`, the fields used here).
+struct ChildReport {
+    bulk_events: u64,
+    bulk_seconds: f64,
+    adaptive: Option<projector::AdaptiveReport>,
+}
+
+impl ChildReport {
+    fn parse(line: &str) -> Result<Self> {
+        let v: serde_json::Value = serde_json::from_str(line).context("the replay's report is not JSON")?;
+        let num = |v: &serde_json::Value, key: &str| v.get(key).and_then(serde_json::Value::as_f64).unwrap_or(0.0);
+        let adaptive = v.get("adaptive").filter(|a| a.is_object()).map(|a| projector::AdaptiveReport {
+            baseline_p99_ms: num(a, "baseline_p99_ms"),
+            threshold_ms: num(a, "threshold_ms"),
+            ceiling_events_per_s: num(a, "ceiling_events_per_s"),
+            mean_rate_events_per_s: num(a, "mean_rate_events_per_s"),
+            final_rate_events_per_s: num(a, "final_rate_events_per_s"),
+            min_rate_events_per_s: num(a, "min_rate_events_per_s"),
+            windows: num(a, "windows") as u64,
+            decreases: num(a, "decreases") as u64,
+            increases: num(a, "increases") as u64,
+        });
+        Ok(ChildReport {
+            bulk_events: v
+                .get("bulk_events")
+                .and_then(serde_json::Value::as_u64)
+                .context("no bulk_events in the report")?,
+            bulk_seconds: num(&v, "bulk_seconds"),
+            adaptive,
+        })
+    }
+}
+
+/// A replay running as a child process of this binary, its stdout collected in the background.
+struct ReplayChild {
+    child: tokio::process::Child,
+    stdout: tokio::task::JoinHandle<std::io::Result<String>>,
+}
+
+impl ReplayChild {
+    fn spawn(config: &IsolationConfig, spec: &ReplaySpec) -> Result<Self> {
+        let exe = std::env::current_exe().context("locating this binary to run the replay")?;
+        let mut cmd = tokio::process::Command::new(&exe);
+        cmd.args(["--log", "warn", "projector", "--mode", "replay", "--version", Projection::V4.name()])
+            .args(["--workers", &config.workers.to_string(), "--batch", "10000", "--stop-at-head"])
+            .args(["--progress", "false", "--database-url", &config.database_url])
+            .args(["--nice", &spec.nice.to_string()]);
+        if let Some(limit) = spec.rate_limit {
+            cmd.args(["--rate-limit", &limit.to_string()]);
+        }
+        if let Some(a) = &spec.adaptive {
+            cmd.args(["--max-live-p99-increase", &a.max_live_p99_increase.to_string()]).args([
+                "--live-api",
+                &a.api_url,
+                "--probe-aggregates",
+                &a.probe_aggregates.to_string(),
+            ]);
+        }
+        cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).kill_on_drop(true);
+        let mut child = cmd.spawn().with_context(|| format!("starting {} projector --mode replay", exe.display()))?;
+        let mut out = child.stdout.take().expect("stdout is piped");
+        let stdout = tokio::spawn(async move {
+            let mut text = String::new();
+            tokio::io::AsyncReadExt::read_to_string(&mut out, &mut text).await?;
+            Ok(text)
+        });
+        tracing::info!(pid = child.id(), nice = spec.nice, "replay child started");
+        Ok(ReplayChild { child, stdout })
+    }
+
+    /// Whether the child has exited on its own (the replay finished).
+    fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// SIGINT (the CLI stops the replay gracefully and prints its report), then wait; SIGKILL
+    /// after [`STOP_GRACE`]. Returns the report on the child's stdout.
+    async fn stop(mut self) -> Result<ChildReport> {
+        if let (None, Some(pid)) = (self.child.try_wait()?, self.child.id()) {
+            // SAFETY: kill takes plain integers; `pid` is our own, not yet reaped, child.
+            if unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) } != 0 {
+                tracing::warn!(pid, error = %std::io::Error::last_os_error(), "SIGINT to the replay failed");
+            }
+        }
+        let status = match tokio::time::timeout(STOP_GRACE, self.child.wait()).await {
+            Ok(status) => status?,
+            Err(_) => {
+                tracing::warn!("the replay did not stop within {STOP_GRACE:?} of SIGINT: killing it");
+                self.child.kill().await?;
+                anyhow::bail!("the replay did not stop within {STOP_GRACE:?} of SIGINT (killed)");
+            }
+        };
+        let out = self.stdout.await?.context("reading the replay's stdout")?;
+        if !status.success() {
+            anyhow::bail!("the replay exited with {status} (its error is on stderr above)");
+        }
+        let line = out.lines().rev().find(|l| !l.trim().is_empty()).context("the replay printed no report")?;
+        ChildReport::parse(line)
+    }
+}
+
 struct Bench<'a> {
     config: &'a IsolationConfig,
     base: String,
@@ -87,30 +208,6 @@ struct Bench<'a> {
 }
 
 impl Bench<'_> {
-    fn replay_config(
-        &self,
-        rate_limit: Option<f64>,
-        adaptive: Option<projector::AdaptiveConfig>,
-    ) -> projector::ReplayConfig {
-        projector::ReplayConfig {
-            database_url: self.config.database_url.clone(),
-            projection: Projection::V4,
-            workers: self.config.workers,
-            batch: 10_000,
-            rate_limit,
-            catch_up_rate_limit: None,
-            // The bulk phase is the load under test; it is stopped at the phase's end anyway.
-            catch_up: false,
-            stop_at_head: true,
-            until: None,
-            quarantine: false,
-            from_offset: None,
-            poll: Duration::from_millis(20),
-            progress: false,
-            adaptive,
-        }
-    }
-
     async fn load(&self, duration: Duration, csv: Option<PathBuf>) -> Result<loadgen::LoadReport> {
         let cfg = loadgen::LoadConfig {
             url: self.base.clone(),
@@ -126,24 +223,23 @@ impl Bench<'_> {
     }
 
     /// Runs one phase: the load for the configured duration, beside a replay of v4 from
-    /// scratch if `replay` is given, stopped at the phase's end. `warmup`: load run before the
-    /// measured window (while the adaptive controller measures its baseline under the same
-    /// load), not counted.
+    /// scratch in a child process if `replay` is given, stopped (SIGINT) at the phase's end.
+    /// `warmup`: load run before the measured window (while the adaptive controller measures
+    /// its baseline under the same load), not counted.
     async fn phase(
         &self,
         name: &str,
-        replay: Option<projector::ReplayConfig>,
+        replay: Option<ReplaySpec>,
         warmup: Option<Duration>,
-    ) -> Result<(IsolationPhase, Option<projector::ReplayReport>)> {
+    ) -> Result<(IsolationPhase, Option<ChildReport>)> {
         tracing::info!(phase = name, "phase starts");
         let rate_limit = replay.as_ref().and_then(|r| r.rate_limit.filter(|_| r.adaptive.is_none()));
-        let running = match replay {
-            Some(cfg) => {
+        let nice = replay.as_ref().map(|r| r.nice);
+        let running = match &replay {
+            Some(spec) => {
                 let mut client = eventlog::connect(&self.config.database_url).await?;
                 readmodel::drop_version(&mut client, Projection::V4).await.context("dropping v4")?;
-                let (stop, stop_rx) = tokio::sync::watch::channel(false);
-                let handle = tokio::spawn(async move { projector::replay(&cfg, stop_rx).await });
-                Some((stop, handle))
+                Some(ReplayChild::spawn(self.config, spec).with_context(|| format!("replay in phase {name}"))?)
             }
             None => None,
         };
@@ -153,10 +249,9 @@ impl Bench<'_> {
         let csv = self.config.out_dir.join(format!("isolation_{name}_load.csv"));
         let load = self.load(self.config.duration, Some(csv)).await.with_context(|| format!("load in phase {name}"))?;
         let (report, finished_early) = match running {
-            Some((stop, handle)) => {
-                let early = handle.is_finished();
-                stop.send(true).ok();
-                let report = handle.await?.with_context(|| format!("replay in phase {name}"))?;
+            Some(mut child) => {
+                let early = child.exited();
+                let report = child.stop().await.with_context(|| format!("replay in phase {name}"))?;
                 (Some(report), early)
             }
             None => (None, false),
@@ -173,6 +268,7 @@ impl Bench<'_> {
             replay_events: events,
             replay_events_per_s: per_s,
             replay_finished_early: finished_early,
+            replay_nice: nice,
         };
         tracing::info!(
             phase = name,
@@ -200,9 +296,12 @@ pub async fn isolation_bench(config: &IsolationConfig) -> Result<IsolationBench>
     let bench = Bench { config, base: format!("http://{addr}"), aggregates };
 
     let (none, _) = bench.phase("no_replay", None, None).await?;
-    let (full, _) = bench.phase("full_speed", Some(bench.replay_config(None, None)), None).await?;
+    // Full speed is the unprotected worst case: no limit, normal priority.
+    let full_spec = ReplaySpec { rate_limit: None, adaptive: None, nice: 0 };
+    let (full, _) = bench.phase("full_speed", Some(full_spec), None).await?;
     let fixed_rate_limit = config.fixed_rate_limit.unwrap_or((full.replay_events_per_s * 0.25).max(1_000.0));
-    let (fixed, _) = bench.phase("fixed_limit", Some(bench.replay_config(Some(fixed_rate_limit), None)), None).await?;
+    let fixed_spec = ReplaySpec { rate_limit: Some(fixed_rate_limit), adaptive: None, nice: PROTECTED_NICE };
+    let (fixed, _) = bench.phase("fixed_limit", Some(fixed_spec), None).await?;
     // The adaptive phase's ceiling is the full-speed rate: above it the limit would not bind.
     let adaptive_config = projector::AdaptiveConfig {
         api_url: bench.base.clone(),
@@ -213,7 +312,7 @@ pub async fn isolation_bench(config: &IsolationConfig) -> Result<IsolationBench>
     let (adaptive, adaptive_report) = bench
         .phase(
             "adaptive",
-            Some(bench.replay_config(Some(ceiling), Some(adaptive_config))),
+            Some(ReplaySpec { rate_limit: Some(ceiling), adaptive: Some(adaptive_config), nice: PROTECTED_NICE }),
             Some(projector::adaptive::BASELINE),
         )
         .await?;

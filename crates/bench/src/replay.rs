@@ -182,6 +182,7 @@ pub async fn replay_bench(config: &ReplayBenchConfig) -> Result<ReplayBench> {
         poll: Duration::from_millis(50),
         progress: true,
         adaptive: None,
+        nice: 0,
     };
     let replay = projector::replay(&replay_config, stop).await.context("replay")?;
     let replay_seconds = replay.bulk_seconds + replay.barrier_seconds;

@@ -64,6 +64,7 @@ pub async fn build_active(url: &str, projection: Projection, workers: usize) -> 
         poll: Duration::from_millis(20),
         progress: false,
         adaptive: None,
+        nice: 0,
     };
     projector::replay(&config, never).await?;
     Ok(())
@@ -167,6 +168,7 @@ pub async fn cutover_bench(config: &CutoverBenchConfig) -> Result<CutoverBench> 
             poll: Duration::from_millis(20),
             progress: false,
             adaptive: None,
+            nice: 0,
         };
         let stop = stop_rx.clone();
         tokio::spawn(async move { projector::replay(&cfg, stop).await })

@@ -24,6 +24,7 @@ fn config(url: &str, projection: Projection) -> ReplayConfig {
         poll: Duration::from_millis(10),
         progress: false,
         adaptive: None,
+        nice: 0,
     }
 }
 

@@ -32,18 +32,7 @@ fn say(step: &str) {
 }
 
 fn live_v3_to_head(url: &str) -> projector::LiveConfig {
-    projector::LiveConfig {
-        database_url: url.to_owned(),
-        projection: Projection::V3,
-        batch: 10_000,
-        until: None,
-        stop_at_head: true,
-        quarantine: false,
-        from_offset: None,
-        poll: Duration::from_millis(20),
-        synchronous_commit: false,
-        rate_limit: None,
-    }
+    projector::LiveConfig { stop_at_head: true, ..projector::LiveConfig::new(url, Projection::V3) }
 }
 
 pub async fn run(g: &Global, a: DemoArgs) -> Result<ExitCode> {

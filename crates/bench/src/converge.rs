@@ -72,21 +72,10 @@ pub async fn converge(config: &ConvergeConfig) -> Result<Converge> {
         let (stop_replay, replay_stop) = tokio::sync::watch::channel(false);
         let replay = {
             let cfg = projector::ReplayConfig {
-                database_url: config.database_url.clone(),
-                projection: Projection::V4,
                 workers: config.workers,
-                batch: 10_000,
-                rate_limit: None,
                 catch_up_rate_limit: config.replay_rate_limit,
-                catch_up: true,
                 stop_at_head: false,
-                until: None,
-                quarantine: false,
-                from_offset: None,
-                poll: Duration::from_millis(20),
-                progress: false,
-                adaptive: None,
-                nice: 0,
+                ..projector::ReplayConfig::new(&config.database_url, Projection::V4)
             };
             tokio::spawn(async move { projector::replay(&cfg, replay_stop).await })
         };

@@ -168,21 +168,11 @@ pub async fn replay_bench(config: &ReplayBenchConfig) -> Result<ReplayBench> {
     tracing::info!(events_per_s = scan.events_per_s as u64, "scan done; replaying v4");
     let (_tx, stop) = tokio::sync::watch::channel(false);
     let replay_config = projector::ReplayConfig {
-        database_url: config.database_url.clone(),
-        projection: Projection::V4,
         workers: config.workers,
-        batch: 10_000,
-        rate_limit: None,
-        catch_up_rate_limit: None,
         catch_up: false,
-        stop_at_head: true,
-        until: None,
-        quarantine: false,
-        from_offset: None,
         poll: Duration::from_millis(50),
         progress: true,
-        adaptive: None,
-        nice: 0,
+        ..projector::ReplayConfig::new(&config.database_url, Projection::V4)
     };
     let replay = projector::replay(&replay_config, stop).await.context("replay")?;
     let replay_seconds = replay.bulk_seconds + replay.barrier_seconds;

@@ -24,18 +24,7 @@ pub async fn start_api(url: &str) -> Result<SocketAddr> {
 }
 
 fn live(url: &str, projection: Projection, stop_at_head: bool, until: Option<i64>) -> projector::LiveConfig {
-    projector::LiveConfig {
-        database_url: url.to_owned(),
-        projection,
-        batch: 10_000,
-        until,
-        stop_at_head,
-        quarantine: false,
-        from_offset: None,
-        poll: Duration::from_millis(20),
-        synchronous_commit: false,
-        rate_limit: None,
-    }
+    projector::LiveConfig { stop_at_head, until, ..projector::LiveConfig::new(url, projection) }
 }
 
 /// Drops every read model: the benchmark starts from the log alone.
@@ -49,23 +38,7 @@ pub async fn reset_read_side(url: &str) -> Result<()> {
 /// Builds `projection` by replay and catch-up, and activates it if nothing is active.
 pub async fn build_active(url: &str, projection: Projection, workers: usize) -> Result<()> {
     let never = tokio::sync::watch::channel(false).1;
-    let config = projector::ReplayConfig {
-        database_url: url.to_owned(),
-        projection,
-        workers,
-        batch: 10_000,
-        rate_limit: None,
-        catch_up_rate_limit: None,
-        catch_up: true,
-        stop_at_head: true,
-        until: None,
-        quarantine: false,
-        from_offset: None,
-        poll: Duration::from_millis(20),
-        progress: false,
-        adaptive: None,
-        nice: 0,
-    };
+    let config = projector::ReplayConfig { workers, ..projector::ReplayConfig::new(url, projection) };
     projector::replay(&config, never).await?;
     Ok(())
 }
@@ -154,21 +127,9 @@ pub async fn cutover_bench(config: &CutoverBenchConfig) -> Result<CutoverBench> 
     tracing::info!("replaying v4 beside v3 under load");
     let replay_v4 = {
         let cfg = projector::ReplayConfig {
-            database_url: url.clone(),
-            projection: Projection::V4,
             workers: config.workers,
-            batch: 10_000,
-            rate_limit: None,
-            catch_up_rate_limit: None,
-            catch_up: true,
             stop_at_head: false,
-            until: None,
-            quarantine: false,
-            from_offset: None,
-            poll: Duration::from_millis(20),
-            progress: false,
-            adaptive: None,
-            nice: 0,
+            ..projector::ReplayConfig::new(&url, Projection::V4)
         };
         let stop = stop_rx.clone();
         tokio::spawn(async move { projector::replay(&cfg, stop).await })

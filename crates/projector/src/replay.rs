@@ -60,6 +60,30 @@ pub struct ReplayConfig {
     pub nice: i32,
 }
 
+impl ReplayConfig {
+    /// A full-speed replay of `projection` with the machine's cores as workers, 10k-event
+    /// catch-up batches, catch-up to the head and stop there, no limits, no progress bars.
+    pub fn new(database_url: &str, projection: Projection) -> ReplayConfig {
+        ReplayConfig {
+            database_url: database_url.to_owned(),
+            projection,
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            batch: 10_000,
+            rate_limit: None,
+            catch_up_rate_limit: None,
+            catch_up: true,
+            stop_at_head: true,
+            until: None,
+            quarantine: false,
+            from_offset: None,
+            poll: Duration::from_millis(20),
+            progress: false,
+            adaptive: None,
+            nice: 0,
+        }
+    }
+}
+
 /// What a replay did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct ReplayReport {

@@ -306,6 +306,24 @@ pub struct LiveConfig {
     pub rate_limit: Option<f64>,
 }
 
+impl LiveConfig {
+    /// A live tail of `projection` in 10k-event batches, until stopped, without limits.
+    pub fn new(database_url: &str, projection: Projection) -> LiveConfig {
+        LiveConfig {
+            database_url: database_url.to_owned(),
+            projection,
+            batch: 10_000,
+            until: None,
+            stop_at_head: false,
+            quarantine: false,
+            from_offset: None,
+            poll: Duration::from_millis(20),
+            synchronous_commit: false,
+            rate_limit: None,
+        }
+    }
+}
+
 /// What a live run did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct LiveReport {

@@ -62,7 +62,7 @@ async fn the_boundary_stays_below_a_running_writer() {
     let xid: i64 = tx.query_one("SELECT pg_current_xact_id()::TEXT::BIGINT", &[]).await.unwrap().get(0);
     eventlog::append_event(&client, &opened(4)).await.unwrap();
     let boundary = eventlog::boundary(&client).await.unwrap();
-    assert_eq!(boundary, xid, "the oldest running writer holds the boundary");
+    assert!(boundary <= xid, "the oldest running writer holds the boundary: {boundary} > {xid}");
     let reader = eventlog::LogReader::prepare(&client).await.unwrap();
     let mut seen = 0;
     for p in 0..reader.partitions() {

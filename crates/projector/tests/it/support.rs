@@ -51,8 +51,23 @@ pub async fn row<C: GenericClient>(client: &C, projection: Projection, id: i64) 
     readmodel::load_accounts(client, projection, &[id]).await.unwrap().remove(&id)
 }
 
-/// Steps a tailer until it has drained the log below the current boundary.
+/// Steps a tailer until it has applied everything committed when the call started.
 pub async fn drain(tailer: &mut projector::Tailer, client: &mut Client) -> usize {
+    let target = eventlog::snapshot_xmax(client).await.unwrap();
+    let mut applied = 0;
+    for _ in 0..100_000 {
+        let out = tailer.step(client).await.expect("tail step");
+        applied += out.applied;
+        if tailer.reached(target) {
+            return applied;
+        }
+    }
+    panic!("tailer did not reach {target} in 100000 steps");
+}
+
+/// Steps a tailer until it has read everything below the current boundary (which a running
+/// writer may hold back).
+pub async fn drain_available(tailer: &mut projector::Tailer, client: &mut Client) -> usize {
     let mut applied = 0;
     for _ in 0..10_000 {
         let out = tailer.step(client).await.expect("tail step");

@@ -23,7 +23,7 @@ async fn a_transaction_that_commits_late_is_still_applied_once_in_order() {
     assert!(b_seqs[0] > late_seq, "B's sequence values come after A's");
 
     let mut tailer = Tailer::open(&client, V4, 100, None, false, None).await.unwrap();
-    drain(&mut tailer, &mut client).await;
+    drain_available(&mut tailer, &mut client).await;
     assert_eq!(row(&client, V4, 1).await.unwrap().version, 1, "A has not committed: only version 1");
     assert!(row(&client, V4, 2).await.is_none(), "B sits above the boundary while A runs: not read yet");
 

@@ -160,6 +160,7 @@ pub async fn projector(g: &Global, a: ProjectorArgs) -> Result<ExitCode> {
                 poll: a.poll,
                 synchronous_commit: a.sync_commit,
                 rate_limit: a.rate_limit,
+                progress: a.progress,
             };
             let report = projector::run_live(&config, stop).await.context("live projector")?;
             println!("{}", serde_json::to_string(&report)?);

@@ -355,6 +355,7 @@ async fn rebuild(
             poll: config.poll,
             synchronous_commit: false,
             rate_limit: config.catch_up_rate_limit.or(config.rate_limit),
+            progress: config.progress,
         };
         // The adaptive limiter keeps driving catch-up unless catch-up has a cap of its own.
         let tail_limiter = adaptive.filter(|_| config.catch_up_rate_limit.is_none());

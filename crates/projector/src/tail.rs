@@ -304,6 +304,8 @@ pub struct LiveConfig {
     pub synchronous_commit: bool,
     /// Events per second, at most (backpressure), if any.
     pub rate_limit: Option<f64>,
+    /// Draw a progress line on stderr (events read and applied, lag to the head).
+    pub progress: bool,
 }
 
 impl LiveConfig {
@@ -320,6 +322,7 @@ impl LiveConfig {
             poll: Duration::from_millis(20),
             synchronous_commit: false,
             rate_limit: None,
+            progress: false,
         }
     }
 }
@@ -412,6 +415,18 @@ pub(crate) async fn run_tail(
     let mut state = info.state;
     let mut last_state_check = Instant::now();
     info!(version = projection.name(), state = %state, ?target, "tailing");
+    let bar = if config.progress {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("tail {spinner} {msg} [{elapsed_precise}]")
+                .expect("valid template"),
+        );
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut last_lag_check = Instant::now() - Duration::from_secs(10);
+    let mut lag = None;
     loop {
         if *stop.borrow() {
             break;
@@ -421,6 +436,22 @@ pub(crate) async fn run_tail(
         report.events_applied += outcome.applied as u64;
         if outcome.read > 0 {
             report.batches += 1;
+        }
+        if config.progress {
+            // The exact lag costs a count over it: refresh it at most every five seconds.
+            if last_lag_check.elapsed() > Duration::from_secs(5) {
+                last_lag_check = Instant::now();
+                lag = readmodel::lag_events(&*client, tailer.positions()).await.ok();
+            }
+            bar.set_message(format!(
+                "{}: read {} applied {} held {} lag {}",
+                projection.name(),
+                report.events_read,
+                report.events_applied,
+                tailer.held_count(),
+                lag.map_or("?".to_owned(), |l| l.to_string())
+            ));
+            bar.tick();
         }
         if outcome.drained && state == State::Building {
             readmodel::set_state(client, projection.name(), State::Ready).await?;
@@ -456,6 +487,7 @@ pub(crate) async fn run_tail(
             }
         }
     }
+    bar.finish_and_clear();
     report.seconds = started.elapsed().as_secs_f64();
     report.events_per_s = report.events_read as f64 / report.seconds.max(1e-9);
     report.positions = tailer.positions().to_vec();

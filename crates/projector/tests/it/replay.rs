@@ -9,23 +9,7 @@ use projector::{ReplayConfig, Tailer};
 use crate::support::*;
 
 fn config(url: &str, projection: Projection) -> ReplayConfig {
-    ReplayConfig {
-        database_url: url.to_owned(),
-        projection,
-        workers: 2,
-        batch: 1_000,
-        rate_limit: None,
-        catch_up_rate_limit: None,
-        catch_up: true,
-        stop_at_head: true,
-        until: None,
-        quarantine: false,
-        from_offset: None,
-        poll: Duration::from_millis(10),
-        progress: false,
-        adaptive: None,
-        nice: 0,
-    }
+    ReplayConfig { workers: 2, batch: 1_000, poll: Duration::from_millis(10), ..ReplayConfig::new(url, projection) }
 }
 
 fn never() -> tokio::sync::watch::Receiver<bool> {

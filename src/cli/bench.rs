@@ -116,9 +116,12 @@ pub enum Which {
     TimeTravel {
         #[command(flatten)]
         log: LogArgs,
-        /// Requests per history-length class.
+        /// Requests per history-length class (and per pass: without, then with snapshots).
         #[arg(long, default_value_t = 300)]
         requests: u64,
+        /// Snapshot interval of the second pass (versions).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i32).range(1..))]
+        snapshot_every: i32,
     },
     /// Experiment 4: replay from 0 while writers append at each --ingest rate; lag over time,
     /// convergence time, margin, and the crossover where it no longer converges.
@@ -374,15 +377,26 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
             );
             println!("{}", serde_json::to_string(&r)?);
         }
-        Which::TimeTravel { log, requests } => {
+        Which::TimeTravel { log, requests, snapshot_every } => {
             ensure_log(&url, &log).await?;
-            let t = bench::time_travel_bench(&url, requests, &a.out).await?;
+            let t = bench::time_travel_bench(&url, requests, snapshot_every, &a.out).await?;
+            println!(
+                "snapshots every {} versions: {} rows, {:.1} MB, built in {:.1}s",
+                t.snapshot.every,
+                t.snapshot.total_rows,
+                t.snapshot.table_bytes as f64 / 1e6,
+                t.snapshot.seconds
+            );
             for c in &t.classes {
                 println!(
-                    "~{:>6} events (aggregate {} has {}): p50 {:.2} ms, p99 {:.2} ms over {} requests",
-                    c.target_events, c.aggregate_id, c.events, c.p50_ms, c.p99_ms, c.requests
+                    "{:<12} ~{:>6} events (aggregate {} has {}): p50 {:.2} ms, p99 {:.2} ms, {:.0} events read, {} requests",
+                    c.mode, c.target_events, c.aggregate_id, c.events, c.p50_ms, c.p99_ms, c.mean_events_read, c.requests
                 );
             }
+            println!(
+                "1k-event aggregate p99: {:.2} ms with snapshots vs {:.2} ms without ({:.2}x)",
+                t.p99_ms_1k, t.p99_ms_1k_no_snapshots, t.p99_ratio_1k
+            );
             println!(
                 "csv: {}  plot: {}",
                 a.out.join("time_travel.csv").display(),

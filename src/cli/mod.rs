@@ -64,6 +64,8 @@ pub enum Command {
     Projector(project::ProjectorArgs),
     /// Re-fold one aggregate from the log and write it back (single-aggregate repair).
     Repair(project::RepairArgs),
+    /// Store aggregate snapshots every N versions, so time travel folds at most N events.
+    Snapshot(project::SnapshotArgs),
     /// Promote a ready version to active, atomically, once it has caught up.
     Cutover(project::CutoverArgs),
     /// Show the registry: every version, its state, positions and lag.
@@ -120,6 +122,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Load(args) => serve::load(args).await,
         Command::Projector(args) => project::projector(&g, args).await,
         Command::Repair(args) => project::repair(&g, args).await,
+        Command::Snapshot(args) => project::snapshot(&g, args).await,
         Command::Cutover(args) => project::cutover(&g, args).await,
         Command::Projections => project::projections(&g).await,
         Command::Position => project::position(&g).await,

@@ -1,4 +1,4 @@
-//! `reproject projector | repair | cutover | projections | position`.
+//! `reproject projector | repair | snapshot | cutover | projections | position`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -207,6 +207,33 @@ pub async fn repair(g: &Global, a: RepairArgs) -> Result<ExitCode> {
     let report = projector::repair(&mut client, projection, a.aggregate)
         .await
         .with_context(|| format!("repairing aggregate {} of {}", a.aggregate, projection))?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// The fold whose snapshots to store (time travel with ?version= uses that fold's).
+    #[arg(long = "version", value_name = "VERSION")]
+    pub projection: String,
+    /// Snapshot an aggregate each time its version crosses a multiple of this: time travel then
+    /// folds at most about this many events past the snapshot.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i32).range(1..))]
+    pub every: i32,
+    /// Partitions folded at once, each on its own connection.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub workers: u32,
+}
+
+pub async fn snapshot(g: &Global, a: SnapshotArgs) -> Result<ExitCode> {
+    let projection = projection(&a.projection)?;
+    let config = projector::SnapshotConfig {
+        every: a.every,
+        workers: a.workers,
+        progress: true,
+        ..projector::SnapshotConfig::new(&database_url(g)?, projection)
+    };
+    let report = projector::build_snapshots(&config).await.with_context(|| format!("snapshotting {projection}"))?;
     println!("{}", serde_json::to_string(&report)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -24,4 +24,7 @@ fn bad_flags_are_refused_before_any_work() {
     fails_naming(&["projector", "--mode", "live", "--version", "v4", "--poll", "fast"], "--poll");
     fails_naming(&["repair", "--version", "v4", "--aggregate", "x1"], "--aggregate");
     fails_naming(&["cutover", "--version", "v5"], "--version v5");
+    fails_naming(&["snapshot", "--version", "v4", "--every", "0"], "--every");
+    fails_naming(&["snapshot", "--version", "v7"], "--version v7");
+    fails_naming(&["bench", "time-travel", "--snapshot-every=-5"], "--snapshot-every");
 }

@@ -16,16 +16,41 @@ pub struct Conn {
     /// Prepared on first use rather than at connect, so the API can start before the read
     /// schema exists.
     current_account: OnceCell<Statement>,
+    /// Time travel's statements: one aggregate's events after a version, and its latest
+    /// snapshot inside a cut (prepared once the snapshot table exists).
+    aggregate_events: OnceCell<Statement>,
+    latest_snapshot: OnceCell<Statement>,
 }
 
 impl Conn {
     async fn open(url: &str) -> Result<Conn, tokio_postgres::Error> {
-        Ok(Conn { client: eventlog::connect(url).await?, current_account: OnceCell::new() })
+        Ok(Conn {
+            client: eventlog::connect(url).await?,
+            current_account: OnceCell::new(),
+            aggregate_events: OnceCell::new(),
+            latest_snapshot: OnceCell::new(),
+        })
     }
 
     /// The prepared `read.current_account($1)` call: one round trip per read instead of two.
     pub async fn current_account(&self) -> Result<&Statement, tokio_postgres::Error> {
         self.current_account.get_or_try_init(|| self.client.prepare(CURRENT_ACCOUNT)).await
+    }
+
+    /// The prepared `eventlog::aggregate_events_after` statement.
+    pub async fn aggregate_events(&self) -> Result<&Statement, eventlog::Error> {
+        self.aggregate_events.get_or_try_init(|| eventlog::prepare_aggregate_events(&self.client)).await
+    }
+
+    /// The prepared snapshot lookup, or `None` while the snapshot table does not exist.
+    pub async fn latest_snapshot(&self) -> Result<Option<&Statement>, readmodel::Error> {
+        if let Some(s) = self.latest_snapshot.get() {
+            return Ok(Some(s));
+        }
+        match readmodel::prepare_latest_snapshot(&self.client).await? {
+            Some(s) => Ok(Some(self.latest_snapshot.get_or_init(|| async { s }).await)),
+            None => Ok(None),
+        }
     }
 }
 

@@ -203,13 +203,17 @@ pub async fn cutover_bench(config: &CutoverBenchConfig) -> Result<CutoverBench> 
     })
 }
 
-/// Latency of one history-length class.
+/// Latency of one history-length class, with or without snapshots.
 #[derive(Debug, Clone, Serialize)]
 pub struct TimeTravelClass {
+    /// `no_snapshots` (the baseline: every as-of folds from the first event) or `snapshots`.
+    pub mode: &'static str,
     pub target_events: i64,
     pub aggregate_id: i64,
     pub events: i64,
     pub requests: u64,
+    /// Mean events read from the log per request (past the snapshot, when one was used).
+    pub mean_events_read: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
 }
@@ -218,16 +222,30 @@ pub struct TimeTravelClass {
 #[derive(Debug, Clone, Serialize)]
 pub struct TimeTravelBench {
     pub classes: Vec<TimeTravelClass>,
+    /// The 1k-event class with snapshots (what the API serves once `reproject snapshot` ran).
     pub p99_ms_1k: f64,
+    pub p99_ms_1k_no_snapshots: f64,
+    /// `p99_ms_1k / p99_ms_1k_no_snapshots`.
+    pub p99_ratio_1k: f64,
+    pub snapshot: projector::SnapshotReport,
 }
 
-/// as-of latency for aggregates with about 1, 100, 1k and 10k events, over HTTP.
-pub async fn time_travel_bench(url: &str, requests: u64, out_dir: &std::path::Path) -> Result<TimeTravelBench> {
-    let client = eventlog::connect(url).await?;
+/// as-of latency over HTTP for aggregates with about 1, 100, 1k and 10k events, first with no
+/// snapshots of the fold (the baseline), then after `reproject snapshot --every N`, with the
+/// same random offsets in both passes.
+pub async fn time_travel_bench(
+    url: &str,
+    requests: u64,
+    snapshot_every: i32,
+    out_dir: &std::path::Path,
+) -> Result<TimeTravelBench> {
+    let projection = fold::Projection::V4;
+    let mut client = eventlog::connect(url).await?;
+    readmodel::ensure_schema(&mut client).await?;
+    readmodel::drop_snapshots(&client, projection).await?;
     let addr = start_api(url).await?;
     let http = reqwest::Client::new();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(17);
-    let mut classes = Vec::new();
+    let mut targets = Vec::new();
     for target in [1_i64, 100, 1_000, 10_000] {
         let row = client
             .query_opt(
@@ -240,55 +258,98 @@ pub async fn time_travel_bench(url: &str, requests: u64, out_dir: &std::path::Pa
         let (id, events): (i64, i32) = (row.get(0), row.get(1));
         let last_seq: i64 =
             client.query_one("SELECT max(global_seq) FROM log.events WHERE aggregate_id = $1", &[&id]).await?.get(0);
-        let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-        for _ in 0..requests {
-            let offset = rng.gen_range(1..=last_seq);
-            let t0 = Instant::now();
-            let resp = http.get(format!("http://{addr}/aggregate/{id}/as-of?offset={offset}")).send().await?;
-            let status = resp.status();
-            let _ = resp.bytes().await?;
-            if !(status.is_success() || status.as_u16() == 404) {
-                bail!("as-of for aggregate {id} answered {status}");
-            }
-            hist.record(t0.elapsed().as_micros().max(1) as u64)?;
+        targets.push((target, id, events as i64, last_seq));
+    }
+    let mut classes = Vec::new();
+    let mut snapshot = None;
+    for mode in ["no_snapshots", "snapshots"] {
+        if mode == "snapshots" {
+            let config =
+                projector::SnapshotConfig { every: snapshot_every, ..projector::SnapshotConfig::new(url, projection) };
+            snapshot = Some(projector::build_snapshots(&config).await?);
         }
-        classes.push(TimeTravelClass {
-            target_events: target,
-            aggregate_id: id,
-            events: events as i64,
-            requests,
-            p50_ms: hist.value_at_quantile(0.5) as f64 / 1e3,
-            p99_ms: hist.value_at_quantile(0.99) as f64 / 1e3,
-        });
+        for &(target, id, events, last_seq) in &targets {
+            // The same offsets in both passes; a few unmeasured requests warm the caches first.
+            let mut rng = rand::rngs::StdRng::seed_from_u64(17 + target as u64);
+            let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+            let mut events_read = 0u64;
+            for i in 0..requests + 20 {
+                let offset = rng.gen_range(1..=last_seq);
+                let path = format!("http://{addr}/aggregate/{id}/as-of?offset={offset}&version={projection}");
+                let t0 = Instant::now();
+                let resp = http.get(path).send().await?;
+                let status = resp.status();
+                let body = resp.bytes().await?;
+                let elapsed = t0.elapsed();
+                if !(status.is_success() || status.as_u16() == 404) {
+                    bail!("as-of for aggregate {id} answered {status}");
+                }
+                if i >= 20 {
+                    hist.record(elapsed.as_micros().max(1) as u64)?;
+                    let body: serde_json::Value = serde_json::from_slice(&body)?;
+                    events_read += body["events_read"].as_u64().unwrap_or(0);
+                }
+            }
+            classes.push(TimeTravelClass {
+                mode,
+                target_events: target,
+                aggregate_id: id,
+                events,
+                requests,
+                mean_events_read: events_read as f64 / requests.max(1) as f64,
+                p50_ms: hist.value_at_quantile(0.5) as f64 / 1e3,
+                p99_ms: hist.value_at_quantile(0.99) as f64 / 1e3,
+            });
+        }
     }
     crate::write_csv(
         &out_dir.join("time_travel.csv"),
-        &["target_events", "aggregate_id", "events", "requests", "p50_ms", "p99_ms"],
+        &["mode", "target_events", "aggregate_id", "events", "requests", "mean_events_read", "p50_ms", "p99_ms"],
         &classes
             .iter()
             .map(|c| {
                 vec![
+                    c.mode.to_string(),
                     c.target_events.to_string(),
                     c.aggregate_id.to_string(),
                     c.events.to_string(),
                     c.requests.to_string(),
+                    format!("{:.1}", c.mean_events_read),
                     format!("{:.3}", c.p50_ms),
                     format!("{:.3}", c.p99_ms),
                 ]
             })
             .collect::<Vec<_>>(),
     )?;
+    let series = |mode: &str, p99: bool| -> (String, Vec<(f64, f64)>) {
+        let points = classes
+            .iter()
+            .filter(|c| c.mode == mode)
+            .map(|c| (c.events as f64, if p99 { c.p99_ms } else { c.p50_ms }))
+            .collect();
+        (format!("{} {mode}", if p99 { "p99" } else { "p50" }), points)
+    };
     crate::plot::lines(
         &out_dir.join("time_travel.svg"),
-        "Time travel (as-of offset) latency by history length",
+        &format!("Time travel (as-of offset) latency, without and with snapshots every {snapshot_every} versions"),
         "events in the aggregate's history (log scale)",
         "latency (ms)",
         &[
-            ("p50".into(), classes.iter().map(|c| (c.events as f64, c.p50_ms)).collect()),
-            ("p99".into(), classes.iter().map(|c| (c.events as f64, c.p99_ms)).collect()),
+            series("no_snapshots", false),
+            series("no_snapshots", true),
+            series("snapshots", false),
+            series("snapshots", true),
         ],
         true,
     )?;
-    let p99_ms_1k = classes.iter().find(|c| c.target_events == 1_000).map_or(f64::NAN, |c| c.p99_ms);
-    Ok(TimeTravelBench { classes, p99_ms_1k })
+    let p99_1k =
+        |mode: &str| classes.iter().find(|c| c.mode == mode && c.target_events == 1_000).map_or(f64::NAN, |c| c.p99_ms);
+    let (p99_ms_1k, p99_ms_1k_no_snapshots) = (p99_1k("snapshots"), p99_1k("no_snapshots"));
+    Ok(TimeTravelBench {
+        classes,
+        p99_ms_1k,
+        p99_ms_1k_no_snapshots,
+        p99_ratio_1k: p99_ms_1k / p99_ms_1k_no_snapshots,
+        snapshot: snapshot.expect("the snapshots pass ran"),
+    })
 }

@@ -14,7 +14,10 @@ mod schema;
 pub use append::{append_event, NewEvent};
 pub use pg::{connect, Jsonb};
 pub use position::Position;
-pub use read::{aggregate_events, boundary, copy_partition, snapshot_xmax, LogReader, RawEvent};
+pub use read::{
+    aggregate_events, aggregate_events_after, boundary, copy_partition, prepare_aggregate_events, snapshot_xmax,
+    LogReader, RawEvent,
+};
 pub use schema::{create, ensure_indexes, exists, partition_count, partition_table, LogStats};
 
 /// Errors of the event log.

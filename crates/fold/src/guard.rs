@@ -74,7 +74,17 @@ impl Stream {
 /// Folds a list of one aggregate's events (any order, duplicates allowed) from nothing.
 /// Returns the stream: its state covers the longest gap-free prefix of versions.
 pub fn fold_prefix(projection: Projection, events: impl IntoIterator<Item = Event>) -> Result<Stream, ApplyError> {
-    let mut stream = Stream::default();
+    fold_from(projection, None, events)
+}
+
+/// Folds events on top of `state` (a snapshot of versions 1..k, or nothing), through the guard:
+/// the events at or below k are duplicates. Returns the stream, as [`fold_prefix`] does.
+pub fn fold_from(
+    projection: Projection,
+    state: Option<Account>,
+    events: impl IntoIterator<Item = Event>,
+) -> Result<Stream, ApplyError> {
+    let mut stream = Stream::new(state);
     for event in events {
         stream.offer(projection, event)?;
     }
@@ -150,6 +160,24 @@ mod tests {
             let any_order = fold_prefix(Projection::V4, shuffled).unwrap();
             prop_assert_eq!(any_order.state, in_order.state);
             prop_assert!(any_order.pending.is_empty());
+        }
+
+        /// Folding the rest of the events on top of the state after a prefix (a snapshot)
+        /// equals folding everything from nothing, even when the prefix's events are offered
+        /// again.
+        #[test]
+        fn folding_from_a_prefix_state_equals_folding_from_nothing(
+            amounts in proptest::collection::vec(0i64..1000, 0..40),
+            cut in 0usize..41,
+        ) {
+            let events = history(&amounts);
+            let cut = cut.min(events.len());
+            let prefix = fold_prefix(Projection::V4, events[..cut].to_vec()).unwrap();
+            let whole = fold_prefix(Projection::V4, events.clone()).unwrap();
+            let rest = fold_from(Projection::V4, prefix.state.clone(), events[cut..].to_vec()).unwrap();
+            prop_assert_eq!(&rest.state, &whole.state);
+            let again = fold_from(Projection::V4, prefix.state, events).unwrap();
+            prop_assert_eq!(again.state, whole.state);
         }
 
         /// Dropping one event leaves exactly the prefix before it applied; nothing past the gap.

@@ -11,7 +11,7 @@ mod projection;
 
 pub use account::{Account, Status};
 pub use event::{decode, DecodeError, Event, EventBody, EventType};
-pub use guard::{fold_prefix, Offer, Stream};
+pub use guard::{fold_from, fold_prefix, Offer, Stream};
 pub use projection::{ApplyError, Projection, UnknownProjection};
 
 /// The instant the fee engine started emitting the nested fee payload that v3 misreads.

@@ -32,4 +32,6 @@ pub enum Error {
     Probe(String),
     #[error("replay worker failed: {0}")]
     Worker(String),
+    #[error("bad configuration: {0}")]
+    Config(String),
 }

@@ -6,6 +6,7 @@ mod error;
 mod ratelimit;
 mod repair;
 mod replay;
+mod snapshot;
 mod tail;
 
 pub use adaptive::{AdaptiveConfig, AdaptiveReport};
@@ -13,6 +14,7 @@ pub use error::{BadEvent, Error};
 pub use ratelimit::RateLimiter;
 pub use repair::{repair, RepairReport};
 pub use replay::{peak_rss_bytes, replay, ReplayConfig, ReplayReport};
+pub use snapshot::{build_snapshots, SnapshotConfig, SnapshotReport};
 pub use tail::{run_live, LiveConfig, LiveReport, StepOutcome, Tailer};
 
 /// Result alias of this crate.

@@ -8,6 +8,7 @@
 mod registry;
 mod rows;
 mod schema;
+mod snapshots;
 mod write;
 
 pub use registry::{
@@ -17,6 +18,9 @@ pub use rows::{account_from_json, load_accounts, table_checksum, Columns};
 pub use schema::{
     add_primary_key, create_version_table, drop_version, ensure_schema, has_primary_key, qualified_table,
     version_partition_table,
+};
+pub use snapshots::{
+    drop_snapshots, latest_snapshot, prepare_latest_snapshot, snapshot_stats, write_snapshots, Snapshot, SnapshotHit,
 };
 pub use write::{commit_tail_batch, write_partition, DeadLetter, PartitionBatch, TailBatch};
 

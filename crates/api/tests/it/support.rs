@@ -16,6 +16,8 @@ pub const PARTITIONS: u32 = 4;
 
 pub struct Fixture {
     pub client: Client,
+    /// The database's URL.
+    pub url: String,
     pub base: String,
     pub http: reqwest::Client,
     /// Aggregates 1..=n exist.
@@ -173,7 +175,7 @@ pub async fn fixture(n: i64, with_v4: bool) -> Fixture {
     }
     let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
     let (ready, addr) = tokio::sync::oneshot::channel::<SocketAddr>();
-    let config = api::ApiConfig { database_url: url, listen: "127.0.0.1:0".parse().unwrap(), pool_size: 4 };
+    let config = api::ApiConfig { database_url: url.clone(), listen: "127.0.0.1:0".parse().unwrap(), pool_size: 4 };
     tokio::spawn(async move {
         let stop = async move {
             let _ = stop.await;
@@ -181,7 +183,7 @@ pub async fn fixture(n: i64, with_v4: bool) -> Fixture {
         api::serve(&config, stop, move |a| ready.send(a).unwrap()).await.unwrap();
     });
     let addr = addr.await.expect("the server starts");
-    Fixture { client, base: format!("http://{addr}"), http: reqwest::Client::new(), n, _shutdown: shutdown }
+    Fixture { client, url, base: format!("http://{addr}"), http: reqwest::Client::new(), n, _shutdown: shutdown }
 }
 
 impl Fixture {

@@ -9,12 +9,34 @@ use crate::support::*;
 #[tokio::test]
 async fn as_of_equals_the_fold_of_the_log_prefix_at_random_cuts() {
     let f = fixture(25, false).await;
+    let (served, empty, from_snapshot) = check_random_cuts(&f, 11).await;
+    assert!(served > 100 && empty > 0, "the cuts cover both outcomes: {served} served, {empty} empty");
+    assert_eq!(from_snapshot, 0, "no snapshots were stored");
+}
+
+#[tokio::test]
+async fn as_of_from_snapshots_equals_the_fold_of_the_log_prefix_at_random_cuts() {
+    let f = fixture(25, false).await;
+    for projection in [Projection::V3, Projection::V4] {
+        let config = projector::SnapshotConfig { every: 3, ..projector::SnapshotConfig::new(&f.url, projection) };
+        let report = projector::build_snapshots(&config).await.unwrap();
+        assert!(report.inserted > 25, "{report:?}");
+    }
+    let (served, empty, from_snapshot) = check_random_cuts(&f, 12).await;
+    assert!(served > 100 && empty > 0, "the cuts cover both outcomes: {served} served, {empty} empty");
+    // Cuts late in a history start from a snapshot; early ones (before version 3) cannot.
+    assert!(from_snapshot > served / 2, "{from_snapshot} of {served} answers started from a snapshot");
+}
+
+/// 150 random (aggregate, fold, cut) as-of requests, each compared with the fold of the log
+/// prefix the cut selects; returns (served, empty, served from a snapshot).
+async fn check_random_cuts(f: &Fixture, seed: u64) -> (usize, usize, usize) {
     let log = log_events(&f.client, f.n).await;
     let max_seq: i64 = f.client.query_one("SELECT max(global_seq) FROM log.events", &[]).await.unwrap().get(0);
     let first_ts = log.values().flat_map(|es| es.iter().map(|e| e.ts)).min().unwrap();
     let last_ts = log.values().flat_map(|es| es.iter().map(|e| e.ts)).max().unwrap();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-    let (mut served, mut empty) = (0, 0);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let (mut served, mut empty, mut from_snapshot) = (0, 0, 0);
     for round in 0..150 {
         let id = rng.gen_range(1..=f.n);
         let events = &log[&id];
@@ -53,10 +75,14 @@ async fn as_of_equals_the_fold_of_the_log_prefix_at_random_cuts() {
                 assert_eq!(body["stopped_at_seq"], account.applied_seq, "{path}: {body}");
                 assert_eq!(body["events_folded"], prefix.len(), "{path}: {body}");
                 served += 1;
+                if let Some(k) = body["snapshot_version"].as_i64() {
+                    assert!(k <= prefix.len() as i64, "{path}: a snapshot past the cut: {body}");
+                    from_snapshot += 1;
+                }
             }
         }
     }
-    assert!(served > 100 && empty > 0, "the cuts cover both outcomes: {served} served, {empty} empty");
+    (served, empty, from_snapshot)
 }
 
 #[tokio::test]

@@ -2,5 +2,6 @@
 
 mod repair;
 mod replay;
+mod snapshot;
 mod support;
 mod tail;

@@ -98,3 +98,18 @@ BEGIN
     END IF;
 END
 $$;
+
+-- Aggregate snapshots for time travel: the state a fold reaches after versions 1..version of an
+-- aggregate. max_seq / max_ts are the largest global_seq / ts among those events, so a cut
+-- (ts, offset) may start from a snapshot only when it contains all of them. Derived from the
+-- append-only log and immutable: versions 1..version can never change once present.
+CREATE TABLE IF NOT EXISTS read.aggregate_snapshots (
+    fold TEXT NOT NULL,
+    aggregate_id BIGINT NOT NULL,
+    version INT NOT NULL CHECK (version >= 1),
+    max_seq BIGINT NOT NULL,
+    max_ts TIMESTAMPTZ NOT NULL,
+    state JSONB NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (fold, aggregate_id, version)
+);

@@ -290,15 +290,15 @@ impl AccountModel {
 }
 
 const CHANNELS: [&str; 7] = ["app", "web", "branch", "sepa", "card", "atm", "api"];
-const CITIES: [(&str, &str, &str, &str); 8] = [
-    ("DE", "Berlin", "52.5200", "13.4050"),
-    ("DE", "Hamburg", "53.5511", "9.9937"),
-    ("FR", "Paris", "48.8566", "2.3522"),
-    ("NL", "Amsterdam", "52.3676", "4.9041"),
-    ("GB", "London", "51.5072", "-0.1276"),
-    ("ES", "Madrid", "40.4168", "-3.7038"),
-    ("IT", "Milan", "45.4642", "9.1900"),
-    ("SE", "Stockholm", "59.3293", "18.0686"),
+const CITIES: [(&str, &str); 8] = [
+    ("DE", "Berlin"),
+    ("DE", "Hamburg"),
+    ("FR", "Paris"),
+    ("NL", "Amsterdam"),
+    ("GB", "London"),
+    ("ES", "Madrid"),
+    ("IT", "Milan"),
+    ("SE", "Stockholm"),
 ];
 const DEPOSIT_MEMOS: [&str; 6] =
     ["salary", "cash deposit at branch", "refund", "interest payout", "savings top-up", "invoice 2231 paid"];
@@ -334,20 +334,17 @@ fn push_hex<R: Rng + ?Sized>(out: &mut String, rng: &mut R, digits: usize) {
     }
 }
 
-/// Appends `,"request_id":"…","channel":"…","geo":{…}` — the envelope every event carries.
+/// Appends `,"request_id":"…","channel":"…","device":"…","geo":{…}`: the envelope every
+/// event carries. The request id takes five random words and prints the first (an earlier
+/// generator printed all of them as a UUID), so every later draw, and with it every account,
+/// amount and timestamp of the log, is what it was.
 fn push_envelope<R: Rng + ?Sized>(out: &mut String, rng: &mut R) {
-    out.push_str(",\"request_id\":\"");
-    push_hex(out, rng, 8);
-    out.push('-');
-    for _ in 0..3 {
-        push_hex(out, rng, 4);
-        out.push('-');
-    }
-    push_hex(out, rng, 12);
-    let (country, city, lat, lon) = pick(rng, &CITIES);
+    let words: [u64; 5] = rng.gen();
+    let (country, city) = pick(rng, &CITIES);
     let _ = write!(
         out,
-        "\",\"channel\":\"{}\",\"device\":\"{}\",\"geo\":{{\"country\":\"{country}\",\"city\":\"{city}\",\"lat\":{lat},\"lon\":{lon}}}",
+        ",\"request_id\":\"{:016x}\",\"channel\":\"{}\",\"device\":\"{}\",\"geo\":{{\"country\":\"{country}\",\"city\":\"{city}\"}}",
+        words[0],
         pick(rng, &CHANNELS),
         pick(rng, &DEVICES),
     );

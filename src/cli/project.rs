@@ -17,6 +17,15 @@ pub enum Mode {
     Replay,
 }
 
+/// Where the adaptive controller reads the live p99.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LiveP99From {
+    /// The live API's latency histogram (`/metrics`): the reads it actually serves.
+    Metrics,
+    /// The controller's own requests to the live API.
+    Probe,
+}
+
 #[derive(Debug, Args)]
 pub struct ProjectorArgs {
     /// live or replay.
@@ -66,7 +75,12 @@ pub struct ProjectorArgs {
     /// Replay: the live read API whose p99 --max-live-p99-increase protects (loopback only).
     #[arg(long, value_name = "URL")]
     pub live_api: Option<String>,
-    /// Replay: the adaptive controller's probes cycle through aggregate ids 1..=N.
+    /// Replay: where the adaptive controller reads the live p99: `metrics` (the API's own
+    /// latency histogram of the reads it serves, from --live-api's /metrics) or `probe` (its own
+    /// GET /aggregate/{id} requests, timed from this process).
+    #[arg(long, value_enum, default_value_t = LiveP99From::Metrics, value_name = "SOURCE")]
+    pub live_p99_from: LiveP99From,
+    /// Replay: with --live-p99-from probe, the probes cycle through aggregate ids 1..=N.
     #[arg(long, default_value_t = 1_000, value_name = "N")]
     pub probe_aggregates: u64,
     /// Replay: CPU niceness 0..=19 of the replay process and of the PostgreSQL backends serving
@@ -115,6 +129,10 @@ fn adaptive_config(a: &ProjectorArgs) -> Result<Option<projector::AdaptiveConfig
         api_url: api.trim_end_matches('/').to_owned(),
         max_live_p99_increase,
         probe_aggregates: a.probe_aggregates,
+        source: match a.live_p99_from {
+            LiveP99From::Metrics => projector::LatencySource::Metrics,
+            LiveP99From::Probe => projector::LatencySource::Probe,
+        },
     }))
 }
 

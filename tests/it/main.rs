@@ -2,5 +2,7 @@
 //! crashes (SIGKILL) under concurrent writers, and the demo's story at small scale.
 
 mod crash;
+mod demo;
 mod flags;
 mod support;
+mod verify;

@@ -151,11 +151,17 @@ impl ReplayChild {
             cmd.args(["--rate-limit", &limit.to_string()]);
         }
         if let Some(a) = &spec.adaptive {
+            let source = match a.source {
+                projector::LatencySource::Metrics => "metrics",
+                projector::LatencySource::Probe => "probe",
+            };
             cmd.args(["--max-live-p99-increase", &a.max_live_p99_increase.to_string()]).args([
                 "--live-api",
                 &a.api_url,
                 "--probe-aggregates",
                 &a.probe_aggregates.to_string(),
+                "--live-p99-from",
+                source,
             ]);
         }
         cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).kill_on_drop(true);
@@ -307,6 +313,7 @@ pub async fn isolation_bench(config: &IsolationConfig) -> Result<IsolationBench>
         api_url: bench.base.clone(),
         max_live_p99_increase: config.max_live_p99_increase,
         probe_aggregates: aggregates.max(1) as u64,
+        source: projector::LatencySource::Metrics,
     };
     let ceiling = full.replay_events_per_s.max(10_000.0);
     let (adaptive, adaptive_report) = bench

@@ -13,8 +13,8 @@ pub use converge::{converge, Converge, ConvergeConfig, ConvergeRun};
 pub use isolation::{isolation_bench, IsolationBench, IsolationConfig, IsolationPhase};
 pub use replay::{naive, replay_bench, scan, NaiveResult, ReplayBench, ReplayBenchConfig, ScanResult};
 pub use serving::{
-    build_active, cutover_bench, reset_read_side, start_api, time_travel_bench, CutoverBench, CutoverBenchConfig,
-    TimeTravelBench, TimeTravelClass,
+    build_active, cutover_bench, reset_read_side, start_api, time_travel_bench, time_travel_check, CutoverBench,
+    CutoverBenchConfig, TimeTravelBench, TimeTravelCheck, TimeTravelClass,
 };
 pub use sweep::{batch_sweep, Sweep, SweepConfig, SweepPoint};
 

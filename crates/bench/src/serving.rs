@@ -353,3 +353,58 @@ pub async fn time_travel_bench(
         snapshot: snapshot.expect("the snapshots pass ran"),
     })
 }
+
+/// What the demo's time-travel step saw.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimeTravelCheck {
+    pub snapshot: projector::SnapshotReport,
+    pub aggregate_id: i64,
+    /// The cut: half the log's last `global_seq`.
+    pub offset: i64,
+    pub events_folded: i64,
+    pub snapshot_version: Option<i64>,
+    pub events_read: i64,
+    pub balance_cents: i64,
+    pub ms: f64,
+    /// The answer equals the fold of the aggregate's log prefix, computed here from the log.
+    pub matches_log_prefix: bool,
+}
+
+/// Stores `projection`'s snapshots, then asks the API for the busiest aggregate as of the
+/// middle of the log and checks the answer against a fold of the log prefix.
+pub async fn time_travel_check(url: &str, projection: Projection) -> Result<TimeTravelCheck> {
+    let snapshot = projector::build_snapshots(&projector::SnapshotConfig::new(url, projection)).await?;
+    let client = eventlog::connect(url).await?;
+    let row = client
+        .query_one(
+            "SELECT (SELECT aggregate_id FROM lab.expected_accounts ORDER BY aggregate_version DESC, aggregate_id \
+             LIMIT 1), (SELECT max(global_seq) / 2 FROM log.events)",
+            &[],
+        )
+        .await?;
+    let (id, offset): (i64, i64) = (row.get(0), row.get(1));
+    let addr = start_api(url).await?;
+    let path = format!("http://{addr}/aggregate/{id}/as-of?offset={offset}&version={projection}");
+    let t0 = Instant::now();
+    let resp = reqwest::get(&path).await?;
+    let ms = t0.elapsed().as_secs_f64() * 1e3;
+    if !resp.status().is_success() {
+        bail!("GET {path} answered {}", resp.status());
+    }
+    let body: serde_json::Value = resp.json().await?;
+    let raws = eventlog::aggregate_events(&client, id, chrono::DateTime::<chrono::Utc>::MAX_UTC, offset).await?;
+    let events = raws.iter().map(|r| r.decode()).collect::<Result<Vec<_>, _>>()?;
+    let expected = fold::fold_prefix(projection, events)?.state;
+    let served = readmodel::account_from_json(projection, &body);
+    Ok(TimeTravelCheck {
+        snapshot,
+        aggregate_id: id,
+        offset,
+        events_folded: body["events_folded"].as_i64().unwrap_or(0),
+        snapshot_version: body["snapshot_version"].as_i64(),
+        events_read: body["events_read"].as_i64().unwrap_or(0),
+        balance_cents: body["balance"].as_i64().unwrap_or(0),
+        ms,
+        matches_log_prefix: expected.is_some() && served == expected,
+    })
+}

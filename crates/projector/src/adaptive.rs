@@ -1,6 +1,12 @@
 //! Adaptive backpressure: an AIMD controller that sets the replay's rate limit from the live read
 //! path's latency, so a rebuild takes what the live API can spare and no more.
 //!
+//! The live p99 comes from the API's own request histogram (`GET /metrics`, differenced
+//! between scrapes: the latency the API measured for the live reads it served in the window),
+//! or from the controller's own probes ([`LatencySource`]). The metrics are the better signal:
+//! they see the real traffic, measured inside the API's process, while a probe sent from the
+//! (niced) replay process also measures its own scheduling delays.
+//!
 //! The controller first measures the live p99 with the replay not yet started (the baseline),
 //! then every [`INTERVAL`] compares the p99 of the latest window of probes with
 //! `baseline * (1 + max_live_p99_increase)`: above it, the rate halves (multiplicative
@@ -42,6 +48,131 @@ pub struct AdaptiveConfig {
     pub max_live_p99_increase: f64,
     /// Probes cycle through aggregate ids `1..=probe_aggregates`.
     pub probe_aggregates: u64,
+    /// Where the live p99 comes from.
+    pub source: LatencySource,
+}
+
+/// Where the adaptive controller reads the live p99.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LatencySource {
+    /// The API's request-latency histogram for `GET /aggregate/{id}` (its live traffic).
+    #[default]
+    Metrics,
+    /// The controller's own sequential `GET /aggregate/{id}` requests, timed client-side.
+    Probe,
+}
+
+/// The API's request-latency histogram (`api::telemetry::REQUEST_SECONDS`, a test in the api
+/// crate keeps the two equal) and the route of the live point read.
+pub const LIVE_LATENCY_METRIC: &str = "reproject_api_request_duration_seconds";
+const LIVE_ROUTE: &str = "/aggregate/{id}";
+/// At most this many samples stand for one window's histogram.
+const MAX_WINDOW_SAMPLES: u64 = 20_000;
+
+/// Cumulative counts of the live route's latency buckets: `(upper bound in seconds, count)`,
+/// ascending, summed over the read path's answers (200 and 404).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Buckets(pub Vec<(f64, u64)>);
+
+impl Buckets {
+    /// Reads the live route's buckets out of a Prometheus text exposition.
+    pub fn parse(exposition: &str) -> Buckets {
+        let prefix = format!("{LIVE_LATENCY_METRIC}_bucket{{");
+        let route = format!("route=\"{LIVE_ROUTE}\"");
+        let mut sums: Vec<(f64, u64)> = Vec::new();
+        for line in exposition.lines() {
+            let Some(rest) = line.strip_prefix(&prefix) else { continue };
+            let Some((labels, value)) = rest.rsplit_once('}') else { continue };
+            if !labels.contains(&route) || !(labels.contains("status=\"200\"") || labels.contains("status=\"404\"")) {
+                continue;
+            }
+            let Some(le) = labels.split("le=\"").nth(1).and_then(|t| t.split('"').next()) else { continue };
+            let bound = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap_or(f64::NAN) };
+            let Ok(count) = value.trim().parse::<f64>() else { continue };
+            if bound.is_nan() {
+                continue;
+            }
+            match sums.iter_mut().find(|(b, _)| *b == bound) {
+                Some((_, c)) => *c += count as u64,
+                None => sums.push((bound, count as u64)),
+            }
+        }
+        sums.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Buckets(sums)
+    }
+
+    /// The observations between `earlier` and `self` as latency samples: each bucket's new
+    /// observations spread evenly over the bucket (as `histogram_quantile` interpolates), those
+    /// past the last bound at that bound; scaled down to at most [`MAX_WINDOW_SAMPLES`].
+    pub fn samples_since(&self, earlier: &Buckets) -> Vec<Duration> {
+        let count_at = |b: &Buckets, bound: f64| b.0.iter().find(|(x, _)| *x == bound).map_or(0, |(_, c)| *c);
+        let mut deltas = Vec::with_capacity(self.0.len());
+        let mut below = (0.0, 0u64);
+        for &(bound, cumulative) in &self.0 {
+            let new = cumulative.saturating_sub(count_at(earlier, bound));
+            deltas.push((below.0, bound, new.saturating_sub(below.1)));
+            below = (if bound.is_finite() { bound } else { below.0 }, new);
+        }
+        let total: u64 = deltas.iter().map(|d| d.2).sum();
+        let keep = |n: u64| if total > MAX_WINDOW_SAMPLES { (n * MAX_WINDOW_SAMPLES).div_ceil(total) } else { n };
+        let mut samples = Vec::new();
+        for (lo, hi, n) in deltas {
+            let n = keep(n);
+            for i in 0..n {
+                let seconds = if hi.is_finite() { lo + (hi - lo) * (i + 1) as f64 / n as f64 } else { lo };
+                samples.push(Duration::from_secs_f64(seconds));
+            }
+        }
+        samples
+    }
+}
+
+/// Reads the live p99 from the API's `/metrics`: each window is the difference of two scrapes.
+#[derive(Debug)]
+pub struct MetricsProbe {
+    http: reqwest::Client,
+    url: String,
+    last: Option<Buckets>,
+}
+
+impl MetricsProbe {
+    /// A reader of the metrics of the API at `api_url`.
+    pub fn new(api_url: &str) -> Result<MetricsProbe> {
+        let http = reqwest::Client::builder()
+            .timeout(PROBE_TIMEOUT)
+            .build()
+            .map_err(|e| Error::Probe(format!("http client: {e}")))?;
+        Ok(MetricsProbe { http, url: format!("{}/metrics", api_url.trim_end_matches('/')), last: None })
+    }
+
+    async fn scrape(&self) -> Option<Buckets> {
+        let resp = self.http.get(&self.url).send().await.ok()?;
+        if !resp.status().is_success() {
+            debug!(status = %resp.status(), url = %self.url, "metrics scrape answered with an error");
+            return None;
+        }
+        Some(Buckets::parse(&resp.text().await.ok()?))
+    }
+}
+
+impl Probe for MetricsProbe {
+    fn sample(&mut self, window: Duration) -> BoxFuture<'_, Vec<Duration>> {
+        Box::pin(async move {
+            let start = match self.last.take() {
+                Some(b) => Some(b),
+                None => self.scrape().await,
+            };
+            tokio::time::sleep(window).await;
+            let end = self.scrape().await;
+            let samples = match (&start, &end) {
+                (Some(a), Some(b)) => b.samples_since(a),
+                _ => Vec::new(),
+            };
+            self.last = end;
+            samples
+        })
+    }
 }
 
 /// A source of live read-path latency samples.
@@ -245,7 +376,7 @@ pub struct AdaptiveReport {
 pub async fn measure_baseline(probe: &mut dyn Probe) -> Result<Duration> {
     let samples = probe.sample(BASELINE).await;
     if samples.len() < 10 {
-        return Err(Error::Probe(format!("{} answers in {BASELINE:?}: is the live api up?", samples.len())));
+        return Err(Error::Probe(format!("{} live reads seen in {BASELINE:?}: is the live api up?", samples.len())));
     }
     Ok(p99(&samples).expect("samples are not empty"))
 }
@@ -265,12 +396,22 @@ impl Controller {
         ceiling: Option<f64>,
         version: &'static str,
     ) -> Result<Controller> {
-        let mut probe = HttpProbe::new(&config.api_url, config.probe_aggregates)?;
-        let baseline = measure_baseline(&mut probe).await?;
+        let mut probe: Box<dyn Probe> = match config.source {
+            LatencySource::Metrics => Box::new(MetricsProbe::new(&config.api_url)?),
+            LatencySource::Probe => Box::new(HttpProbe::new(&config.api_url, config.probe_aggregates)?),
+        };
+        let baseline = measure_baseline(probe.as_mut()).await.map_err(|e| match (config.source, e) {
+            (LatencySource::Metrics, Error::Probe(m)) => Error::Probe(format!(
+                "{m} (read from {}/metrics: the live API must be serving reads, or use the probe source)",
+                config.api_url
+            )),
+            (_, e) => e,
+        })?;
         let params = AimdParams::new(config.max_live_p99_increase, ceiling.unwrap_or(DEFAULT_CEILING));
         let aimd = Aimd::new(params, baseline);
         info!(
             version,
+            source = ?config.source,
             baseline_p99_ms = baseline.as_secs_f64() * 1e3,
             threshold_ms = aimd.threshold().as_secs_f64() * 1e3,
             initial = aimd.rate(),
@@ -279,7 +420,7 @@ impl Controller {
         );
         let limiter = Arc::new(RateLimiter::new(aimd.rate()));
         let (stop, stop_rx) = watch::channel(false);
-        let handle = tokio::spawn(control(aimd, Box::new(probe), limiter.clone(), version, stop_rx));
+        let handle = tokio::spawn(control(aimd, probe, limiter.clone(), version, stop_rx));
         Ok(Controller { limiter, stop, handle: Some(handle) })
     }
 
@@ -378,6 +519,57 @@ mod tests {
         // Baseline 10 ms, 10% allowed: the threshold is 11 ms. Ceiling 100k: step 5k, floor 1k,
         // initial 10k.
         Aimd::new(AimdParams::new(0.10, 100_000.0), Duration::from_millis(10))
+    }
+
+    /// An exposition as the API's exporter writes it: two statuses of the live route, and a
+    /// route the controller must ignore.
+    fn exposition(ok: [u64; 4], not_found: [u64; 4], other: [u64; 4]) -> String {
+        let mut text = String::from("# TYPE reproject_api_request_duration_seconds histogram\n");
+        for (route, status, counts) in
+            [("/aggregate/{id}", "200", ok), ("/aggregate/{id}", "404", not_found), ("/projections", "200", other)]
+        {
+            for (le, c) in ["0.0005", "0.001", "0.002", "+Inf"].iter().zip(counts) {
+                text.push_str(&format!(
+                    "reproject_api_request_duration_seconds_bucket{{route=\"{route}\",status=\"{status}\",le=\"{le}\"}} {c}\n"
+                ));
+            }
+            text.push_str(&format!(
+                "reproject_api_request_duration_seconds_count{{route=\"{route}\",status=\"{status}\"}} {}\n",
+                counts[3]
+            ));
+        }
+        text
+    }
+
+    #[test]
+    fn the_live_routes_buckets_are_summed_over_its_answers() {
+        let b = Buckets::parse(&exposition([10, 20, 30, 31], [1, 2, 2, 2], [500, 500, 500, 500]));
+        assert_eq!(b.0, vec![(0.0005, 11), (0.001, 22), (0.002, 32), (f64::INFINITY, 33)]);
+        assert_eq!(Buckets::parse("no metrics here\n"), Buckets::default());
+    }
+
+    #[test]
+    fn a_window_is_the_difference_of_two_scrapes_spread_over_its_buckets() {
+        let before = Buckets::parse(&exposition([10, 20, 30, 30], [0; 4], [0; 4]));
+        // 100 new reads: 98 under 0.5 ms, 1 in (1, 2] ms, 1 past the last bound.
+        let after = Buckets::parse(&exposition([108, 118, 129, 130], [0; 4], [7; 4]));
+        let samples = after.samples_since(&before);
+        assert_eq!(samples.len(), 100);
+        assert_eq!(samples.iter().filter(|d| **d <= Duration::from_micros(500)).count(), 98);
+        assert_eq!(samples.iter().filter(|d| **d > Duration::from_millis(1)).count(), 2);
+        // The 99th of 100 is the one in (1, 2] ms, at its upper end.
+        assert_eq!(p99(&samples), Some(Duration::from_millis(2)));
+        assert!(after.samples_since(&after).is_empty(), "no reads, no samples");
+    }
+
+    #[test]
+    fn a_busy_window_is_scaled_down_keeping_its_shape() {
+        let before = Buckets::parse(&exposition([0; 4], [0; 4], [0; 4]));
+        let after = Buckets::parse(&exposition([990_000, 990_000, 1_000_000, 1_000_000], [0; 4], [0; 4]));
+        let samples = after.samples_since(&before);
+        assert!(samples.len() as u64 <= MAX_WINDOW_SAMPLES + 4, "{}", samples.len());
+        let slow = samples.iter().filter(|d| **d > Duration::from_millis(1)).count() as f64;
+        assert!((slow / samples.len() as f64 - 0.01).abs() < 0.001, "1% stays 1%: {slow}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ mod replay;
 mod snapshot;
 mod tail;
 
-pub use adaptive::{AdaptiveConfig, AdaptiveReport};
+pub use adaptive::{AdaptiveConfig, AdaptiveReport, LatencySource};
 pub use error::{BadEvent, Error};
 pub use ratelimit::RateLimiter;
 pub use repair::{repair, RepairReport};

@@ -141,3 +141,8 @@ async fn a_database_without_a_read_model_is_a_503() {
     let body: serde_json::Value = resp.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains("no read model"), "{body}");
 }
+
+#[test]
+fn the_adaptive_controller_reads_the_histogram_the_api_writes() {
+    assert_eq!(projector::adaptive::LIVE_LATENCY_METRIC, api::REQUEST_SECONDS);
+}

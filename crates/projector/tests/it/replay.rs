@@ -95,13 +95,18 @@ async fn a_rate_limited_replay_stays_within_ten_percent_of_the_limit() {
     assert!((4_500.0..=5_500.0).contains(&rate), "replayed at {rate:.0} events/s against a 5000 limit");
 }
 
-/// A stand-in for the live API: answers every request with `200 {}` and closes the connection.
+/// A stand-in for the live API: answers `GET /metrics` with a latency histogram of the live
+/// route that gains 100 reads under 0.5 ms per scrape, every other request with `200 {}`.
 async fn fake_live_api() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let scrapes = Arc::new(AtomicU64::new(0));
     tokio::spawn(async move {
         while let Ok((mut conn, _)) = listener.accept().await {
+            let scrapes = scrapes.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 let mut seen = Vec::new();
@@ -111,11 +116,46 @@ async fn fake_live_api() -> String {
                         Ok(n) => seen.extend_from_slice(&buf[..n]),
                     }
                 }
-                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}").await;
+                let body = if seen.starts_with(b"GET /metrics ") {
+                    let reads = 100 * scrapes.fetch_add(1, Ordering::SeqCst);
+                    ["0.0005", "0.001", "+Inf"]
+                        .iter()
+                        .map(|le| {
+                            format!(
+                                "reproject_api_request_duration_seconds_bucket{{route=\"/aggregate/{{id}}\",\
+                                 status=\"200\",le=\"{le}\"}} {reads}\n"
+                            )
+                        })
+                        .collect::<String>()
+                } else {
+                    "{}".to_owned()
+                };
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                let _ = conn.write_all(format!("{head}{body}").as_bytes()).await;
             });
         }
     });
     format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn an_adaptive_replay_reads_the_live_p99_from_the_apis_metrics() {
+    let (url, client) = fresh_log(4).await;
+    bulk_events(&client, 1_000, 4).await;
+    let mut adaptive = config(&url, Projection::V4);
+    adaptive.adaptive = Some(projector::AdaptiveConfig {
+        api_url: fake_live_api().await,
+        max_live_p99_increase: 0.10,
+        probe_aggregates: 100,
+        source: projector::LatencySource::Metrics,
+    });
+    let report = projector::replay(&adaptive, never()).await.unwrap();
+    assert_eq!(report.bulk_events, 5_000);
+    let a = report.adaptive.expect("an adaptive replay reports its controller");
+    // Every read in the fake histogram is under 0.5 ms, spread over that bucket as
+    // histogram_quantile would: the baseline p99 is just under its bound.
+    assert!(a.baseline_p99_ms > 0.45 && a.baseline_p99_ms <= 0.5, "{a:?}");
+    assert!((a.threshold_ms - a.baseline_p99_ms * 1.1).abs() < 1e-6, "{a:?}");
 }
 
 #[tokio::test]
@@ -127,6 +167,7 @@ async fn an_adaptive_replay_measures_a_baseline_and_builds_the_same_version() {
         api_url: fake_live_api().await,
         max_live_p99_increase: 0.10,
         probe_aggregates: 100,
+        source: projector::LatencySource::Probe,
     });
     let report = projector::replay(&adaptive, never()).await.unwrap();
     assert_eq!(report.bulk_events, 5_000);
@@ -151,8 +192,12 @@ async fn an_adaptive_replay_without_a_live_api_fails_before_any_work() {
         format!("http://{}", l.local_addr().unwrap())
     };
     let mut adaptive = config(&url, Projection::V4);
-    adaptive.adaptive =
-        Some(projector::AdaptiveConfig { api_url: dead, max_live_p99_increase: 0.10, probe_aggregates: 10 });
+    adaptive.adaptive = Some(projector::AdaptiveConfig {
+        api_url: dead,
+        max_live_p99_increase: 0.10,
+        probe_aggregates: 10,
+        source: projector::LatencySource::Metrics,
+    });
     let err = projector::replay(&adaptive, never()).await.unwrap_err();
     assert!(matches!(err, projector::Error::Probe(_)), "{err}");
     assert!(readmodel::version_info(&client, "v4").await.is_err(), "nothing registered");

@@ -93,7 +93,7 @@ pub enum Which {
     Isolation {
         #[command(flatten)]
         log: LogArgs,
-        /// Length of each of the four phases.
+        /// Length of each of the five phases.
         #[arg(long, value_parser = parse_duration, default_value = "15s")]
         duration: Duration,
         /// Live reads per second, the same in every phase.
@@ -329,12 +329,12 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
                 r.log_events, r.aggregates, r.workers
             );
             println!(
-                "{:>12} {:>9} {:>9} {:>9} {:>9} {:>14} {:>14}",
+                "{:>15} {:>9} {:>9} {:>9} {:>9} {:>14} {:>14}",
                 "phase", "p50_ms", "p99_ms", "p50_x", "p99_x", "limit/s", "replay ev/s"
             );
             for p in &r.phases {
                 println!(
-                    "{:>12} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>14} {:>14.0}{}",
+                    "{:>15} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>14} {:>14.0}{}",
                     p.phase,
                     p.p50_ms,
                     p.p99_ms,

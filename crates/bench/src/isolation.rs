@@ -24,7 +24,7 @@ pub struct IsolationConfig {
     pub database_url: String,
     /// Replay workers.
     pub workers: usize,
-    /// Length of each of the four phases.
+    /// Length of each of the five phases.
     pub duration: Duration,
     /// Live reads per second, fixed across phases.
     pub request_rate: f64,
@@ -72,6 +72,8 @@ pub struct IsolationBench {
     pub p99_ratio_full_speed: f64,
     pub p99_ratio_fixed_limit: f64,
     pub p99_ratio_adaptive: f64,
+    /// The no-replay load measured again at the end, against the first: the baseline's drift.
+    pub p99_ratio_no_replay_after: f64,
     pub p50_ratio_full_speed: f64,
     pub p50_ratio_fixed_limit: f64,
     pub p50_ratio_adaptive: f64,
@@ -287,9 +289,10 @@ impl Bench<'_> {
     }
 }
 
-/// Experiment 3: v3 active behind the in-process API; the load at a fixed rate in four phases
+/// Experiment 3: v3 active behind the in-process API; the load at a fixed rate in five phases
 /// of equal length: no replay, a full-speed replay of v4, a replay at a fixed limit, an adaptive
-/// replay. Each replay starts from scratch and is stopped at its phase's end.
+/// replay, and no replay again (the baseline's drift). Each replay starts from scratch and is
+/// stopped at its phase's end.
 pub async fn isolation_bench(config: &IsolationConfig) -> Result<IsolationBench> {
     let url = config.database_url.clone();
     reset_read_side(&url).await?;
@@ -325,8 +328,11 @@ pub async fn isolation_bench(config: &IsolationConfig) -> Result<IsolationBench>
         .await?;
     let mut cleanup = eventlog::connect(&url).await?;
     readmodel::drop_version(&mut cleanup, Projection::V4).await.context("dropping v4 after the run")?;
+    // The same load with no replay once more: how far the baseline itself drifts over the run
+    // (caches, autovacuum, the machine), so the ratios above can be read against it.
+    let (after, _) = bench.phase("no_replay_after", None, None).await?;
 
-    let phases = vec![none, full, fixed, adaptive];
+    let phases = vec![none, full, fixed, adaptive, after];
     let mut notes = Vec::new();
     for p in phases.iter().filter(|p| p.replay_finished_early) {
         notes.push(format!(
@@ -361,7 +367,7 @@ pub async fn isolation_bench(config: &IsolationConfig) -> Result<IsolationBench>
         &config.out_dir.join("isolation_replay.svg"),
         "Replay throughput by backpressure mode",
         "replay events/s",
-        &phases[1..].iter().map(|p| (p.phase.replace('_', " "), p.replay_events_per_s)).collect::<Vec<_>>(),
+        &phases[1..4].iter().map(|p| (p.phase.replace('_', " "), p.replay_events_per_s)).collect::<Vec<_>>(),
     )?;
     Ok(IsolationBench {
         aggregates,
@@ -375,6 +381,7 @@ pub async fn isolation_bench(config: &IsolationConfig) -> Result<IsolationBench>
         p99_ratio_full_speed: ratio(phases[1].p99_ms, b99),
         p99_ratio_fixed_limit: ratio(phases[2].p99_ms, b99),
         p99_ratio_adaptive: ratio(phases[3].p99_ms, b99),
+        p99_ratio_no_replay_after: ratio(phases[4].p99_ms, b99),
         p50_ratio_full_speed: ratio(phases[1].p50_ms, b50),
         p50_ratio_fixed_limit: ratio(phases[2].p50_ms, b50),
         p50_ratio_adaptive: ratio(phases[3].p50_ms, b50),

@@ -273,17 +273,19 @@ pub struct AimdParams {
 }
 
 impl AimdParams {
-    /// The defaults for a ceiling: floor 1000 ev/s (or the ceiling), step 5% of the ceiling,
-    /// halve on a bad window, start at a tenth of the ceiling.
+    /// The defaults for a ceiling: floor 1000 ev/s (or the ceiling), step 1% of the ceiling,
+    /// halve on a bad window, start at 5% of the ceiling. The small step keeps the rate near
+    /// the knee: at 5% a full-speed ceiling put the replay back into the damaging range within
+    /// a second of each halving (measured in `bench isolation`).
     pub fn new(max_increase: f64, ceiling: f64) -> AimdParams {
         let floor = FLOOR.min(ceiling);
         AimdParams {
             max_increase,
             floor,
             ceiling,
-            step: ceiling * 0.05,
+            step: ceiling * 0.01,
             decrease: 0.5,
-            initial: (ceiling * 0.10).max(floor),
+            initial: (ceiling * 0.05).max(floor),
         }
     }
 }
@@ -517,8 +519,16 @@ mod tests {
 
     fn controller() -> Aimd {
         // Baseline 10 ms, 10% allowed: the threshold is 11 ms. Ceiling 100k: step 5k, floor 1k,
-        // initial 10k.
-        Aimd::new(AimdParams::new(0.10, 100_000.0), Duration::from_millis(10))
+        // initial 10k (round numbers for the arithmetic below, not the defaults).
+        let params = AimdParams { step: 5_000.0, initial: 10_000.0, ..AimdParams::new(0.10, 100_000.0) };
+        Aimd::new(params, Duration::from_millis(10))
+    }
+
+    #[test]
+    fn the_defaults_start_low_and_climb_in_small_steps() {
+        let p = AimdParams::new(0.10, 500_000.0);
+        assert_eq!((p.floor, p.initial, p.step, p.decrease), (FLOOR, 25_000.0, 5_000.0, 0.5));
+        assert_eq!(AimdParams::new(0.10, 500.0).floor, 500.0, "a ceiling under the floor is the floor");
     }
 
     /// An exposition as the API's exporter writes it: two statuses of the live route, and a

@@ -93,7 +93,7 @@ pub enum Which {
     Isolation {
         #[command(flatten)]
         log: LogArgs,
-        /// Length of each of the five phases.
+        /// Length of each phase.
         #[arg(long, value_parser = parse_duration, default_value = "15s")]
         duration: Duration,
         /// Live reads per second, the same in every phase.
@@ -111,6 +111,10 @@ pub enum Which {
         /// Replay workers (default: the cores).
         #[arg(long)]
         workers: Option<usize>,
+        /// Pairs of (no replay, adaptive replay) phases; the adaptive figure is the median of
+        /// the paired ratios.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+        rounds: u32,
     },
     /// as-of latency over HTTP for aggregates with about 1, 100, 1k and 10k events.
     TimeTravel {
@@ -293,6 +297,7 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
             fixed_rate_limit,
             max_live_p99_increase,
             workers,
+            rounds,
         } => {
             let max_live_p99_increase =
                 super::project::parse_fraction("--max-live-p99-increase", &max_live_p99_increase)?;
@@ -321,6 +326,7 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
                 concurrency,
                 fixed_rate_limit,
                 max_live_p99_increase,
+                rounds: rounds as usize,
                 out_dir: a.out.clone(),
             };
             let r = bench::isolation_bench(&config).await?;
@@ -345,9 +351,17 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
                     if p.replay_finished_early { "  (replay finished early)" } else { "" }
                 );
             }
+            let list = |v: &[f64]| v.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(", ");
+            println!(
+                "adaptive p99 against the no-replay phase just before it, per round: {} -> median {:.2}; \
+                 those no-replay phases against the first: {}",
+                list(&r.p99_ratio_adaptive_rounds),
+                r.p99_ratio_adaptive,
+                list(&r.p99_ratio_no_replay_rounds)
+            );
             if let Some(ad) = &r.adaptive {
                 println!(
-                    "adaptive: baseline p99 {:.2} ms, threshold {:.2} ms, mean limit {:.0}/s, final {:.0}/s, {} decreases, {} increases in {} windows",
+                    "adaptive (median round): baseline p99 {:.2} ms, threshold {:.2} ms, mean limit {:.0}/s, final {:.0}/s, {} decreases, {} increases in {} windows",
                     ad.baseline_p99_ms,
                     ad.threshold_ms,
                     ad.mean_rate_events_per_s,

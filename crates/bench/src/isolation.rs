@@ -2,6 +2,11 @@
 //! replay, during a replay under a fixed rate limit, and during an adaptive one (AIMD on the live
 //! p99); what isolation costs in replay events/s.
 //!
+//! A sub-millisecond p99 drifts between two identical no-replay phases by more than the 10% an
+//! adaptive replay is allowed, so the adaptive phase runs in `rounds`, each paired with a
+//! no-replay phase right before it on the same request sequence; the figure is the median of the
+//! paired ratios.
+//!
 //! The live API and the load driver run in this process; each replay runs as a separate process
 //! (`reproject projector --mode replay`, this same binary), as in production, so it competes for
 //! the CPU as a process and can be throttled, niced and stopped on its own. The protected phases
@@ -24,8 +29,10 @@ pub struct IsolationConfig {
     pub database_url: String,
     /// Replay workers.
     pub workers: usize,
-    /// Length of each of the five phases.
+    /// Length of each phase.
     pub duration: Duration,
+    /// Pairs of (no replay, adaptive replay) phases.
+    pub rounds: usize,
     /// Live reads per second, fixed across phases.
     pub request_rate: f64,
     /// Concurrent readers.
@@ -71,9 +78,12 @@ pub struct IsolationBench {
     pub baseline_p99_ms: f64,
     pub p99_ratio_full_speed: f64,
     pub p99_ratio_fixed_limit: f64,
+    /// The median over the rounds of (adaptive p99 / the p99 of the no-replay phase before it).
     pub p99_ratio_adaptive: f64,
-    /// The no-replay load measured again at the end, against the first: the baseline's drift.
-    pub p99_ratio_no_replay_after: f64,
+    /// Each round's paired ratio.
+    pub p99_ratio_adaptive_rounds: Vec<f64>,
+    /// Each round's no-replay p99 against the first no-replay phase: the baseline's drift.
+    pub p99_ratio_no_replay_rounds: Vec<f64>,
     pub p50_ratio_full_speed: f64,
     pub p50_ratio_fixed_limit: f64,
     pub p50_ratio_adaptive: f64,
@@ -82,7 +92,7 @@ pub struct IsolationBench {
     pub replay_events_per_s_adaptive: f64,
     pub fixed_rate_limit: f64,
     pub max_live_p99_increase: f64,
-    /// The adaptive controller's baseline, threshold and rates.
+    /// The adaptive controller's baseline, threshold and rates, in the median round.
     pub adaptive: Option<projector::AdaptiveReport>,
     pub failed_reads: u64,
     pub phases: Vec<IsolationPhase>,
@@ -289,9 +299,9 @@ impl Bench<'_> {
     }
 }
 
-/// Experiment 3: v3 active behind the in-process API; the load at a fixed rate in five phases
-/// of equal length: no replay, a full-speed replay of v4, a replay at a fixed limit, an adaptive
-/// replay, and no replay again (the baseline's drift). Each replay starts from scratch and is
+/// Experiment 3: v3 active behind the in-process API; the load at a fixed rate in phases of
+/// equal length: no replay, a full-speed replay of v4, a replay at a fixed limit, then
+/// `rounds` pairs of (no replay, adaptive replay). Each replay starts from scratch and is
 /// stopped at its phase's end.
 pub async fn isolation_bench(config: &IsolationConfig) -> Result<IsolationBench> {
     let url = config.database_url.clone();
@@ -319,20 +329,30 @@ pub async fn isolation_bench(config: &IsolationConfig) -> Result<IsolationBench>
         source: projector::LatencySource::Metrics,
     };
     let ceiling = full.replay_events_per_s.max(10_000.0);
-    let (adaptive, adaptive_report) = bench
-        .phase(
-            "adaptive",
-            Some(ReplaySpec { rate_limit: Some(ceiling), adaptive: Some(adaptive_config), nice: PROTECTED_NICE }),
-            Some(projector::adaptive::BASELINE),
-        )
-        .await?;
+    let mut phases = vec![none, full, fixed];
+    // (paired ratio, index of the adaptive phase, the controller's report)
+    let mut rounds = Vec::new();
+    for k in 1..=config.rounds.max(1) {
+        // The same unmeasured warm-up as the adaptive phase (whose controller measures its
+        // baseline meanwhile), so neither side of the pair starts on cold connections.
+        let warmup = Some(projector::adaptive::BASELINE);
+        let (before, _) = bench.phase(&format!("no_replay_r{k}"), None, warmup).await?;
+        let spec =
+            ReplaySpec { rate_limit: Some(ceiling), adaptive: Some(adaptive_config.clone()), nice: PROTECTED_NICE };
+        let (adaptive, report) = bench.phase(&format!("adaptive_r{k}"), Some(spec), warmup).await?;
+        let paired = if before.p99_ms > 0.0 { adaptive.p99_ms / before.p99_ms } else { f64::NAN };
+        phases.push(before);
+        phases.push(adaptive);
+        rounds.push((paired, phases.len() - 1, report.and_then(|r| r.adaptive)));
+    }
     let mut cleanup = eventlog::connect(&url).await?;
     readmodel::drop_version(&mut cleanup, Projection::V4).await.context("dropping v4 after the run")?;
-    // The same load with no replay once more: how far the baseline itself drifts over the run
-    // (caches, autovacuum, the machine), so the ratios above can be read against it.
-    let (after, _) = bench.phase("no_replay_after", None, None).await?;
+    let mut by_ratio: Vec<usize> = (0..rounds.len()).collect();
+    by_ratio.sort_by(|a, b| rounds[*a].0.total_cmp(&rounds[*b].0));
+    let median = &rounds[by_ratio[by_ratio.len() / 2]];
+    let mut adaptive_rates: Vec<f64> = rounds.iter().map(|r| phases[r.1].replay_events_per_s).collect();
+    adaptive_rates.sort_by(f64::total_cmp);
 
-    let phases = vec![none, full, fixed, adaptive, after];
     let mut notes = Vec::new();
     for p in phases.iter().filter(|p| p.replay_finished_early) {
         notes.push(format!(
@@ -367,7 +387,11 @@ pub async fn isolation_bench(config: &IsolationConfig) -> Result<IsolationBench>
         &config.out_dir.join("isolation_replay.svg"),
         "Replay throughput by backpressure mode",
         "replay events/s",
-        &phases[1..4].iter().map(|p| (p.phase.replace('_', " "), p.replay_events_per_s)).collect::<Vec<_>>(),
+        &phases
+            .iter()
+            .filter(|p| p.replay_nice.is_some())
+            .map(|p| (p.phase.replace('_', " "), p.replay_events_per_s))
+            .collect::<Vec<_>>(),
     )?;
     Ok(IsolationBench {
         aggregates,
@@ -380,17 +404,18 @@ pub async fn isolation_bench(config: &IsolationConfig) -> Result<IsolationBench>
         baseline_p99_ms: b99,
         p99_ratio_full_speed: ratio(phases[1].p99_ms, b99),
         p99_ratio_fixed_limit: ratio(phases[2].p99_ms, b99),
-        p99_ratio_adaptive: ratio(phases[3].p99_ms, b99),
-        p99_ratio_no_replay_after: ratio(phases[4].p99_ms, b99),
+        p99_ratio_adaptive: median.0,
+        p99_ratio_adaptive_rounds: rounds.iter().map(|r| r.0).collect(),
+        p99_ratio_no_replay_rounds: rounds.iter().map(|r| ratio(phases[r.1 - 1].p99_ms, b99)).collect(),
         p50_ratio_full_speed: ratio(phases[1].p50_ms, b50),
         p50_ratio_fixed_limit: ratio(phases[2].p50_ms, b50),
-        p50_ratio_adaptive: ratio(phases[3].p50_ms, b50),
+        p50_ratio_adaptive: ratio(phases[median.1].p50_ms, phases[median.1 - 1].p50_ms),
         replay_events_per_s_full_speed: phases[1].replay_events_per_s,
         replay_events_per_s_fixed_limit: phases[2].replay_events_per_s,
-        replay_events_per_s_adaptive: phases[3].replay_events_per_s,
+        replay_events_per_s_adaptive: adaptive_rates[adaptive_rates.len() / 2],
         fixed_rate_limit,
         max_live_p99_increase: config.max_live_p99_increase,
-        adaptive: adaptive_report.and_then(|r| r.adaptive),
+        adaptive: median.2.clone(),
         failed_reads: phases.iter().map(|p| p.failed).sum(),
         phases,
         notes,

@@ -138,8 +138,8 @@ async fn fake_live_api() -> String {
     format!("http://{addr}")
 }
 
-#[tokio::test]
-async fn an_adaptive_replay_reads_the_live_p99_from_the_apis_metrics() {
+/// An adaptive replay of 5,000 events beside the fake live API, its p99 read from `source`.
+async fn adaptive_replay(source: projector::LatencySource) -> (tokio_postgres::Client, projector::ReplayReport) {
     let (url, client) = fresh_log(4).await;
     bulk_events(&client, 1_000, 4).await;
     let mut adaptive = config(&url, Projection::V4);
@@ -147,10 +147,16 @@ async fn an_adaptive_replay_reads_the_live_p99_from_the_apis_metrics() {
         api_url: fake_live_api().await,
         max_live_p99_increase: 0.10,
         probe_aggregates: 100,
-        source: projector::LatencySource::Metrics,
+        source,
     });
     let report = projector::replay(&adaptive, never()).await.unwrap();
     assert_eq!(report.bulk_events, 5_000);
+    (client, report)
+}
+
+#[tokio::test]
+async fn an_adaptive_replay_reads_the_live_p99_from_the_apis_metrics() {
+    let (_, report) = adaptive_replay(projector::LatencySource::Metrics).await;
     let a = report.adaptive.expect("an adaptive replay reports its controller");
     // Every read in the fake histogram is under 0.5 ms, spread over that bucket as
     // histogram_quantile would: the baseline p99 is just under its bound.
@@ -160,17 +166,7 @@ async fn an_adaptive_replay_reads_the_live_p99_from_the_apis_metrics() {
 
 #[tokio::test]
 async fn an_adaptive_replay_measures_a_baseline_and_builds_the_same_version() {
-    let (url, client) = fresh_log(4).await;
-    bulk_events(&client, 1_000, 4).await;
-    let mut adaptive = config(&url, Projection::V4);
-    adaptive.adaptive = Some(projector::AdaptiveConfig {
-        api_url: fake_live_api().await,
-        max_live_p99_increase: 0.10,
-        probe_aggregates: 100,
-        source: projector::LatencySource::Probe,
-    });
-    let report = projector::replay(&adaptive, never()).await.unwrap();
-    assert_eq!(report.bulk_events, 5_000);
+    let (client, report) = adaptive_replay(projector::LatencySource::Probe).await;
     // Nothing else was active, so the caught-up version was activated.
     assert_eq!(readmodel::version_info(&client, "v4").await.unwrap().state, readmodel::State::Active);
     let a = report.adaptive.expect("an adaptive replay reports its controller");

@@ -163,17 +163,13 @@ impl ReplayChild {
             cmd.args(["--rate-limit", &limit.to_string()]);
         }
         if let Some(a) = &spec.adaptive {
-            let source = match a.source {
-                projector::LatencySource::Metrics => "metrics",
-                projector::LatencySource::Probe => "probe",
-            };
             cmd.args(["--max-live-p99-increase", &a.max_live_p99_increase.to_string()]).args([
                 "--live-api",
                 &a.api_url,
                 "--probe-aggregates",
                 &a.probe_aggregates.to_string(),
                 "--live-p99-from",
-                source,
+                a.source.as_str(),
             ]);
         }
         cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).kill_on_drop(true);

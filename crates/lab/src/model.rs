@@ -358,8 +358,8 @@ fn push_reference<R: Rng + ?Sized>(out: &mut String, rng: &mut R, prefix: &str) 
 
 /// The JSON payload of `change` on account `aggregate_id` (whose currency is `currency`)
 /// written at `ts_micros`: the fields projections read plus realistic ones they ignore, about
-/// 150–300 bytes of JSON (log rows of ~360 bytes on disk on average). Fees use the top-level shape before the fee engine v2 and the nested one
-/// from then on.
+/// 150–300 bytes of JSON (log rows of ~360 bytes on disk on average). Fees use the top-level
+/// shape before the fee engine v2 and the nested one from then on.
 pub fn render_payload<R: Rng + ?Sized>(
     rng: &mut R,
     aggregate_id: i64,

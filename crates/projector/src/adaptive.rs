@@ -63,6 +63,16 @@ pub enum LatencySource {
     Probe,
 }
 
+impl LatencySource {
+    /// The value of `--live-p99-from` that selects this source.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LatencySource::Metrics => "metrics",
+            LatencySource::Probe => "probe",
+        }
+    }
+}
+
 /// The API's request-latency histogram (`api::telemetry::REQUEST_SECONDS`, a test in the api
 /// crate keeps the two equal) and the route of the live point read.
 pub const LIVE_LATENCY_METRIC: &str = "reproject_api_request_duration_seconds";
@@ -128,6 +138,11 @@ impl Buckets {
     }
 }
 
+/// The HTTP client of both latency sources: a request slower than [`PROBE_TIMEOUT`] gives up.
+fn probe_client() -> Result<reqwest::Client> {
+    reqwest::Client::builder().timeout(PROBE_TIMEOUT).build().map_err(|e| Error::Probe(format!("http client: {e}")))
+}
+
 /// Reads the live p99 from the API's `/metrics`: each window is the difference of two scrapes.
 #[derive(Debug)]
 pub struct MetricsProbe {
@@ -139,10 +154,7 @@ pub struct MetricsProbe {
 impl MetricsProbe {
     /// A reader of the metrics of the API at `api_url`.
     pub fn new(api_url: &str) -> Result<MetricsProbe> {
-        let http = reqwest::Client::builder()
-            .timeout(PROBE_TIMEOUT)
-            .build()
-            .map_err(|e| Error::Probe(format!("http client: {e}")))?;
+        let http = probe_client()?;
         Ok(MetricsProbe { http, url: format!("{}/metrics", api_url.trim_end_matches('/')), last: None })
     }
 
@@ -194,10 +206,7 @@ pub struct HttpProbe {
 impl HttpProbe {
     /// A probe of the API at `api_url`.
     pub fn new(api_url: &str, aggregates: u64) -> Result<HttpProbe> {
-        let http = reqwest::Client::builder()
-            .timeout(PROBE_TIMEOUT)
-            .build()
-            .map_err(|e| Error::Probe(format!("http client: {e}")))?;
+        let http = probe_client()?;
         Ok(HttpProbe { http, base: api_url.trim_end_matches('/').to_owned(), aggregates: aggregates.max(1), next: 0 })
     }
 

@@ -70,18 +70,23 @@ struct Folding {
 
 impl Folding {
     /// Applies `event` (the next version) and every held event it releases; pushes a snapshot
-    /// at each multiple of `every` passed. An event the fold refuses is returned as the error.
+    /// at each multiple of `every` passed. An event the fold refuses is the error, named.
     fn apply_run(
         &mut self,
         config: &SnapshotConfig,
+        partition: u32,
         mut event: Event,
         taken: &mut Vec<Snapshot>,
-    ) -> Result<(), (Event, String)> {
+    ) -> Result<(), BadEvent> {
         loop {
-            let (seq, ts, aggregate_id) = (event.global_seq, event.ts, event.aggregate_id);
-            if let Err(e) = self.stream.offer(config.projection, event.clone()) {
-                return Err((event, e.to_string()));
-            }
+            let (seq, ts, aggregate_id, at) = (event.global_seq, event.ts, event.aggregate_id, event.version);
+            self.stream.offer(config.projection, event).map_err(|e| BadEvent {
+                partition,
+                global_seq: seq,
+                aggregate_id,
+                version: at,
+                reason: e.to_string(),
+            })?;
             self.max_seq = self.max_seq.max(seq);
             self.max_ts = self.max_ts.max(ts);
             let version = self.stream.version();
@@ -199,13 +204,7 @@ async fn fold_partition(
             std::cmp::Ordering::Greater => {
                 f.held.entry(event.version).or_insert(event);
             }
-            std::cmp::Ordering::Equal => f.apply_run(config, event, &mut taken).map_err(|(e, reason)| BadEvent {
-                partition: p,
-                global_seq: e.global_seq,
-                aggregate_id: e.aggregate_id,
-                version: e.version,
-                reason,
-            })?,
+            std::cmp::Ordering::Equal => f.apply_run(config, p, event, &mut taken)?,
         }
     }
     Ok((read, taken))

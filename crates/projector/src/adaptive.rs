@@ -381,6 +381,9 @@ pub struct AdaptiveReport {
     pub windows: u64,
     pub decreases: u64,
     pub increases: u64,
+    /// Windows that took over three times [`INTERVAL`] (the process was stopped or starved),
+    /// left out of every decision.
+    pub skipped_windows: u64,
 }
 
 /// Measures the baseline p99 over [`BASELINE`]; fails if the API did not answer.
@@ -485,6 +488,13 @@ async fn control(
             w = probe.sample(INTERVAL) => w,
             _ = stop.changed() => break,
         };
+        if t0.elapsed() > INTERVAL * 3 {
+            // This process did not run for most of the window (it was stopped, or starved of
+            // the CPU): the window's reads span that gap, not what the replay did to them.
+            report.skipped_windows += 1;
+            debug!(version, seconds = t0.elapsed().as_secs_f64(), "overlong window skipped");
+            continue;
+        }
         let elapsed = t0.elapsed().as_secs_f64().max(1e-3);
         weighted += aimd.rate() * elapsed;
         seconds += elapsed;
@@ -660,6 +670,46 @@ mod tests {
         assert_eq!(c.step(&calm, Some(1_000.0)), Decision::Hold);
         assert_eq!(c.rate(), 10_000.0);
         assert!(matches!(c.step(&calm, Some(9_500.0)), Decision::Increase { to, .. } if to == 15_000.0));
+    }
+
+    /// A probe whose windows take `took` and always see reads far over any threshold.
+    struct Slow {
+        took: Duration,
+    }
+
+    impl Probe for Slow {
+        fn sample(&mut self, _window: Duration) -> BoxFuture<'_, Vec<Duration>> {
+            Box::pin(async move {
+                tokio::time::sleep(self.took).await;
+                vec![Duration::from_secs(1); 50]
+            })
+        }
+    }
+
+    /// Runs the control loop on `probe` for `windows` windows and returns its report.
+    async fn control_for(probe: Slow, windows: u32) -> AdaptiveReport {
+        let aimd = controller();
+        let limiter = Arc::new(RateLimiter::new(aimd.rate()));
+        let (stop, stop_rx) = watch::channel(false);
+        let took = probe.took;
+        let handle = tokio::spawn(control(aimd, Box::new(probe), limiter, "v9", stop_rx));
+        // Stop in the middle of the window after the last one counted.
+        tokio::time::sleep(took * windows + took / 2).await;
+        stop.send(true).unwrap();
+        handle.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_window_the_process_was_stopped_through_decides_nothing() {
+        // As after SIGSTOP / SIGCONT: each window lasts four intervals.
+        let report = control_for(Slow { took: INTERVAL * 4 }, 2).await;
+        assert_eq!((report.skipped_windows, report.decreases, report.windows), (2, 0, 0), "{report:?}");
+        assert_eq!(report.final_rate_events_per_s, 10_000.0);
+        // The same reads in windows of the asked length cut the rate: to the floor at once, as
+        // nothing used the allowance (a decrease halves the use when it is below the limit).
+        let report = control_for(Slow { took: INTERVAL }, 2).await;
+        assert_eq!((report.skipped_windows, report.decreases, report.windows), (0, 1, 2), "{report:?}");
+        assert_eq!(report.final_rate_events_per_s, FLOOR);
     }
 
     /// A synthetic probe: the live p99 rises with the replay's rate past a knee; the controller,

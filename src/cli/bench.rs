@@ -93,9 +93,12 @@ pub enum Which {
     Isolation {
         #[command(flatten)]
         log: LogArgs,
-        /// Length of each phase.
+        /// Length of each phase but the adaptive one.
         #[arg(long, value_parser = parse_duration, default_value = "15s")]
         duration: Duration,
+        /// Length of each block of the adaptive phase (whole seconds, at least 2s).
+        #[arg(long, value_parser = parse_duration, default_value = "5s")]
+        block: Duration,
         /// Live reads per second, the same in every phase.
         #[arg(long, default_value_t = 500.0)]
         request_rate: f64,
@@ -111,9 +114,10 @@ pub enum Which {
         /// Replay workers (default: the cores).
         #[arg(long)]
         workers: Option<usize>,
-        /// Pairs of (no replay, adaptive replay) phases; the adaptive figure is the median of
-        /// the paired ratios.
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+        /// Pairs of (paused, running) blocks of the adaptive phase: one adaptive replay, paused
+        /// and resumed; its figure is the p99 of the running blocks' requests over that of the
+        /// paused blocks' requests.
+        #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..=100))]
         rounds: u32,
     },
     /// as-of latency over HTTP for aggregates with about 1, 100, 1k and 10k events.
@@ -292,6 +296,7 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
         Which::Isolation {
             log,
             duration,
+            block,
             request_rate,
             concurrency,
             fixed_rate_limit,
@@ -313,6 +318,9 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
             if duration < Duration::from_secs(2) {
                 bail!("--duration must be at least 2s (each phase needs several controller windows)");
             }
+            if block < Duration::from_secs(2) || block.subsec_nanos() != 0 {
+                bail!("--block must be a whole number of seconds, at least 2s (its first second is not counted)");
+            }
             if workers == Some(0) {
                 bail!("--workers must be at least 1");
             }
@@ -327,6 +335,7 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
                 fixed_rate_limit,
                 max_live_p99_increase,
                 rounds: rounds as usize,
+                block,
                 out_dir: a.out.clone(),
             };
             let r = bench::isolation_bench(&config).await?;
@@ -353,15 +362,18 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
             }
             let list = |v: &[f64]| v.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(", ");
             println!(
-                "adaptive p99 against the no-replay phase just before it, per round: {} -> median {:.2}; \
-                 those no-replay phases against the first: {}",
-                list(&r.p99_ratio_adaptive_rounds),
+                "adaptive p99, its {} running blocks against its {} paused blocks ({:?} each): {:.2}; per round: {}; \
+                 the paused blocks against the first no-replay phase: {:.2}",
+                r.adaptive_rounds,
+                r.adaptive_rounds,
+                block,
                 r.p99_ratio_adaptive,
-                list(&r.p99_ratio_no_replay_rounds)
+                list(&r.p99_ratio_adaptive_rounds),
+                r.p99_ratio_paused_vs_no_replay
             );
             if let Some(ad) = &r.adaptive {
                 println!(
-                    "adaptive (median round): baseline p99 {:.2} ms, threshold {:.2} ms, mean limit {:.0}/s, final {:.0}/s, {} decreases, {} increases in {} windows",
+                    "adaptive controller: baseline p99 {:.2} ms, threshold {:.2} ms, mean limit {:.0}/s, final {:.0}/s, {} decreases, {} increases in {} windows",
                     ad.baseline_p99_ms,
                     ad.threshold_ms,
                     ad.mean_rate_events_per_s,
@@ -384,10 +396,12 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
                 println!("note: {n}");
             }
             println!(
-                "csv: {}  plots: {} {}",
+                "csv: {} {}  plots: {} {} {}",
                 a.out.join("isolation.csv").display(),
+                a.out.join("isolation_adaptive_blocks.csv").display(),
                 a.out.join("isolation.svg").display(),
-                a.out.join("isolation_replay.svg").display()
+                a.out.join("isolation_replay.svg").display(),
+                a.out.join("isolation_adaptive_blocks.svg").display()
             );
             println!("{}", serde_json::to_string(&r)?);
         }

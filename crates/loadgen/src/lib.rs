@@ -53,7 +53,7 @@ pub struct LoadConfig {
 }
 
 /// One second of the run (by request start time).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Second {
     /// Seconds since the start.
     pub second: u64,
@@ -65,6 +65,10 @@ pub struct Second {
     pub p99_ms: f64,
     /// The projection versions served in this second.
     pub versions: Vec<String>,
+    /// The latencies of this second's requests, in microseconds: seconds are merged into the
+    /// latency of a stretch of the run (`bench isolation` pools the seconds a replay ran).
+    #[serde(skip)]
+    pub latency_us: Histogram<u64>,
 }
 
 /// The run's summary.
@@ -120,8 +124,7 @@ impl LoadReport {
 const MAX_FAILURES_KEPT: usize = 5;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-fn new_hist() -> Histogram<u64> {
-    // Microseconds, 1 µs to 60 s, 3 significant digits.
+pub fn new_hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
 }
 
@@ -348,8 +351,17 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, Error> {
                 p50_ms: ms(&b.hist, 0.5),
                 p99_ms: ms(&b.hist, 0.99),
                 versions: b.versions.iter().cloned().collect(),
+                latency_us: b.hist.clone(),
             },
-            None => Second { second: s, ok: 0, failed: 0, p50_ms: 0.0, p99_ms: 0.0, versions: Vec::new() },
+            None => Second {
+                second: s,
+                ok: 0,
+                failed: 0,
+                p50_ms: 0.0,
+                p99_ms: 0.0,
+                versions: Vec::new(),
+                latency_us: new_hist(),
+            },
         })
         .collect();
     let requests = total.ok + total.not_found + total.failed;

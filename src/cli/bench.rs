@@ -363,13 +363,14 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
             let list = |v: &[f64]| v.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(", ");
             println!(
                 "adaptive p99, its {} running blocks against its {} paused blocks ({:?} each): {:.2}; per round: {}; \
-                 the paused blocks against the first no-replay phase: {:.2}",
+                 the paused blocks against the first no-replay phase: {:.2}; the last no-replay phase against the first: {:.2}",
                 r.adaptive_rounds,
                 r.adaptive_rounds,
                 block,
                 r.p99_ratio_adaptive,
                 list(&r.p99_ratio_adaptive_rounds),
-                r.p99_ratio_paused_vs_no_replay
+                r.p99_ratio_paused_vs_no_replay,
+                r.p99_ratio_no_replay_after
             );
             if let Some(ad) = &r.adaptive {
                 println!(

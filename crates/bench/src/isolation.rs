@@ -91,6 +91,9 @@ pub struct IsolationBench {
     pub p99_ratio_adaptive_rounds: Vec<f64>,
     /// The p99 of the adaptive phase's paused blocks against the first no-replay phase.
     pub p99_ratio_paused_vs_no_replay: f64,
+    /// A last no-replay phase, after every replay has exited, against the first: how far the
+    /// machine drifted over the run.
+    pub p99_ratio_no_replay_after: f64,
     pub p50_ratio_full_speed: f64,
     pub p50_ratio_fixed_limit: f64,
     pub p50_ratio_adaptive: f64,
@@ -435,9 +438,9 @@ fn log_phase(phase: &IsolationPhase) {
 }
 
 /// Experiment 3: v3 active behind the in-process API; the load at a fixed rate in phases: no
-/// replay, a full-speed replay of v4, a replay at a fixed limit (each `duration` long), then the
-/// adaptive replay, paused and running in `rounds` pairs of `block`-long blocks. Each replay
-/// starts from scratch and is stopped at its phase's end.
+/// replay, a full-speed replay of v4, a replay at a fixed limit (each `duration` long), the
+/// adaptive replay, paused and running in `rounds` pairs of `block`-long blocks, and no replay
+/// again. Each replay starts from scratch and is stopped at its phase's end.
 pub async fn isolation_bench(config: &IsolationConfig) -> Result<IsolationBench> {
     let url = config.database_url.clone();
     reset_read_side(&url).await?;
@@ -490,7 +493,10 @@ pub async fn isolation_bench(config: &IsolationConfig) -> Result<IsolationBench>
         &[series("paused"), series("running")],
         false,
     )?;
-    let phases = vec![none, full, fixed, adaptive.paused, adaptive.running];
+    // Whether a level the paused blocks share with the running ones is the machine's drift or
+    // the paused replay's presence: the same load once every replay has exited.
+    let after = bench.phase("no_replay_after", None).await?;
+    let phases = vec![none, full, fixed, adaptive.paused, adaptive.running, after];
 
     let mut notes = Vec::new();
     for p in phases.iter().filter(|p| p.replay_finished_early) {
@@ -546,6 +552,7 @@ pub async fn isolation_bench(config: &IsolationConfig) -> Result<IsolationBench>
         p99_ratio_adaptive: ratio(phases[4].p99_ms, phases[3].p99_ms),
         p99_ratio_adaptive_rounds: adaptive.ratios,
         p99_ratio_paused_vs_no_replay: ratio(phases[3].p99_ms, b99),
+        p99_ratio_no_replay_after: ratio(phases[5].p99_ms, b99),
         p50_ratio_full_speed: ratio(phases[1].p50_ms, b50),
         p50_ratio_fixed_limit: ratio(phases[2].p50_ms, b50),
         p50_ratio_adaptive: ratio(phases[4].p50_ms, phases[3].p50_ms),

@@ -365,19 +365,23 @@ struct Interleaved {
 
 /// Pools the adaptive phase's seconds: block `k` holds seconds `[k * block_s, (k + 1) * block_s)`,
 /// paused when `k` is even, running when odd. Returns both sides (paused, running) and every
-/// block. The first second of a block holds the switch, so it counts nowhere, nor do seconds past
-/// the last block.
+/// block. The first second of a block holds the switch, so its latencies count nowhere, nor do
+/// those of seconds past the last block; their failed reads count all the same (to the last
+/// block, past it).
 fn pool_blocks(seconds: &[loadgen::Second], block_s: u64, blocks: u32) -> ([Side; 2], Vec<Side>) {
     let mut sides = [Side::new("adaptive_paused"), Side::new("adaptive")];
     let mut per_block: Vec<Side> =
         (0..blocks).map(|k| Side::new(if k % 2 == 0 { "paused" } else { "running" })).collect();
     for second in seconds {
         let k = second.second / block_s;
-        if k >= u64::from(blocks) || second.second % block_s == 0 {
-            continue;
+        let counted = k < u64::from(blocks) && second.second % block_s != 0;
+        let k = k.min(u64::from(blocks) - 1);
+        for side in [&mut sides[(k % 2) as usize], &mut per_block[k as usize]] {
+            side.failed += second.failed;
+            if counted {
+                side.hist.add(&second.latency_us).expect("the load driver's histograms share their bounds");
+            }
         }
-        sides[(k % 2) as usize].add(second);
-        per_block[k as usize].add(second);
     }
     (sides, per_block)
 }
@@ -392,11 +396,6 @@ struct Side {
 impl Side {
     fn new(name: &'static str) -> Side {
         Side { name, hist: loadgen::new_hist(), failed: 0 }
-    }
-
-    fn add(&mut self, second: &loadgen::Second) {
-        self.hist.add(&second.latency_us).expect("the load driver's histograms share their bounds");
-        self.failed += second.failed;
     }
 
     fn quantile_ms(&self, q: f64) -> f64 {
@@ -594,7 +593,7 @@ mod tests {
         // Two rounds of 3 s blocks over 13 s: paused 0-2, running 3-5, paused 6-8, running 9-11.
         // Switch seconds (0, 3, 6, 9) take 100 ms, paused seconds 1 ms, running ones 2 ms, and
         // second 12 (past the last block) 50 ms.
-        let seconds: Vec<_> = (0..13)
+        let mut seconds: Vec<_> = (0..13)
             .map(|s| {
                 let ms = match s {
                     12 => 50,
@@ -605,6 +604,8 @@ mod tests {
                 second(s, ms, 10)
             })
             .collect();
+        seconds[3].failed = 2;
+        seconds[12].failed = 1;
         let ([paused, running], blocks) = pool_blocks(&seconds, 3, 4);
         assert_eq!((paused.hist.len(), running.hist.len()), (40, 40));
         assert_eq!((paused.hist.max(), running.hist.max()), (1000, 2000), "no switch second, nothing past the end");
@@ -613,5 +614,9 @@ mod tests {
             [("paused", 20), ("running", 20), ("paused", 20), ("running", 20)]
         );
         assert!((running.p99_ms() / paused.p99_ms() - 2.0).abs() < 0.01);
+        // Failed reads count wherever they fall: a switch second's in its block, a late one's in
+        // the last block.
+        assert_eq!((paused.failed, running.failed), (0, 3));
+        assert_eq!(blocks.iter().map(|b| b.failed).collect::<Vec<_>>(), [0, 2, 0, 1]);
     }
 }

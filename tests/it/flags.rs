@@ -27,4 +27,6 @@ fn bad_flags_are_refused_before_any_work() {
     fails_naming(&["snapshot", "--version", "v4", "--every", "0"], "--every");
     fails_naming(&["snapshot", "--version", "v7"], "--version v7");
     fails_naming(&["bench", "time-travel", "--snapshot-every=-5"], "--snapshot-every");
+    fails_naming(&["bench", "isolation", "--block", "1500ms"], "--block");
+    fails_naming(&["bench", "isolation", "--rounds", "0"], "--rounds");
 }

@@ -374,14 +374,19 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
             );
             if let Some(ad) = &r.adaptive {
                 println!(
-                    "adaptive controller: baseline p99 {:.2} ms, threshold {:.2} ms, mean limit {:.0}/s, final {:.0}/s, {} decreases, {} increases in {} windows",
+                    "adaptive controller: baseline p99 {:.2} ms (threshold {:.2} ms), {:.2} ms after {} pauses ({:.1} s); \
+                     mean limit {:.0}/s, final {:.0}/s, {} decreases, {} increases in {} windows, {} skipped",
                     ad.baseline_p99_ms,
                     ad.threshold_ms,
+                    ad.last_baseline_p99_ms,
+                    ad.rebases,
+                    ad.paused_seconds,
                     ad.mean_rate_events_per_s,
                     ad.final_rate_events_per_s,
                     ad.decreases,
                     ad.increases,
-                    ad.windows
+                    ad.windows,
+                    ad.skipped_windows
                 );
             }
             let replays = || r.phases.iter().filter_map(|p| p.replay_nice.map(|n| (p.phase.as_str(), n)));

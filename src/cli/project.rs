@@ -69,7 +69,8 @@ pub struct ProjectorArgs {
     pub progress: bool,
     /// Replay: adaptive backpressure. The replay's rate follows the live API's p99, kept within
     /// this much of its baseline (`10%` or `0.1`); needs --live-api. --rate-limit is then the
-    /// ceiling.
+    /// ceiling. The baseline is measured before the replay starts and again in a 1.5 s pause of
+    /// the replay every 10 s.
     #[arg(long, value_name = "FRACTION")]
     pub max_live_p99_increase: Option<String>,
     /// Replay: the live read API whose p99 --max-live-p99-increase protects (loopback only).

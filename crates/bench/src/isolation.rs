@@ -135,18 +135,10 @@ impl ChildReport {
     fn parse(line: &str) -> Result<Self> {
         let v: serde_json::Value = serde_json::from_str(line).context("the replay's report is not JSON")?;
         let num = |v: &serde_json::Value, key: &str| v.get(key).and_then(serde_json::Value::as_f64).unwrap_or(0.0);
-        let adaptive = v.get("adaptive").filter(|a| a.is_object()).map(|a| projector::AdaptiveReport {
-            baseline_p99_ms: num(a, "baseline_p99_ms"),
-            threshold_ms: num(a, "threshold_ms"),
-            ceiling_events_per_s: num(a, "ceiling_events_per_s"),
-            mean_rate_events_per_s: num(a, "mean_rate_events_per_s"),
-            final_rate_events_per_s: num(a, "final_rate_events_per_s"),
-            min_rate_events_per_s: num(a, "min_rate_events_per_s"),
-            windows: num(a, "windows") as u64,
-            decreases: num(a, "decreases") as u64,
-            increases: num(a, "increases") as u64,
-            skipped_windows: num(a, "skipped_windows") as u64,
-        });
+        let adaptive = match v.get("adaptive").filter(|a| a.is_object()) {
+            Some(a) => Some(serde_json::from_value(a.clone()).context("the replay's adaptive report")?),
+            None => None,
+        };
         Ok(ChildReport {
             bulk_events: v
                 .get("bulk_events")

@@ -7,13 +7,22 @@
 //! they see the real traffic, measured inside the API's process, while a probe sent from the
 //! (niced) replay process also measures its own scheduling delays.
 //!
-//! The controller first measures the live p99 with the replay not yet started (the baseline),
-//! then every [`INTERVAL`] compares the p99 of the latest window of probes with
-//! `baseline * (1 + max_live_p99_increase)`: above it, the rate halves (multiplicative
-//! decrease, down to a floor); at or below it, the rate grows by a fixed step (additive
-//! increase, up to a ceiling). The decision itself is [`Aimd::step`], a pure function of the
-//! window, so it is tested without a clock or a server.
+//! The controller first measures the live p99 with the replay not yet started (the baseline).
+//! Then, every [`Timing::interval`], it pools the reads of the last [`Timing::decide_over`]
+//! windows and compares their p99 with `baseline * (1 + max_live_p99_increase)`: above it, the
+//! rate halves (multiplicative decrease, down to a floor); at or below it, the rate grows by a
+//! fixed step (additive increase, up to a ceiling). The decision itself is [`Aimd::step`], a
+//! pure function of the pooled reads, so it is tested without a clock or a server.
+//!
+//! The baseline does not stay the one measured at the start: the same machine's live p99, with
+//! no replay at all, drifts by more than 10% over minutes (measured in `bench isolation`). A
+//! baseline that drifted below the truth pins the rate at the floor; one that drifted above it
+//! lets the replay hurt the reads. So every [`Timing::rebase_every`] the controller pauses the
+//! replay (rate 0), lets the work in flight settle, and measures the live p99 again; the
+//! baseline is the p99 of the last [`BASELINE_SETS`] such measurements pooled ([`Baselines`]).
+//! The pauses cost the replay about an eighth of its time.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +37,10 @@ use crate::{metric, Result};
 
 /// How often the controller decides.
 pub const INTERVAL: Duration = Duration::from_millis(500);
+/// How many baseline measurements (the first, then one per pause) pool into the baseline.
+pub const BASELINE_SETS: usize = 3;
+/// A baseline measurement with fewer reads than this is left out (the API was idle).
+const MIN_BASELINE_READS: usize = 10;
 /// How long the baseline is measured, before the replay starts.
 pub const BASELINE: Duration = Duration::from_secs(3);
 /// Probe requests per second (one in flight at a time).
@@ -38,6 +51,35 @@ pub const DEFAULT_CEILING: f64 = 1_000_000.0;
 pub const FLOOR: f64 = 1_000.0;
 /// A probe that takes longer than this counts as one sample of this latency.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The controller's clock: how long a window is, how many windows a decision pools, and when
+/// and for how long the replay pauses so that the baseline is measured again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timing {
+    /// One window of reads; the controller decides once per window.
+    pub interval: Duration,
+    /// The reads of this many last windows make one decision (a window of ~250 reads has too
+    /// noisy a p99 to tell 10% apart).
+    pub decide_over: usize,
+    /// Running time between two baseline pauses.
+    pub rebase_every: Duration,
+    /// Windows at the start of a pause that are left out: the work already let through is
+    /// still running.
+    pub settle_windows: u32,
+    /// Windows of a pause whose reads are the new baseline measurement.
+    pub measure_windows: u32,
+}
+
+impl Timing {
+    /// 500 ms windows, decisions on the last 2 s, a 1.5 s pause (1 s measured) every 10 s.
+    pub const DEFAULT: Timing = Timing {
+        interval: INTERVAL,
+        decide_over: 4,
+        rebase_every: Duration::from_secs(10),
+        settle_windows: 1,
+        measure_windows: 2,
+    };
+}
 
 /// Adaptive backpressure of a replay: the live API to watch and how much slower it may get.
 #[derive(Debug, Clone, PartialEq)]
@@ -341,6 +383,12 @@ impl Aimd {
         self.threshold
     }
 
+    /// Takes a new baseline (measured with the replay paused); the rate stays.
+    pub fn rebase(&mut self, baseline_p99: Duration) {
+        self.baseline_p99 = baseline_p99;
+        self.threshold = baseline_p99.mul_f64(1.0 + self.params.max_increase);
+    }
+
     /// Decides on one window of latency samples. `observed` is the rate (events/s) the replay
     /// actually took in that window, if known: a decrease halves whichever is lower (the limit
     /// or the use), so it bites at once even when the limit was far above the use; and the rate
@@ -368,31 +416,119 @@ impl Aimd {
     }
 }
 
+/// The reads of the last few windows, pooled for one decision.
+#[derive(Debug)]
+struct Pooled {
+    windows: VecDeque<Vec<Duration>>,
+    size: usize,
+}
+
+impl Pooled {
+    fn new(size: usize) -> Pooled {
+        Pooled { windows: VecDeque::with_capacity(size + 1), size: size.max(1) }
+    }
+
+    /// Adds a window, dropping the oldest once there are more than `size`.
+    fn push(&mut self, window: Vec<Duration>) {
+        self.windows.push_back(window);
+        while self.windows.len() > self.size {
+            self.windows.pop_front();
+        }
+    }
+
+    /// Whether a decision can be made: `size` windows since the last [`Pooled::clear`].
+    fn full(&self) -> bool {
+        self.windows.len() == self.size
+    }
+
+    fn clear(&mut self) {
+        self.windows.clear();
+    }
+
+    fn samples(&self) -> Vec<Duration> {
+        self.windows.iter().flatten().copied().collect()
+    }
+}
+
+/// The live p99 with no replay running: the reads of the last [`BASELINE_SETS`] measurements
+/// (the one before the replay started, then one per pause), pooled.
+#[derive(Debug, Clone, Default)]
+pub struct Baselines {
+    sets: VecDeque<Vec<Duration>>,
+}
+
+impl Baselines {
+    /// Adds a measurement, dropping the oldest past [`BASELINE_SETS`]; one of fewer than 10
+    /// reads says nothing and is left out. Returns whether it was kept.
+    pub fn push(&mut self, reads: Vec<Duration>) -> bool {
+        if reads.len() < MIN_BASELINE_READS {
+            return false;
+        }
+        self.sets.push_back(reads);
+        while self.sets.len() > BASELINE_SETS {
+            self.sets.pop_front();
+        }
+        true
+    }
+
+    /// The p99 of the pooled measurements, if any.
+    pub fn p99(&self) -> Option<Duration> {
+        p99(&self.sets.iter().flatten().copied().collect::<Vec<_>>())
+    }
+}
+
 /// What the controller did over a replay.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct AdaptiveReport {
+    /// The baseline measured before the replay started, and the threshold it gave.
     pub baseline_p99_ms: f64,
     pub threshold_ms: f64,
+    /// The baseline at the end, after the last pause.
+    pub last_baseline_p99_ms: f64,
     pub ceiling_events_per_s: f64,
-    /// Time-weighted mean of the rate the limiter allowed.
+    /// Time-weighted mean of the rate the limiter allowed (0 while paused).
     pub mean_rate_events_per_s: f64,
     pub final_rate_events_per_s: f64,
     pub min_rate_events_per_s: f64,
     pub windows: u64,
     pub decreases: u64,
     pub increases: u64,
-    /// Windows that took over three times [`INTERVAL`] (the process was stopped or starved),
-    /// left out of every decision.
+    /// Windows that took over three times their length (the process was stopped or starved),
+    /// left out of every decision; a pause with such a window measures nothing.
     pub skipped_windows: u64,
+    /// Pauses whose measurement became part of the baseline.
+    pub rebases: u64,
+    /// Time spent in those pauses (and in pauses that measured nothing).
+    pub paused_seconds: f64,
 }
 
-/// Measures the baseline p99 over [`BASELINE`]; fails if the API did not answer.
-pub async fn measure_baseline(probe: &mut dyn Probe) -> Result<Duration> {
+/// Measures the live p99 over [`BASELINE`], before the replay starts; fails if the API did not
+/// answer.
+pub async fn measure_baseline(probe: &mut dyn Probe) -> Result<Baselines> {
     let samples = probe.sample(BASELINE).await;
-    if samples.len() < 10 {
-        return Err(Error::Probe(format!("{} live reads seen in {BASELINE:?}: is the live api up?", samples.len())));
+    let seen = samples.len();
+    let mut baselines = Baselines::default();
+    if !baselines.push(samples) {
+        return Err(Error::Probe(format!("{seen} live reads seen in {BASELINE:?}: is the live api up?")));
     }
-    Ok(p99(&samples).expect("samples are not empty"))
+    Ok(baselines)
+}
+
+/// One window of `length`: its reads, or `None` if it took over three times as long (the
+/// process was stopped or starved through it, so its reads span that gap).
+async fn window(probe: &mut dyn Probe, length: Duration) -> Option<Vec<Duration>> {
+    let t0 = Instant::now();
+    let reads = probe.sample(length).await;
+    (t0.elapsed() <= length * 3).then_some(reads)
+}
+
+/// The reads of a pause, once the work in flight has settled; `None` if a window was overlong.
+async fn measure_paused(probe: &mut dyn Probe, timing: Timing) -> Option<Vec<Duration>> {
+    for _ in 0..timing.settle_windows {
+        window(probe, timing.interval).await?;
+    }
+    window(probe, timing.interval * timing.measure_windows).await
 }
 
 /// A running controller driving a shared limiter; aborted if dropped before [`Controller::finish`].
@@ -404,7 +540,7 @@ pub(crate) struct Controller {
 
 impl Controller {
     /// Measures the baseline (the replay has not started), then starts deciding every
-    /// [`INTERVAL`].
+    /// [`INTERVAL`], pausing the replay every [`Timing::DEFAULT`]`.rebase_every`.
     pub(crate) async fn start(
         config: &AdaptiveConfig,
         ceiling: Option<f64>,
@@ -414,7 +550,7 @@ impl Controller {
             LatencySource::Metrics => Box::new(MetricsProbe::new(&config.api_url)?),
             LatencySource::Probe => Box::new(HttpProbe::new(&config.api_url, config.probe_aggregates)?),
         };
-        let baseline = measure_baseline(probe.as_mut()).await.map_err(|e| match (config.source, e) {
+        let baselines = measure_baseline(probe.as_mut()).await.map_err(|e| match (config.source, e) {
             (LatencySource::Metrics, Error::Probe(m)) => Error::Probe(format!(
                 "{m} (read from {}/metrics: the live API must be serving reads, or use the probe source)",
                 config.api_url
@@ -422,11 +558,11 @@ impl Controller {
             (_, e) => e,
         })?;
         let params = AimdParams::new(config.max_live_p99_increase, ceiling.unwrap_or(DEFAULT_CEILING));
-        let aimd = Aimd::new(params, baseline);
+        let aimd = Aimd::new(params, baselines.p99().expect("a kept measurement has reads"));
         info!(
             version,
             source = ?config.source,
-            baseline_p99_ms = baseline.as_secs_f64() * 1e3,
+            baseline_p99_ms = aimd.baseline_p99().as_secs_f64() * 1e3,
             threshold_ms = aimd.threshold().as_secs_f64() * 1e3,
             initial = aimd.rate(),
             ceiling = params.ceiling,
@@ -434,7 +570,7 @@ impl Controller {
         );
         let limiter = Arc::new(RateLimiter::new(aimd.rate()));
         let (stop, stop_rx) = watch::channel(false);
-        let handle = tokio::spawn(control(aimd, probe, limiter.clone(), version, stop_rx));
+        let handle = tokio::spawn(control(aimd, baselines, probe, limiter.clone(), version, Timing::DEFAULT, stop_rx));
         Ok(Controller { limiter, stop, handle: Some(handle) })
     }
 
@@ -461,9 +597,11 @@ impl Drop for Controller {
 
 async fn control(
     mut aimd: Aimd,
+    mut baselines: Baselines,
     mut probe: Box<dyn Probe>,
     limiter: Arc<RateLimiter>,
     version: &'static str,
+    timing: Timing,
     mut stop: watch::Receiver<bool>,
 ) -> AdaptiveReport {
     let mut report = AdaptiveReport {
@@ -476,40 +614,85 @@ async fn control(
     let gauge = metrics::gauge!(metric::RATE_LIMIT, "version" => version);
     limiter.set_rate(aimd.rate());
     gauge.set(aimd.rate());
+    let mut pooled = Pooled::new(timing.decide_over);
+    let mut since_rebase = Duration::ZERO;
     let mut weighted = 0.0;
     let mut seconds = 0.0;
     loop {
         if *stop.borrow() {
             break;
         }
+        if since_rebase >= timing.rebase_every {
+            since_rebase = Duration::ZERO;
+            pooled.clear();
+            limiter.set_rate(0.0);
+            gauge.set(0.0);
+            let t0 = Instant::now();
+            let measured = tokio::select! {
+                m = measure_paused(probe.as_mut(), timing) => m,
+                _ = stop.changed() => break,
+            };
+            let paused = t0.elapsed().as_secs_f64();
+            seconds += paused;
+            report.paused_seconds += paused;
+            match measured.map(|reads| baselines.push(reads)) {
+                Some(true) => {
+                    let before = aimd.baseline_p99();
+                    aimd.rebase(baselines.p99().expect("a kept measurement has reads"));
+                    report.rebases += 1;
+                    debug!(
+                        version,
+                        from_ms = before.as_secs_f64() * 1e3,
+                        to_ms = aimd.baseline_p99().as_secs_f64() * 1e3,
+                        "live p99 measured with the replay paused: baseline updated"
+                    );
+                }
+                Some(false) => debug!(version, "too few live reads in the pause: baseline kept"),
+                None => {
+                    report.skipped_windows += 1;
+                    debug!(version, "an overlong window in the pause: baseline kept");
+                }
+            }
+            limiter.set_rate(aimd.rate());
+            gauge.set(aimd.rate());
+            continue;
+        }
         let before = limiter.acquired();
         let t0 = Instant::now();
-        let window = tokio::select! {
-            w = probe.sample(INTERVAL) => w,
+        let reads = tokio::select! {
+            w = window(probe.as_mut(), timing.interval) => w,
             _ = stop.changed() => break,
         };
-        if t0.elapsed() > INTERVAL * 3 {
+        let Some(reads) = reads else {
             // This process did not run for most of the window (it was stopped, or starved of
             // the CPU): the window's reads span that gap, not what the replay did to them.
             report.skipped_windows += 1;
+            pooled.clear();
             debug!(version, seconds = t0.elapsed().as_secs_f64(), "overlong window skipped");
             continue;
-        }
+        };
         let elapsed = t0.elapsed().as_secs_f64().max(1e-3);
+        since_rebase += t0.elapsed();
         weighted += aimd.rate() * elapsed;
         seconds += elapsed;
         let observed = limiter.acquired().saturating_sub(before) as f64 / elapsed;
         report.windows += 1;
-        match aimd.step(&window, Some(observed)) {
+        pooled.push(reads);
+        if !pooled.full() {
+            continue;
+        }
+        match aimd.step(&pooled.samples(), Some(observed)) {
             Decision::Decrease { from, to, p99 } => {
                 report.decreases += 1;
+                // The next decision waits for reads taken at the lower rate.
+                pooled.clear();
                 info!(
                     version,
                     from,
                     to,
                     observed,
                     p99_ms = p99.as_secs_f64() * 1e3,
-                    threshold_ms = report.threshold_ms,
+                    threshold_ms = aimd.threshold().as_secs_f64() * 1e3,
                     "live p99 over the threshold: replay rate decreased"
                 );
             }
@@ -523,6 +706,7 @@ async fn control(
         gauge.set(aimd.rate());
         report.min_rate_events_per_s = report.min_rate_events_per_s.min(aimd.rate());
     }
+    report.last_baseline_p99_ms = aimd.baseline_p99().as_secs_f64() * 1e3;
     report.final_rate_events_per_s = aimd.rate();
     report.mean_rate_events_per_s = if seconds > 0.0 { weighted / seconds } else { aimd.rate() };
     report
@@ -686,13 +870,21 @@ mod tests {
         }
     }
 
+    /// The first baseline of [`controller`] as a measurement: 10 ms reads.
+    fn first_baseline() -> Baselines {
+        let mut b = Baselines::default();
+        assert!(b.push(ms(&[10; 50])));
+        b
+    }
+
     /// Runs the control loop on `probe` for `windows` windows and returns its report.
     async fn control_for(probe: Slow, windows: u32) -> AdaptiveReport {
         let aimd = controller();
         let limiter = Arc::new(RateLimiter::new(aimd.rate()));
         let (stop, stop_rx) = watch::channel(false);
         let took = probe.took;
-        let handle = tokio::spawn(control(aimd, Box::new(probe), limiter, "v9", stop_rx));
+        let handle =
+            tokio::spawn(control(aimd, first_baseline(), Box::new(probe), limiter, "v9", Timing::DEFAULT, stop_rx));
         // Stop in the middle of the window after the last one counted.
         tokio::time::sleep(took * windows + took / 2).await;
         stop.send(true).unwrap();
@@ -701,15 +893,122 @@ mod tests {
 
     #[tokio::test]
     async fn a_window_the_process_was_stopped_through_decides_nothing() {
+        let windows = Timing::DEFAULT.decide_over as u32;
         // As after SIGSTOP / SIGCONT: each window lasts four intervals.
-        let report = control_for(Slow { took: INTERVAL * 4 }, 2).await;
-        assert_eq!((report.skipped_windows, report.decreases, report.windows), (2, 0, 0), "{report:?}");
+        let report = control_for(Slow { took: INTERVAL * 4 }, windows).await;
+        assert_eq!((report.skipped_windows, report.decreases, report.windows), (windows as u64, 0, 0), "{report:?}");
         assert_eq!(report.final_rate_events_per_s, 10_000.0);
         // The same reads in windows of the asked length cut the rate: to the floor at once, as
         // nothing used the allowance (a decrease halves the use when it is below the limit).
-        let report = control_for(Slow { took: INTERVAL }, 2).await;
-        assert_eq!((report.skipped_windows, report.decreases, report.windows), (0, 1, 2), "{report:?}");
+        let report = control_for(Slow { took: INTERVAL }, windows).await;
+        assert_eq!((report.skipped_windows, report.decreases, report.windows), (0, 1, windows as u64), "{report:?}");
         assert_eq!(report.final_rate_events_per_s, FLOOR);
+    }
+
+    #[test]
+    fn a_decision_waits_for_its_windows_and_pools_them() {
+        let mut pooled = Pooled::new(3);
+        pooled.push(ms(&[1]));
+        pooled.push(ms(&[2]));
+        assert!(!pooled.full());
+        pooled.push(ms(&[3]));
+        pooled.push(ms(&[4, 5]));
+        assert!(pooled.full());
+        assert_eq!(pooled.samples(), ms(&[2, 3, 4, 5]), "the oldest window left");
+        pooled.clear();
+        assert!(!pooled.full());
+    }
+
+    #[test]
+    fn the_baseline_pools_the_last_measurements_and_ignores_an_idle_one() {
+        let mut b = first_baseline();
+        assert_eq!(b.p99(), Some(Duration::from_millis(10)));
+        assert!(!b.push(ms(&[50; 9])), "9 reads say nothing");
+        assert_eq!(b.p99(), Some(Duration::from_millis(10)));
+        assert!(b.push(ms(&[5; 50])));
+        assert!(b.push(ms(&[5; 50])));
+        assert_eq!(b.p99(), Some(Duration::from_millis(10)), "the first is still pooled");
+        assert!(b.push(ms(&[5; 50])));
+        assert_eq!(b.p99(), Some(Duration::from_millis(5)), "the first fell out");
+    }
+
+    /// A live path whose latency depends on the replay's rate: `paused` while the limiter is
+    /// at its paused rate, else `running(rate)`. It asks the loop to stop after `windows`.
+    struct RateBound {
+        limiter: Arc<RateLimiter>,
+        paused: Duration,
+        running: fn(f64) -> Duration,
+        windows: u32,
+        stop: watch::Sender<bool>,
+    }
+
+    impl Probe for RateBound {
+        fn sample(&mut self, window: Duration) -> BoxFuture<'_, Vec<Duration>> {
+            Box::pin(async move {
+                let rate = self.limiter.rate();
+                tokio::time::sleep(window).await;
+                self.windows = self.windows.saturating_sub(1);
+                if self.windows == 0 {
+                    self.stop.send(true).ok();
+                }
+                let latency = if rate < 1.0 { self.paused } else { (self.running)(rate) };
+                vec![latency; 25]
+            })
+        }
+    }
+
+    /// The loop with 10 ms windows, decisions on 2, a pause every 100 ms, beside a consumer that
+    /// takes every event the limiter lets through.
+    async fn control_rate_bound(paused: Duration, running: fn(f64) -> Duration, rebase: bool) -> AdaptiveReport {
+        let timing = Timing {
+            interval: Duration::from_millis(10),
+            decide_over: 2,
+            rebase_every: if rebase { Duration::from_millis(100) } else { Duration::MAX },
+            settle_windows: 1,
+            measure_windows: 1,
+        };
+        let aimd = controller();
+        let limiter = Arc::new(RateLimiter::new(aimd.rate()));
+        let (stop, stop_rx) = watch::channel(false);
+        let probe = RateBound { limiter: limiter.clone(), paused, running, windows: 200, stop };
+        let consumer = {
+            let limiter = limiter.clone();
+            tokio::spawn(async move {
+                loop {
+                    limiter.acquire(10).await;
+                }
+            })
+        };
+        let report = control(aimd, first_baseline(), Box::new(probe), limiter, "v9", timing, stop_rx).await;
+        consumer.abort();
+        report
+    }
+
+    #[tokio::test]
+    async fn a_machine_slower_than_the_first_baseline_is_measured_again_and_the_rate_climbs() {
+        // The live path now takes 20 ms with no replay, 40 ms past 30k events/s; the first
+        // baseline said 10 ms.
+        let running = |rate: f64| Duration::from_millis(if rate > 30_000.0 { 40 } else { 20 });
+        let report = control_rate_bound(Duration::from_millis(20), running, true).await;
+        assert!(report.rebases >= 3, "{report:?}");
+        assert_eq!(report.last_baseline_p99_ms, 20.0, "{report:?}");
+        assert!(report.increases >= 5 && report.mean_rate_events_per_s > 5_000.0, "{report:?}");
+        // With the first baseline kept, every window is over its threshold.
+        let stale = control_rate_bound(Duration::from_millis(20), running, false).await;
+        assert_eq!((stale.rebases, stale.increases, stale.final_rate_events_per_s), (0, 0, FLOOR), "{stale:?}");
+    }
+
+    #[tokio::test]
+    async fn a_machine_faster_than_the_first_baseline_is_measured_again_and_the_rate_falls() {
+        // The live path now takes 5 ms with no replay and 9 ms beside it at any rate: under the
+        // first threshold (11 ms), but 80% over the live p99 of today.
+        let running = |_rate: f64| Duration::from_millis(9);
+        let report = control_rate_bound(Duration::from_millis(5), running, true).await;
+        assert_eq!(report.last_baseline_p99_ms, 5.0, "{report:?}");
+        assert!(report.decreases > 0, "{report:?}");
+        assert_eq!(report.final_rate_events_per_s, FLOOR, "{report:?}");
+        let stale = control_rate_bound(Duration::from_millis(5), running, false).await;
+        assert_eq!((stale.decreases, stale.final_rate_events_per_s), (0, 100_000.0), "{stale:?}");
     }
 
     /// A synthetic probe: the live p99 rises with the replay's rate past a knee; the controller,

@@ -90,6 +90,7 @@ pub enum Which {
     },
     /// Experiment 3: live read p50/p99 with no replay, then beside a full-speed replay, a replay
     /// at a fixed rate limit, and an adaptive one (AIMD on the live p99); replay events/s of each.
+    /// Last, a presence check: blocks with a stopped replay process against blocks with none.
     Isolation {
         #[command(flatten)]
         log: LogArgs,
@@ -116,7 +117,7 @@ pub enum Which {
         workers: Option<usize>,
         /// Pairs of (paused, running) blocks of the adaptive phase: one adaptive replay, paused
         /// and resumed; its figure is the p99 of the running blocks' requests over that of the
-        /// paused blocks' requests.
+        /// paused blocks' requests. The presence check has as many pairs of (stopped, absent).
         #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..=100))]
         rounds: u32,
     },
@@ -372,6 +373,13 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
                 r.p99_ratio_paused_vs_no_replay,
                 r.p99_ratio_no_replay_after
             );
+            println!(
+                "presence: a stopped replay process against none, {} blocks of each: p99 {:.2}, p50 {:.2}; per round: {}",
+                r.adaptive_rounds,
+                r.p99_ratio_stopped_vs_absent,
+                r.p50_ratio_stopped_vs_absent,
+                list(&r.p99_ratio_presence_rounds)
+            );
             if let Some(ad) = &r.adaptive {
                 println!(
                     "adaptive controller: baseline p99 {:.2} ms (threshold {:.2} ms), {:.2} ms after {} pauses ({:.1} s); \
@@ -401,13 +409,17 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
             for n in &r.notes {
                 println!("note: {n}");
             }
+            let files = |names: &[&str]| names.iter().map(|n| a.out.join(n).display().to_string()).collect::<Vec<_>>();
             println!(
-                "csv: {} {}  plots: {} {} {}",
-                a.out.join("isolation.csv").display(),
-                a.out.join("isolation_adaptive_blocks.csv").display(),
-                a.out.join("isolation.svg").display(),
-                a.out.join("isolation_replay.svg").display(),
-                a.out.join("isolation_adaptive_blocks.svg").display()
+                "csv: {}  plots: {}",
+                files(&["isolation.csv", "isolation_adaptive_blocks.csv", "isolation_presence_blocks.csv"]).join(" "),
+                files(&[
+                    "isolation.svg",
+                    "isolation_replay.svg",
+                    "isolation_adaptive_blocks.svg",
+                    "isolation_presence_blocks.svg"
+                ])
+                .join(" ")
             );
             println!("{}", serde_json::to_string(&r)?);
         }

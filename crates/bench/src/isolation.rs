@@ -11,6 +11,10 @@
 //! drift of the machine falls on both. The first second of each block (the switch) counts on
 //! neither side.
 //!
+//! A paused replay still holds its memory and its open COPY transactions. Whether that alone
+//! costs the live reads anything is the presence check, the last phase: blocks in which a
+//! replay process was started and then stopped, interleaved with blocks in which none exists.
+//!
 //! The live API and the load driver run in this process; each replay runs as a separate process
 //! (`reproject projector --mode replay`, this same binary), as in production, so it competes for
 //! the CPU as a process and can be throttled, niced, paused and stopped on its own. The
@@ -94,6 +98,12 @@ pub struct IsolationBench {
     /// A last no-replay phase, after every replay has exited, against the first: how far the
     /// machine drifted over the run.
     pub p99_ratio_no_replay_after: f64,
+    /// The presence check: the p99 of the blocks with a stopped replay process over that of the
+    /// blocks with none (interleaved, as many of each as adaptive rounds).
+    pub p99_ratio_stopped_vs_absent: f64,
+    /// The same ratio per round (a stopped block and the absent block after it).
+    pub p99_ratio_presence_rounds: Vec<f64>,
+    pub p50_ratio_stopped_vs_absent: f64,
     pub p50_ratio_full_speed: f64,
     pub p50_ratio_fixed_limit: f64,
     pub p50_ratio_adaptive: f64,
@@ -203,6 +213,12 @@ impl ReplayChild {
     /// Whether the child has exited on its own (the replay finished).
     fn exited(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// SIGKILL, and wait for the exit; its report is not needed.
+    async fn kill(mut self) -> Result<()> {
+        self.child.kill().await?;
+        Ok(())
     }
 
     /// SIGINT (the CLI stops the replay gracefully and prints its report), then wait; SIGKILL
@@ -324,7 +340,7 @@ impl Bench<'_> {
         let load = load.context("load in the adaptive phase")?;
 
         let block_s = block.as_secs();
-        let ([paused, running], per_block) = pool_blocks(&load.seconds, block_s, blocks);
+        let ([paused, running], per_block) = pool_blocks(&load.seconds, block_s, blocks, ADAPTIVE_LABELS);
         let paused_seconds = (rounds as u64 * block_s) as f64;
         let running_seconds = (report.bulk_seconds - paused_seconds).max(1e-9);
         let paused = paused.phase(None, 0, 0.0, false);
@@ -334,36 +350,128 @@ impl Bench<'_> {
         log_phase(&running);
         let ratios = per_block.chunks(2).map(|pair| pair[1].p99_ms() / pair[0].p99_ms()).collect();
         let blocks = per_block.iter().enumerate().map(|(k, b)| (k, b.name, b.hist.len(), b.p99_ms())).collect();
-        Ok(Interleaved { paused, running, ratios, blocks, report: report.adaptive })
+        Ok(Interleaved { first: paused, second: running, ratios, blocks, report: report.adaptive, notes: Vec::new() })
     }
+
+    /// The presence check: `rounds` pairs of blocks, the first with a replay process (started at
+    /// the block's start, stopped with SIGSTOP after [`PRESENCE_RUN`], holding its open COPY
+    /// transactions and its memory), the second with none (the replay stopped and exited at
+    /// the block's start). Whether a replay that does no work costs the live reads anything,
+    /// which the adaptive phase's paused blocks cannot show.
+    async fn presence_phase(&self, spec: ReplaySpec) -> Result<Interleaved> {
+        let (rounds, block) = (self.config.rounds, self.config.block);
+        tracing::info!(
+            rounds,
+            ?block,
+            "presence check starts: a stopped replay process and none, in alternating blocks"
+        );
+        let csv = self.config.out_dir.join("isolation_presence_load.csv");
+        let blocks = 2 * rounds as u32;
+        let toggle = async {
+            let start = tokio::time::Instant::now();
+            let mut notes = Vec::new();
+            for k in 0..blocks / 2 {
+                let mut child = self.spawn_replay(&spec, "presence").await?;
+                tokio::time::sleep(PRESENCE_RUN).await;
+                child.signal(libc::SIGSTOP)?;
+                let absent_from = start + block * (2 * k + 1);
+                tokio::time::sleep_until(absent_from).await;
+                // Killed, not stopped gracefully: a graceful stop runs the replay for a while
+                // (over a second), into the block that is to have none.
+                child.kill().await.context("killing the replay of the presence check")?;
+                let took = absent_from.elapsed();
+                if took > Duration::from_secs(1) {
+                    notes.push(format!(
+                        "presence round {k}: the replay took {took:?} to exit, past the first second of the block without it"
+                    ));
+                }
+                tokio::time::sleep_until(start + block * (2 * k + 2)).await;
+            }
+            anyhow::Ok(notes)
+        };
+        let (load, toggled) = tokio::join!(self.load(block * blocks, Some(csv)), toggle);
+        let notes = toggled?;
+        let load = load.context("load in the presence check")?;
+        let ([stopped, absent], per_block) = pool_blocks(&load.seconds, block.as_secs(), blocks, PRESENCE_LABELS);
+        let (stopped, absent) = (stopped.phase(None, 0, 0.0, false), absent.phase(None, 0, 0.0, false));
+        log_phase(&stopped);
+        log_phase(&absent);
+        let ratios = per_block.chunks(2).map(|pair| pair[0].p99_ms() / pair[1].p99_ms()).collect();
+        let blocks = per_block.iter().enumerate().map(|(k, b)| (k, b.name, b.hist.len(), b.p99_ms())).collect();
+        Ok(Interleaved { first: stopped, second: absent, ratios, blocks, report: None, notes })
+    }
+}
+
+/// How long the replay of a presence block runs (connects, starts its COPY streams) before it
+/// is stopped; inside the block's first second, which counts nowhere.
+const PRESENCE_RUN: Duration = Duration::from_millis(700);
+
+/// Writes an interleaved phase's blocks as CSV and plots their p99 over time, one line per side.
+fn write_blocks(config: &IsolationConfig, name: &str, title: &str, phase: &Interleaved, labels: Labels) -> Result<()> {
+    crate::write_csv(
+        &config.out_dir.join(format!("{name}.csv")),
+        &["block", "replay", "requests", "p99_ms"],
+        &phase
+            .blocks
+            .iter()
+            .map(|(k, state, n, p99)| vec![k.to_string(), (*state).to_owned(), n.to_string(), format!("{p99:.3}")])
+            .collect::<Vec<_>>(),
+    )?;
+    let block_s = config.block.as_secs_f64();
+    let series = |state: &str| {
+        let points = phase.blocks.iter().filter(|b| b.1 == state).map(|b| (b.0 as f64 * block_s, b.3)).collect();
+        (format!("replay {state}"), points)
+    };
+    crate::plot::lines(
+        &config.out_dir.join(format!("{name}.svg")),
+        title,
+        "seconds into the phase",
+        "p99 latency (ms)",
+        &[series(labels.blocks[0]), series(labels.blocks[1])],
+        false,
+    )
 }
 
 /// Load of the adaptive phase before its blocks start: the controller's baseline (the replay not
 /// yet started), then the replay's start-up and first seconds.
 const ADAPTIVE_WARMUP: Duration = Duration::from_secs(projector::adaptive::BASELINE.as_secs() + 3);
 
-/// What the adaptive phase measured.
+/// What an interleaved phase (the adaptive one, the presence check) measured.
 struct Interleaved {
-    /// The requests of the paused blocks, pooled.
-    paused: IsolationPhase,
-    /// The requests of the running blocks, pooled.
-    running: IsolationPhase,
-    /// Per round: the running block's p99 over the paused block's before it.
+    /// The requests of the first block of every round, pooled (paused; stopped).
+    first: IsolationPhase,
+    /// The requests of the second block of every round, pooled (running; absent).
+    second: IsolationPhase,
+    /// Per round: the ratio of the two blocks' p99s, as the phase's figure puts it.
     ratios: Vec<f64>,
     /// Per block: index, state, requests, p99 (ms).
     blocks: Vec<(usize, &'static str, u64, f64)>,
     report: Option<projector::AdaptiveReport>,
+    /// Caveats (a replay slow to exit in the presence check).
+    notes: Vec<String>,
 }
 
-/// Pools the adaptive phase's seconds: block `k` holds seconds `[k * block_s, (k + 1) * block_s)`,
-/// paused when `k` is even, running when odd. Returns both sides (paused, running) and every
-/// block. The first second of a block holds the switch, so its latencies count nowhere, nor do
-/// those of seconds past the last block; their failed reads count all the same (to the last
-/// block, past it).
-fn pool_blocks(seconds: &[loadgen::Second], block_s: u64, blocks: u32) -> ([Side; 2], Vec<Side>) {
-    let mut sides = [Side::new("adaptive_paused"), Side::new("adaptive")];
-    let mut per_block: Vec<Side> =
-        (0..blocks).map(|k| Side::new(if k % 2 == 0 { "paused" } else { "running" })).collect();
+/// The names of an interleaved phase's two sides (as phases) and of their blocks.
+#[derive(Clone, Copy)]
+struct Labels {
+    sides: [&'static str; 2],
+    blocks: [&'static str; 2],
+}
+
+/// The adaptive phase: the replay paused, then running.
+const ADAPTIVE_LABELS: Labels = Labels { sides: ["adaptive_paused", "adaptive"], blocks: ["paused", "running"] };
+/// The presence check: a stopped replay process, then none.
+const PRESENCE_LABELS: Labels =
+    Labels { sides: ["presence_stopped", "presence_absent"], blocks: ["stopped", "absent"] };
+
+/// Pools an interleaved phase's seconds: block `k` holds seconds `[k * block_s, (k + 1) *
+/// block_s)`, of the first side when `k` is even, of the second when odd. Returns both sides and
+/// every block. The first second of a block holds the switch, so its latencies count nowhere,
+/// nor do those of seconds past the last block; their failed reads count all the same (to the
+/// last block, past it).
+fn pool_blocks(seconds: &[loadgen::Second], block_s: u64, blocks: u32, labels: Labels) -> ([Side; 2], Vec<Side>) {
+    let mut sides = labels.sides.map(Side::new);
+    let mut per_block: Vec<Side> = (0..blocks).map(|k| Side::new(labels.blocks[(k % 2) as usize])).collect();
     for second in seconds {
         let k = second.second / block_s;
         let counted = k < u64::from(blocks) && second.second % block_s != 0;
@@ -430,8 +538,9 @@ fn log_phase(phase: &IsolationPhase) {
 
 /// Experiment 3: v3 active behind the in-process API; the load at a fixed rate in phases: no
 /// replay, a full-speed replay of v4, a replay at a fixed limit (each `duration` long), the
-/// adaptive replay, paused and running in `rounds` pairs of `block`-long blocks, and no replay
-/// again. Each replay starts from scratch and is stopped at its phase's end.
+/// adaptive replay, paused and running in `rounds` pairs of `block`-long blocks, no replay
+/// again, and the presence check (`rounds` pairs of blocks with a stopped replay process and with
+/// none). Each replay starts from scratch and is stopped at its phase's end.
 pub async fn isolation_bench(config: &IsolationConfig) -> Result<IsolationBench> {
     let url = config.database_url.clone();
     reset_read_side(&url).await?;
@@ -460,36 +569,31 @@ pub async fn isolation_bench(config: &IsolationConfig) -> Result<IsolationBench>
     let ceiling = full.replay_events_per_s.max(10_000.0);
     let spec = ReplaySpec { rate_limit: Some(ceiling), adaptive: Some(adaptive_config), nice: PROTECTED_NICE };
     let adaptive = bench.adaptive_phase(spec).await?;
-    let mut cleanup = eventlog::connect(&url).await?;
-    readmodel::drop_version(&mut cleanup, Projection::V4).await.context("dropping v4 after the run")?;
-    crate::write_csv(
-        &config.out_dir.join("isolation_adaptive_blocks.csv"),
-        &["block", "replay", "requests", "p99_ms"],
-        &adaptive
-            .blocks
-            .iter()
-            .map(|(k, state, n, p99)| vec![k.to_string(), (*state).to_owned(), n.to_string(), format!("{p99:.3}")])
-            .collect::<Vec<_>>(),
-    )?;
-    let block_s = config.block.as_secs_f64();
-    let series = |state: &str| {
-        let points = adaptive.blocks.iter().filter(|b| b.1 == state).map(|b| (b.0 as f64 * block_s, b.3)).collect();
-        (format!("replay {state}"), points)
-    };
-    crate::plot::lines(
-        &config.out_dir.join("isolation_adaptive_blocks.svg"),
+    write_blocks(
+        config,
+        "isolation_adaptive_blocks",
         "Live p99 per block: the adaptive replay paused and running, alternately",
-        "seconds into the adaptive phase",
-        "p99 latency (ms)",
-        &[series("paused"), series("running")],
-        false,
+        &adaptive,
+        ADAPTIVE_LABELS,
     )?;
     // Whether a level the paused blocks share with the running ones is the machine's drift or
-    // the paused replay's presence: the same load once every replay has exited.
+    // the paused replay's presence: the same load once every replay has exited, then a stopped
+    // replay process against none, interleaved.
     let after = bench.phase("no_replay_after", None).await?;
-    let phases = vec![none, full, fixed, adaptive.paused, adaptive.running, after];
-
-    let mut notes = Vec::new();
+    let presence_rate = adaptive.second.replay_events_per_s.max(projector::adaptive::FLOOR);
+    let presence_spec = ReplaySpec { rate_limit: Some(presence_rate), adaptive: None, nice: PROTECTED_NICE };
+    let presence = bench.presence_phase(presence_spec).await?;
+    write_blocks(
+        config,
+        "isolation_presence_blocks",
+        "Live p99 per block: a stopped replay process and none, alternately",
+        &presence,
+        PRESENCE_LABELS,
+    )?;
+    let mut cleanup = eventlog::connect(&url).await?;
+    readmodel::drop_version(&mut cleanup, Projection::V4).await.context("dropping v4 after the run")?;
+    let mut notes = presence.notes;
+    let phases = vec![none, full, fixed, adaptive.first, adaptive.second, after, presence.first, presence.second];
     for p in phases.iter().filter(|p| p.replay_finished_early) {
         notes.push(format!(
             "phase {}: the replay finished before the phase ended; enlarge --events or shorten --duration",
@@ -544,6 +648,9 @@ pub async fn isolation_bench(config: &IsolationConfig) -> Result<IsolationBench>
         p99_ratio_adaptive_rounds: adaptive.ratios,
         p99_ratio_paused_vs_no_replay: ratio(phases[3].p99_ms, b99),
         p99_ratio_no_replay_after: ratio(phases[5].p99_ms, b99),
+        p99_ratio_stopped_vs_absent: ratio(phases[6].p99_ms, phases[7].p99_ms),
+        p99_ratio_presence_rounds: presence.ratios,
+        p50_ratio_stopped_vs_absent: ratio(phases[6].p50_ms, phases[7].p50_ms),
         p50_ratio_full_speed: ratio(phases[1].p50_ms, b50),
         p50_ratio_fixed_limit: ratio(phases[2].p50_ms, b50),
         p50_ratio_adaptive: ratio(phases[4].p50_ms, phases[3].p50_ms),
@@ -598,7 +705,7 @@ mod tests {
             .collect();
         seconds[3].failed = 2;
         seconds[12].failed = 1;
-        let ([paused, running], blocks) = pool_blocks(&seconds, 3, 4);
+        let ([paused, running], blocks) = pool_blocks(&seconds, 3, 4, ADAPTIVE_LABELS);
         assert_eq!((paused.hist.len(), running.hist.len()), (40, 40));
         assert_eq!((paused.hist.max(), running.hist.max()), (1000, 2000), "no switch second, nothing past the end");
         assert_eq!(
@@ -606,6 +713,7 @@ mod tests {
             [("paused", 20), ("running", 20), ("paused", 20), ("running", 20)]
         );
         assert!((running.p99_ms() / paused.p99_ms() - 2.0).abs() < 0.01);
+        assert_eq!((paused.name, running.name), ("adaptive_paused", "adaptive"));
         // Failed reads count wherever they fall: a switch second's in its block, a late one's in
         // the last block.
         assert_eq!((paused.failed, running.failed), (0, 3));

@@ -19,10 +19,8 @@
 //! baseline that drifted below the truth pins the rate at the floor; one that drifted above it
 //! lets the replay hurt the reads. So every [`Timing::rebase_every`] the controller pauses the
 //! replay (rate 0), lets the work in flight settle, and measures the live p99 again; the
-//! baseline is the median of the p99s of the last [`BASELINE_SETS`] measurements
-//! ([`Baselines`]): a drift moves it within three pauses, while one pause that falls in a
-//! stall of a second or two (this machine has them, replay or not) does not raise it. The pauses
-//! cost the replay about an eighth of its time.
+//! baseline is the p99 of the last [`BASELINE_SETS`] such measurements pooled ([`Baselines`]).
+//! The pauses cost the replay about an eighth of its time.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -39,8 +37,8 @@ use crate::{metric, Result};
 
 /// How often the controller decides.
 pub const INTERVAL: Duration = Duration::from_millis(500);
-/// How many baseline measurements (the first, then one per pause) the baseline is the median of.
-pub const BASELINE_SETS: usize = 5;
+/// How many baseline measurements (the first, then one per pause) pool into the baseline.
+pub const BASELINE_SETS: usize = 3;
 /// A baseline measurement with fewer reads than this is left out (the API was idle).
 const MIN_BASELINE_READS: usize = 10;
 /// How long the baseline is measured, before the replay starts.
@@ -452,8 +450,8 @@ impl Pooled {
     }
 }
 
-/// The live p99 with no replay running: the median of the p99s of the last [`BASELINE_SETS`]
-/// measurements (the one before the replay started, then one per pause).
+/// The live p99 with no replay running: the reads of the last [`BASELINE_SETS`] measurements
+/// (the one before the replay started, then one per pause), pooled.
 #[derive(Debug, Clone, Default)]
 pub struct Baselines {
     sets: VecDeque<Vec<Duration>>,
@@ -473,11 +471,9 @@ impl Baselines {
         true
     }
 
-    /// The median of the measurements' p99s (of an even number, the lower middle), if any.
+    /// The p99 of the pooled measurements, if any.
     pub fn p99(&self) -> Option<Duration> {
-        let mut each: Vec<Duration> = self.sets.iter().filter_map(|set| p99(set)).collect();
-        each.sort_unstable();
-        each.get(each.len().checked_sub(1)? / 2).copied()
+        p99(&self.sets.iter().flatten().copied().collect::<Vec<_>>())
     }
 }
 
@@ -924,23 +920,16 @@ mod tests {
     }
 
     #[test]
-    fn the_baseline_is_the_median_of_the_last_measurements_and_ignores_an_idle_one() {
+    fn the_baseline_pools_the_last_measurements_and_ignores_an_idle_one() {
         let mut b = first_baseline();
         assert_eq!(b.p99(), Some(Duration::from_millis(10)));
         assert!(!b.push(ms(&[50; 9])), "9 reads say nothing");
         assert_eq!(b.p99(), Some(Duration::from_millis(10)));
-        // One measurement in a stall does not move it.
-        assert!(b.push(ms(&[40; 50])));
-        assert_eq!(b.p99(), Some(Duration::from_millis(10)), "the lower middle of two");
-        assert!(b.push(ms(&[5; 50])));
-        assert_eq!(b.p99(), Some(Duration::from_millis(10)), "10 ms is the middle of 5, 10, 40");
-        // A drift does, once it is most of the measurements kept.
         assert!(b.push(ms(&[5; 50])));
         assert!(b.push(ms(&[5; 50])));
-        assert_eq!(b.p99(), Some(Duration::from_millis(5)), "5, 5, 5, 10, 40");
+        assert_eq!(b.p99(), Some(Duration::from_millis(10)), "the first is still pooled");
         assert!(b.push(ms(&[5; 50])));
-        assert_eq!(b.p99(), Some(Duration::from_millis(5)), "the first fell out: 5, 5, 5, 5, 40");
-        assert_eq!(Baselines::default().p99(), None);
+        assert_eq!(b.p99(), Some(Duration::from_millis(5)), "the first fell out");
     }
 
     /// A live path whose latency depends on the replay's rate: `paused` while the limiter is

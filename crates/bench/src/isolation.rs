@@ -349,7 +349,7 @@ impl Bench<'_> {
         log_phase(&paused);
         log_phase(&running);
         let ratios = per_block.chunks(2).map(|pair| pair[1].p99_ms() / pair[0].p99_ms()).collect();
-        let blocks = per_block.iter().enumerate().map(|(k, b)| (k, b.name, b.hist.len(), b.p99_ms())).collect();
+        let blocks = block_rows(&per_block);
         Ok(Interleaved { first: paused, second: running, ratios, blocks, report: report.adaptive, notes: Vec::new() })
     }
 
@@ -397,7 +397,7 @@ impl Bench<'_> {
         log_phase(&stopped);
         log_phase(&absent);
         let ratios = per_block.chunks(2).map(|pair| pair[0].p99_ms() / pair[1].p99_ms()).collect();
-        let blocks = per_block.iter().enumerate().map(|(k, b)| (k, b.name, b.hist.len(), b.p99_ms())).collect();
+        let blocks = block_rows(&per_block);
         Ok(Interleaved { first: stopped, second: absent, ratios, blocks, report: None, notes })
     }
 }
@@ -486,7 +486,12 @@ fn pool_blocks(seconds: &[loadgen::Second], block_s: u64, blocks: u32, labels: L
     (sides, per_block)
 }
 
-/// The seconds of one side (or block) of the adaptive phase, pooled.
+/// Per block: index, state, requests, p99 (ms).
+fn block_rows(per_block: &[Side]) -> Vec<(usize, &'static str, u64, f64)> {
+    per_block.iter().enumerate().map(|(k, b)| (k, b.name, b.hist.len(), b.p99_ms())).collect()
+}
+
+/// The seconds of one side (or block) of an interleaved phase, pooled.
 struct Side {
     name: &'static str,
     hist: hdrhistogram::Histogram<u64>,

@@ -416,8 +416,9 @@ impl Aimd {
     }
 }
 
-/// The reads of the last few windows, pooled for one decision.
-#[derive(Debug)]
+/// The reads of the last few windows (or measurements), pooled: a decision's reads, and the
+/// baseline's.
+#[derive(Debug, Clone)]
 struct Pooled {
     windows: VecDeque<Vec<Duration>>,
     size: usize,
@@ -452,9 +453,13 @@ impl Pooled {
 
 /// The live p99 with no replay running: the reads of the last [`BASELINE_SETS`] measurements
 /// (the one before the replay started, then one per pause), pooled.
-#[derive(Debug, Clone, Default)]
-pub struct Baselines {
-    sets: VecDeque<Vec<Duration>>,
+#[derive(Debug, Clone)]
+pub struct Baselines(Pooled);
+
+impl Default for Baselines {
+    fn default() -> Baselines {
+        Baselines(Pooled::new(BASELINE_SETS))
+    }
 }
 
 impl Baselines {
@@ -464,16 +469,13 @@ impl Baselines {
         if reads.len() < MIN_BASELINE_READS {
             return false;
         }
-        self.sets.push_back(reads);
-        while self.sets.len() > BASELINE_SETS {
-            self.sets.pop_front();
-        }
+        self.0.push(reads);
         true
     }
 
     /// The p99 of the pooled measurements, if any.
     pub fn p99(&self) -> Option<Duration> {
-        p99(&self.sets.iter().flatten().copied().collect::<Vec<_>>())
+        p99(&self.0.samples())
     }
 }
 
@@ -612,8 +614,11 @@ async fn control(
         ..AdaptiveReport::default()
     };
     let gauge = metrics::gauge!(metric::RATE_LIMIT, "version" => version);
-    limiter.set_rate(aimd.rate());
-    gauge.set(aimd.rate());
+    let apply = |rate: f64| {
+        limiter.set_rate(rate);
+        gauge.set(rate);
+    };
+    apply(aimd.rate());
     let mut pooled = Pooled::new(timing.decide_over);
     let mut since_rebase = Duration::ZERO;
     let mut weighted = 0.0;
@@ -625,8 +630,7 @@ async fn control(
         if since_rebase >= timing.rebase_every {
             since_rebase = Duration::ZERO;
             pooled.clear();
-            limiter.set_rate(0.0);
-            gauge.set(0.0);
+            apply(0.0);
             let t0 = Instant::now();
             let measured = tokio::select! {
                 m = measure_paused(probe.as_mut(), timing) => m,
@@ -653,8 +657,7 @@ async fn control(
                     debug!(version, "an overlong window in the pause: baseline kept");
                 }
             }
-            limiter.set_rate(aimd.rate());
-            gauge.set(aimd.rate());
+            apply(aimd.rate());
             continue;
         }
         let before = limiter.acquired();
@@ -702,8 +705,7 @@ async fn control(
             }
             Decision::Hold => {}
         }
-        limiter.set_rate(aimd.rate());
-        gauge.set(aimd.rate());
+        apply(aimd.rate());
         report.min_rate_events_per_s = report.min_rate_events_per_s.min(aimd.rate());
     }
     report.last_baseline_p99_ms = aimd.baseline_p99().as_secs_f64() * 1e3;

@@ -88,6 +88,11 @@ pub struct ProjectorArgs {
     /// its connections (renicing a backend needs the server to run as this user, or root).
     #[arg(long, default_value_t = 0, value_name = "N", value_parser = clap::value_parser!(i32).range(0..=19))]
     pub nice: i32,
+    /// Replay: run the replay process and its PostgreSQL backends in the SCHED_IDLE class: they
+    /// get a core only when nothing else wants it, and a waking live read preempts them at once
+    /// (stronger than --nice 19, under which a read can wait out part of the replay's time slice).
+    #[arg(long)]
+    pub sched_idle: bool,
     /// Serve this projector's Prometheus metrics (`GET /metrics`) on this address, e.g.
     /// `127.0.0.1:9187` (events applied, batch sizes, write latency, partitions done, held events).
     #[arg(long, value_name = "ADDR")]
@@ -156,8 +161,8 @@ pub async fn projector(g: &Global, a: ProjectorArgs) -> Result<ExitCode> {
     if a.mode == Mode::Live && (a.catch_up || a.workers.is_some()) {
         bail!("--catch-up and --workers apply to --mode replay only");
     }
-    if a.mode == Mode::Live && a.nice != 0 {
-        bail!("--nice applies to --mode replay only");
+    if a.mode == Mode::Live && (a.nice != 0 || a.sched_idle) {
+        bail!("--nice and --sched-idle apply to --mode replay only");
     }
     let adaptive = adaptive_config(&a)?;
     let url = database_url(g)?;
@@ -201,7 +206,7 @@ pub async fn projector(g: &Global, a: ProjectorArgs) -> Result<ExitCode> {
                 poll: a.poll,
                 progress: a.progress,
                 adaptive,
-                nice: a.nice,
+                priority: projector::CpuPriority { nice: a.nice, idle: a.sched_idle },
             };
             let report = projector::replay(&config, stop).await.context("replay")?;
             println!("{}", serde_json::to_string(&report)?);

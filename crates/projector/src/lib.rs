@@ -3,6 +3,7 @@
 
 pub mod adaptive;
 mod error;
+mod priority;
 mod ratelimit;
 mod repair;
 mod replay;
@@ -11,6 +12,7 @@ mod tail;
 
 pub use adaptive::{AdaptiveConfig, AdaptiveReport, LatencySource};
 pub use error::{BadEvent, Error};
+pub use priority::CpuPriority;
 pub use ratelimit::RateLimiter;
 pub use repair::{repair, RepairReport};
 pub use replay::{peak_rss_bytes, replay, ReplayConfig, ReplayReport};

@@ -8,7 +8,7 @@
 //! A crash rolls back only the partition in flight; a restart skips partitions already at W.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,7 @@ use tracing::info;
 
 use crate::adaptive::{AdaptiveConfig, AdaptiveReport, Controller};
 use crate::error::{BadEvent, Error};
+use crate::priority::CpuPriority;
 use crate::ratelimit::RateLimiter;
 use crate::tail::{lock_version, run_tail, LiveConfig, LiveReport};
 use crate::{metric, Result};
@@ -54,10 +55,9 @@ pub struct ReplayConfig {
     /// Adaptive backpressure: the rate limit follows the live API's p99 (bulk and catch-up,
     /// unless `catch_up_rate_limit` is set); `rate_limit`, if set, is then its ceiling.
     pub adaptive: Option<AdaptiveConfig>,
-    /// CPU niceness (0..=19) of the replay: of this process's threads and of the PostgreSQL
+    /// The CPU priority of the replay: of this process's threads and of the PostgreSQL
     /// backends serving its connections, so live serving keeps the CPU when both want it.
-    /// 0: left as is.
-    pub nice: i32,
+    pub priority: CpuPriority,
 }
 
 impl ReplayConfig {
@@ -79,7 +79,7 @@ impl ReplayConfig {
             poll: Duration::from_millis(20),
             progress: false,
             adaptive: None,
-            nice: 0,
+            priority: CpuPriority::NORMAL,
         }
     }
 }
@@ -118,57 +118,6 @@ pub fn peak_rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// Set once the first renice failure has been logged (one WARN per process).
-static RENICE_WARNED: AtomicBool = AtomicBool::new(false);
-
-fn warn_renice_once(what: &str, nice: i32, error: &std::io::Error) {
-    if !RENICE_WARNED.swap(true, Ordering::Relaxed) {
-        tracing::warn!(nice, error = %error, "could not renice {what}; the replay runs at its current priority there");
-    }
-}
-
-/// Lowers the CPU priority of this process to `nice`. On Linux the nice value belongs to each
-/// thread (threads inherit it when created), so every thread already running, such as the async
-/// runtime's workers, is reniced, not only the calling one.
-fn renice_this_process(nice: i32) {
-    let tids: Vec<libc::id_t> = std::fs::read_dir("/proc/self/task")
-        .map(|dir| dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
-        .unwrap_or_default();
-    // `0` is the calling thread (and the whole process where nice is per process).
-    for tid in std::iter::once(0).chain(tids) {
-        // SAFETY: setpriority takes plain integers and touches no memory of ours.
-        if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, nice) } != 0 {
-            let error = std::io::Error::last_os_error();
-            // A thread that exited between listing and renicing is not a failure.
-            if error.raw_os_error() != Some(libc::ESRCH) {
-                warn_renice_once("the replay process", nice, &error);
-            }
-        }
-    }
-    info!(nice, "replay process reniced");
-}
-
-/// Lowers the CPU priority of the PostgreSQL backend serving `client` to `nice` (possible when
-/// the server runs as this user, or as root); on failure, one WARN per process.
-async fn renice_backend(client: &Client, nice: i32) {
-    if nice == 0 {
-        return;
-    }
-    let pid: i32 = match client.query_one("SELECT pg_backend_pid()", &[]).await {
-        Ok(row) => row.get(0),
-        Err(e) => {
-            warn_renice_once("a PostgreSQL backend", nice, &std::io::Error::other(e));
-            return;
-        }
-    };
-    // SAFETY: as above.
-    if unsafe { libc::setpriority(libc::PRIO_PROCESS, pid as libc::id_t, nice) } != 0 {
-        warn_renice_once("a PostgreSQL backend", nice, &std::io::Error::last_os_error());
-    } else {
-        tracing::debug!(backend_pid = pid, nice, "postgres backend reniced");
-    }
-}
-
 struct Shared {
     config: ReplayConfig,
     boundary: i64,
@@ -187,9 +136,7 @@ struct Shared {
 /// With `config.adaptive`, the live API's baseline p99 is measured first (before any replay
 /// work), and a controller drives the shared limiter until the replay ends.
 pub async fn replay(config: &ReplayConfig, stop: tokio::sync::watch::Receiver<bool>) -> Result<ReplayReport> {
-    if config.nice != 0 {
-        renice_this_process(config.nice);
-    }
+    config.priority.apply_to_this_process();
     let controller = match &config.adaptive {
         Some(adaptive) => Some(Controller::start(adaptive, config.rate_limit, config.projection.name()).await?),
         None => None,
@@ -212,7 +159,7 @@ async fn rebuild(
 ) -> Result<ReplayReport> {
     let projection = config.projection;
     let mut client = eventlog::connect(&config.database_url).await?;
-    renice_backend(&client, config.nice).await;
+    config.priority.apply_to_backend(&client).await;
     let partitions = eventlog::partition_count(&client).await?;
     readmodel::ensure_schema(&mut client).await?;
     lock_version(&client, projection).await?;
@@ -366,7 +313,7 @@ async fn rebuild(
 
 async fn worker(shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<bool>) -> Result<()> {
     let mut client = eventlog::connect(&shared.config.database_url).await?;
-    renice_backend(&client, shared.config.nice).await;
+    shared.config.priority.apply_to_backend(&client).await;
     loop {
         if *stop.borrow() {
             return Ok(());

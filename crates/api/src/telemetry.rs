@@ -19,9 +19,13 @@ pub const ACTIVE_INFO: &str = "reproject_active_projection_info";
 /// `GET /projections`.
 pub const LAG_EVENTS: &str = "reproject_projection_lag_events";
 
-/// Explicit buckets: 100 µs to 5 s, dense where a point read lives (sub-millisecond to 10 ms).
-const LATENCY_BUCKETS: [f64; 16] =
-    [0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+/// Explicit buckets: 100 µs to 5 s, dense where a point read's p99 lives (sub-millisecond to
+/// 10 ms), so that the adaptive replay controller, which reads the p99 off these buckets, can tell
+/// a 10% rise there.
+const LATENCY_BUCKETS: [f64; 19] = [
+    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.0025, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.025, 0.05,
+    0.1, 0.25, 1.0, 5.0,
+];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 

@@ -120,6 +120,11 @@ pub enum Which {
         /// paused blocks' requests. The presence check has as many pairs of (stopped, absent).
         #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..=100))]
         rounds: u32,
+        /// CPU priority of the protected replays (fixed limit, adaptive, presence check) and of
+        /// their PostgreSQL backends: `nice` (nice 19) or `idle` (SCHED_IDLE and nice 19: a core
+        /// only when nothing else wants it). Full speed always runs at normal priority.
+        #[arg(long, value_enum, default_value_t = ProtectedPriority::Nice)]
+        replay_priority: ProtectedPriority,
     },
     /// as-of latency over HTTP for aggregates with about 1, 100, 1k and 10k events.
     TimeTravel {
@@ -304,6 +309,7 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
             max_live_p99_increase,
             workers,
             rounds,
+            replay_priority,
         } => {
             let max_live_p99_increase =
                 super::project::parse_fraction("--max-live-p99-increase", &max_live_p99_increase)?;
@@ -337,6 +343,7 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
                 max_live_p99_increase,
                 rounds: rounds as usize,
                 block,
+                protected_priority: replay_priority.priority(),
                 out_dir: a.out.clone(),
             };
             let r = bench::isolation_bench(&config).await?;
@@ -363,20 +370,26 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
             }
             let list = |v: &[f64]| v.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(", ");
             println!(
-                "adaptive p99, its {} running blocks against its {} paused blocks ({:?} each): {:.2}; per round: {}; \
+                "adaptive p99, its {} running blocks against its {} paused blocks ({:?} each): {:.2} \
+                 (90% bootstrap interval {:.2} to {:.2}); per round: {}; \
                  the paused blocks against the first no-replay phase: {:.2}; the last no-replay phase against the first: {:.2}",
                 r.adaptive_rounds,
                 r.adaptive_rounds,
                 block,
                 r.p99_ratio_adaptive,
+                r.p99_ratio_adaptive_ci90[0],
+                r.p99_ratio_adaptive_ci90[1],
                 list(&r.p99_ratio_adaptive_rounds),
                 r.p99_ratio_paused_vs_no_replay,
                 r.p99_ratio_no_replay_after
             );
             println!(
-                "presence: a stopped replay process against none, {} blocks of each: p99 {:.2}, p50 {:.2}; per round: {}",
+                "presence: a stopped replay process against none, {} blocks of each: p99 {:.2} \
+                 (90% bootstrap interval {:.2} to {:.2}), p50 {:.2}; per round: {}",
                 r.adaptive_rounds,
                 r.p99_ratio_stopped_vs_absent,
+                r.p99_ratio_stopped_vs_absent_ci90[0],
+                r.p99_ratio_stopped_vs_absent_ci90[1],
                 r.p50_ratio_stopped_vs_absent,
                 list(&r.p99_ratio_presence_rounds)
             );
@@ -397,14 +410,14 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
                     ad.skipped_windows
                 );
             }
-            let replays = || r.phases.iter().filter_map(|p| p.replay_nice.map(|n| (p.phase.as_str(), n)));
-            let niced: Vec<String> =
-                replays().filter(|(_, n)| *n > 0).map(|(p, n)| format!("{p} (nice {n})")).collect();
-            let plain: Vec<&str> = replays().filter(|(_, n)| *n == 0).map(|(p, _)| p).collect();
+            let priorities: Vec<String> = r
+                .phases
+                .iter()
+                .filter_map(|p| p.replay_priority.as_ref().map(|priority| format!("{} ({priority})", p.phase)))
+                .collect();
             println!(
-                "replay: a child process (projector --mode replay); niced, with its postgres backends: {}; normal priority: {}",
-                if niced.is_empty() { "none".to_owned() } else { niced.join(", ") },
-                if plain.is_empty() { "none".to_owned() } else { plain.join(", ") }
+                "replay: a child process (projector --mode replay); CPU priority, with its postgres backends: {}",
+                priorities.join(", ")
             );
             for n in &r.notes {
                 println!("note: {n}");
@@ -498,4 +511,19 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The CPU priority of `bench isolation`'s protected replays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProtectedPriority {
+    /// SCHED_IDLE and nice 19.
+    Idle,
+    /// Nice 19 only.
+    Nice,
+}
+
+impl ProtectedPriority {
+    fn priority(self) -> projector::CpuPriority {
+        projector::CpuPriority { nice: 19, idle: self == ProtectedPriority::Idle }
+    }
 }

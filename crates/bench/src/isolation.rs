@@ -17,9 +17,10 @@
 //!
 //! The live API and the load driver run in this process; each replay runs as a separate process
 //! (`reproject projector --mode replay`, this same binary), as in production, so it competes for
-//! the CPU as a process and can be throttled, niced, paused and stopped on its own. The
-//! protected phases (fixed limit, adaptive) run it at `--nice 19`, its PostgreSQL backends too;
-//! full speed stays the unprotected worst case at normal priority.
+//! the CPU as a process and can be throttled, deprioritized, paused and stopped on its own. The
+//! protected phases (fixed limit, adaptive, presence check) run it at
+//! [`IsolationConfig::protected_priority`] (by default nice 19; `SCHED_IDLE` on request), its
+//! PostgreSQL backends too; full speed stays the unprotected worst case at normal priority.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use fold::Projection;
+use projector::CpuPriority;
 use serde::Serialize;
 
 use crate::serving::{build_active, reset_read_side, start_api};
@@ -51,6 +53,8 @@ pub struct IsolationConfig {
     pub fixed_rate_limit: Option<f64>,
     /// The adaptive phase's allowance over the baseline p99 (0.10 = 10%).
     pub max_live_p99_increase: f64,
+    /// The CPU priority of the protected replays (fixed limit, adaptive, presence check).
+    pub protected_priority: CpuPriority,
     pub out_dir: PathBuf,
 }
 
@@ -71,8 +75,9 @@ pub struct IsolationPhase {
     /// The replay finished its bulk phase before the phase ended (the log is too small for the
     /// phase: part of the phase ran without a replay).
     pub replay_finished_early: bool,
-    /// The replay process's niceness (also its PostgreSQL backends'); none: no replay.
-    pub replay_nice: Option<i32>,
+    /// The replay process's CPU priority (also its PostgreSQL backends'), as
+    /// [`CpuPriority::describe`] puts it; none: no replay.
+    pub replay_priority: Option<String>,
 }
 
 /// Figures of `bench isolation`.
@@ -93,6 +98,8 @@ pub struct IsolationBench {
     pub p99_ratio_adaptive: f64,
     /// The same ratio per round (a paused block and the running block after it).
     pub p99_ratio_adaptive_rounds: Vec<f64>,
+    /// A 90% bootstrap interval of `p99_ratio_adaptive`: its rounds drawn with replacement.
+    pub p99_ratio_adaptive_ci90: [f64; 2],
     /// The p99 of the adaptive phase's paused blocks against the first no-replay phase.
     pub p99_ratio_paused_vs_no_replay: f64,
     /// A last no-replay phase, after every replay has exited, against the first: how far the
@@ -103,6 +110,8 @@ pub struct IsolationBench {
     pub p99_ratio_stopped_vs_absent: f64,
     /// The same ratio per round (a stopped block and the absent block after it).
     pub p99_ratio_presence_rounds: Vec<f64>,
+    /// A 90% bootstrap interval of `p99_ratio_stopped_vs_absent`, as the adaptive one's.
+    pub p99_ratio_stopped_vs_absent_ci90: [f64; 2],
     pub p50_ratio_stopped_vs_absent: f64,
     pub p50_ratio_full_speed: f64,
     pub p50_ratio_fixed_limit: f64,
@@ -122,8 +131,6 @@ pub struct IsolationBench {
     pub notes: Vec<String>,
 }
 
-/// The niceness of the protected replays (fixed limit, adaptive): the lowest CPU priority.
-const PROTECTED_NICE: i32 = 19;
 /// How long a replay gets to stop after SIGINT before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
@@ -131,7 +138,7 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 struct ReplaySpec {
     rate_limit: Option<f64>,
     adaptive: Option<projector::AdaptiveConfig>,
-    nice: i32,
+    priority: CpuPriority,
 }
 
 /// What the replay child printed at its end (its `ReplayReport`, the fields used here).
@@ -173,7 +180,10 @@ impl ReplayChild {
         cmd.args(["--log", "warn", "projector", "--mode", "replay", "--version", Projection::V4.name()])
             .args(["--workers", &config.workers.to_string(), "--batch", "10000", "--stop-at-head"])
             .args(["--progress", "false", "--database-url", &config.database_url])
-            .args(["--nice", &spec.nice.to_string()]);
+            .args(["--nice", &spec.priority.nice.to_string()]);
+        if spec.priority.idle {
+            cmd.arg("--sched-idle");
+        }
         if let Some(limit) = spec.rate_limit {
             cmd.args(["--rate-limit", &limit.to_string()]);
         }
@@ -195,7 +205,7 @@ impl ReplayChild {
             tokio::io::AsyncReadExt::read_to_string(&mut out, &mut text).await?;
             Ok(text)
         });
-        tracing::info!(pid = child.id(), nice = spec.nice, "replay child started");
+        tracing::info!(pid = child.id(), priority = %spec.priority.describe(), "replay child started");
         Ok(ReplayChild { child, stdout })
     }
 
@@ -280,7 +290,7 @@ impl Bench<'_> {
     async fn phase(&self, name: &str, replay: Option<ReplaySpec>) -> Result<IsolationPhase> {
         tracing::info!(phase = name, "phase starts");
         let rate_limit = replay.as_ref().and_then(|r| r.rate_limit.filter(|_| r.adaptive.is_none()));
-        let nice = replay.as_ref().map(|r| r.nice);
+        let priority = replay.as_ref().map(|r| r.priority.describe());
         let running = match &replay {
             Some(spec) => Some(self.spawn_replay(spec, name).await?),
             None => None,
@@ -307,7 +317,7 @@ impl Bench<'_> {
             replay_events: events,
             replay_events_per_s: per_s,
             replay_finished_early: finished_early,
-            replay_nice: nice,
+            replay_priority: priority,
         };
         log_phase(&phase);
         Ok(phase)
@@ -345,12 +355,21 @@ impl Bench<'_> {
         let running_seconds = (report.bulk_seconds - paused_seconds).max(1e-9);
         let paused = paused.phase(None, 0, 0.0, false);
         let running =
-            running.phase(Some(PROTECTED_NICE), report.bulk_events, report.bulk_events as f64 / running_seconds, early);
+            running.phase(Some(spec.priority), report.bulk_events, report.bulk_events as f64 / running_seconds, early);
         log_phase(&paused);
         log_phase(&running);
         let ratios = per_block.chunks(2).map(|pair| pair[1].p99_ms() / pair[0].p99_ms()).collect();
+        let ci90 = bootstrap_p99_ratio(&per_block, [1, 0]);
         let blocks = block_rows(&per_block);
-        Ok(Interleaved { first: paused, second: running, ratios, blocks, report: report.adaptive, notes: Vec::new() })
+        Ok(Interleaved {
+            first: paused,
+            second: running,
+            ratios,
+            ci90,
+            blocks,
+            report: report.adaptive,
+            notes: Vec::new(),
+        })
     }
 
     /// The presence check: `rounds` pairs of blocks, the first with a replay process (started at
@@ -397,8 +416,9 @@ impl Bench<'_> {
         log_phase(&stopped);
         log_phase(&absent);
         let ratios = per_block.chunks(2).map(|pair| pair[0].p99_ms() / pair[1].p99_ms()).collect();
+        let ci90 = bootstrap_p99_ratio(&per_block, [0, 1]);
         let blocks = block_rows(&per_block);
-        Ok(Interleaved { first: stopped, second: absent, ratios, blocks, report: None, notes })
+        Ok(Interleaved { first: stopped, second: absent, ratios, ci90, blocks, report: None, notes })
     }
 }
 
@@ -444,6 +464,8 @@ struct Interleaved {
     second: IsolationPhase,
     /// Per round: the ratio of the two blocks' p99s, as the phase's figure puts it.
     ratios: Vec<f64>,
+    /// A 90% bootstrap interval of the phase's figure ([`bootstrap_p99_ratio`]).
+    ci90: [f64; 2],
     /// Per block: index, state, requests, p99 (ms).
     blocks: Vec<(usize, &'static str, u64, f64)>,
     report: Option<projector::AdaptiveReport>,
@@ -486,6 +508,42 @@ fn pool_blocks(seconds: &[loadgen::Second], block_s: u64, blocks: u32, labels: L
     (sides, per_block)
 }
 
+/// Resamples of [`bootstrap_p99_ratio`].
+const RESAMPLES: usize = 2_000;
+
+/// A 90% bootstrap interval of an interleaved phase's figure: the p99 of the pooled reads of
+/// one block of every round (`pair[0]`: 0 the first, 1 the second) over that of the other's.
+/// The rounds are drawn with replacement, [`RESAMPLES`] times, and each draw is pooled as the
+/// figure pools them; the interval runs from the 5th to the 95th percentile of the draws'
+/// ratios. A round (two adjacent blocks) is the unit drawn, so a drift of the machine that
+/// spans both its blocks stays paired. Seeded: the same blocks give the same interval.
+fn bootstrap_p99_ratio(per_block: &[Side], pair: [usize; 2]) -> [f64; 2] {
+    use rand::{Rng, SeedableRng};
+    let rounds: Vec<&[Side]> = per_block.chunks_exact(2).collect();
+    if rounds.is_empty() {
+        return [f64::NAN; 2];
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5EED);
+    let mut ratios: Vec<f64> = (0..RESAMPLES)
+        .map(|_| {
+            let [mut num, mut den] = [Side::new("num"), Side::new("den")];
+            for _ in 0..rounds.len() {
+                let round = rounds[rng.gen_range(0..rounds.len())];
+                num.hist.add(&round[pair[0]].hist).expect("the load driver's histograms share their bounds");
+                den.hist.add(&round[pair[1]].hist).expect("the load driver's histograms share their bounds");
+            }
+            num.p99_ms() / den.p99_ms()
+        })
+        .filter(|r| r.is_finite())
+        .collect();
+    if ratios.is_empty() {
+        return [f64::NAN; 2];
+    }
+    ratios.sort_by(f64::total_cmp);
+    let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q).round() as usize];
+    [at(0.05), at(0.95)]
+}
+
 /// Per block: index, state, requests, p99 (ms).
 fn block_rows(per_block: &[Side]) -> Vec<(usize, &'static str, u64, f64)> {
     per_block.iter().enumerate().map(|(k, b)| (k, b.name, b.hist.len(), b.p99_ms())).collect()
@@ -515,7 +573,13 @@ impl Side {
         self.quantile_ms(0.99)
     }
 
-    fn phase(&self, nice: Option<i32>, events: u64, events_per_s: f64, finished_early: bool) -> IsolationPhase {
+    fn phase(
+        &self,
+        priority: Option<CpuPriority>,
+        events: u64,
+        events_per_s: f64,
+        finished_early: bool,
+    ) -> IsolationPhase {
         IsolationPhase {
             phase: self.name.to_owned(),
             requests: self.hist.len(),
@@ -526,7 +590,7 @@ impl Side {
             replay_events: events,
             replay_events_per_s: events_per_s,
             replay_finished_early: finished_early,
-            replay_nice: nice,
+            replay_priority: priority.map(CpuPriority::describe),
         }
     }
 }
@@ -559,10 +623,11 @@ pub async fn isolation_bench(config: &IsolationConfig) -> Result<IsolationBench>
 
     let none = bench.phase("no_replay", None).await?;
     // Full speed is the unprotected worst case: no limit, normal priority.
-    let full_spec = ReplaySpec { rate_limit: None, adaptive: None, nice: 0 };
+    let full_spec = ReplaySpec { rate_limit: None, adaptive: None, priority: CpuPriority::NORMAL };
     let full = bench.phase("full_speed", Some(full_spec)).await?;
     let fixed_rate_limit = config.fixed_rate_limit.unwrap_or((full.replay_events_per_s * 0.25).max(1_000.0));
-    let fixed_spec = ReplaySpec { rate_limit: Some(fixed_rate_limit), adaptive: None, nice: PROTECTED_NICE };
+    let fixed_spec =
+        ReplaySpec { rate_limit: Some(fixed_rate_limit), adaptive: None, priority: config.protected_priority };
     let fixed = bench.phase("fixed_limit", Some(fixed_spec)).await?;
     // The adaptive phase's ceiling is the full-speed rate: above it the limit would not bind.
     let adaptive_config = projector::AdaptiveConfig {
@@ -572,7 +637,8 @@ pub async fn isolation_bench(config: &IsolationConfig) -> Result<IsolationBench>
         source: projector::LatencySource::Metrics,
     };
     let ceiling = full.replay_events_per_s.max(10_000.0);
-    let spec = ReplaySpec { rate_limit: Some(ceiling), adaptive: Some(adaptive_config), nice: PROTECTED_NICE };
+    let spec =
+        ReplaySpec { rate_limit: Some(ceiling), adaptive: Some(adaptive_config), priority: config.protected_priority };
     let adaptive = bench.adaptive_phase(spec).await?;
     write_blocks(
         config,
@@ -586,7 +652,8 @@ pub async fn isolation_bench(config: &IsolationConfig) -> Result<IsolationBench>
     // replay process against none, interleaved.
     let after = bench.phase("no_replay_after", None).await?;
     let presence_rate = adaptive.second.replay_events_per_s.max(projector::adaptive::FLOOR);
-    let presence_spec = ReplaySpec { rate_limit: Some(presence_rate), adaptive: None, nice: PROTECTED_NICE };
+    let presence_spec =
+        ReplaySpec { rate_limit: Some(presence_rate), adaptive: None, priority: config.protected_priority };
     let presence = bench.presence_phase(presence_spec).await?;
     write_blocks(
         config,
@@ -634,7 +701,7 @@ pub async fn isolation_bench(config: &IsolationConfig) -> Result<IsolationBench>
         "replay events/s",
         &phases
             .iter()
-            .filter(|p| p.replay_nice.is_some())
+            .filter(|p| p.replay_priority.is_some())
             .map(|p| (p.phase.replace('_', " "), p.replay_events_per_s))
             .collect::<Vec<_>>(),
     )?;
@@ -651,10 +718,12 @@ pub async fn isolation_bench(config: &IsolationConfig) -> Result<IsolationBench>
         p99_ratio_fixed_limit: ratio(phases[2].p99_ms, b99),
         p99_ratio_adaptive: ratio(phases[4].p99_ms, phases[3].p99_ms),
         p99_ratio_adaptive_rounds: adaptive.ratios,
+        p99_ratio_adaptive_ci90: adaptive.ci90,
         p99_ratio_paused_vs_no_replay: ratio(phases[3].p99_ms, b99),
         p99_ratio_no_replay_after: ratio(phases[5].p99_ms, b99),
         p99_ratio_stopped_vs_absent: ratio(phases[6].p99_ms, phases[7].p99_ms),
         p99_ratio_presence_rounds: presence.ratios,
+        p99_ratio_stopped_vs_absent_ci90: presence.ci90,
         p50_ratio_stopped_vs_absent: ratio(phases[6].p50_ms, phases[7].p50_ms),
         p50_ratio_full_speed: ratio(phases[1].p50_ms, b50),
         p50_ratio_fixed_limit: ratio(phases[2].p50_ms, b50),
@@ -723,5 +792,43 @@ mod tests {
         // the last block.
         assert_eq!((paused.failed, running.failed), (0, 3));
         assert_eq!(blocks.iter().map(|b| b.failed).collect::<Vec<_>>(), [0, 2, 0, 1]);
+    }
+
+    /// Blocks of 100 reads at `ms[k]` each, plus `extra[k]` reads at 5 ms.
+    fn blocks_of(ms: &[u64], extra: &[u64]) -> Vec<Side> {
+        ms.iter()
+            .zip(extra)
+            .map(|(&ms, &extra)| {
+                let mut side = Side::new("block");
+                side.hist.record_n(ms * 1000, 100).unwrap();
+                if extra > 0 {
+                    side.hist.record_n(5000, extra).unwrap();
+                }
+                side
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_bootstrap_interval_of_a_steady_ratio_is_that_ratio_in_the_direction_asked() {
+        let blocks = blocks_of(&[1, 2, 1, 2, 1, 2, 1, 2], &[0; 8]);
+        let [lo, hi] = bootstrap_p99_ratio(&blocks, [1, 0]);
+        assert!((lo - 2.0).abs() < 0.01 && (hi - 2.0).abs() < 0.01, "{lo} {hi}");
+        let [lo, hi] = bootstrap_p99_ratio(&blocks, [0, 1]);
+        assert!((lo - 0.5).abs() < 0.01 && (hi - 0.5).abs() < 0.01, "{lo} {hi}");
+    }
+
+    #[test]
+    fn one_slow_round_out_of_ten_spreads_the_interval_from_none_to_its_whole_weight() {
+        // Every block 100 reads at 1 ms; the second block of round 3 also 30 reads at 5 ms. Pooled,
+        // the second side's p99 is 5 ms (30 of 1030 reads), so the figure is 5; a third of the
+        // draws leave round 3 out (0.9^10) and give 1.
+        let mut extra = [0; 20];
+        extra[7] = 30;
+        let blocks = blocks_of(&[1; 20], &extra);
+        let [lo, hi] = bootstrap_p99_ratio(&blocks, [1, 0]);
+        assert!((lo - 1.0).abs() < 0.01, "lower bound {lo}");
+        assert!((hi - 5.0).abs() < 0.01, "upper bound {hi}");
+        assert_eq!(bootstrap_p99_ratio(&blocks, [1, 0]), [lo, hi], "seeded: the same blocks, the same interval");
     }
 }

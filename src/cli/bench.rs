@@ -125,6 +125,14 @@ pub enum Which {
         /// only when nothing else wants it). Full speed always runs at normal priority.
         #[arg(long, value_enum, default_value_t = ProtectedPriority::Nice)]
         replay_priority: ProtectedPriority,
+        /// After the other phases, the rate curve: a replay at each of these fixed fractions of
+        /// the full-speed rate (`1%,5%,25%`), measured paused and running like the adaptive
+        /// replay, each with a 90% bootstrap interval: what each rate costs the live p99.
+        #[arg(long, value_delimiter = ',', value_name = "FRACTIONS")]
+        curve: Vec<String>,
+        /// Pairs of (paused, running) blocks of each point of the curve.
+        #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=100))]
+        curve_rounds: u32,
     },
     /// as-of latency over HTTP for aggregates with about 1, 100, 1k and 10k events.
     TimeTravel {
@@ -310,7 +318,14 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
             workers,
             rounds,
             replay_priority,
+            curve,
+            curve_rounds,
         } => {
+            let curve =
+                curve.iter().map(|f| super::project::parse_fraction("--curve", f)).collect::<Result<Vec<f64>>>()?;
+            if curve.iter().any(|f| *f > 1.0) {
+                bail!("--curve fractions are of the full-speed rate: at most 100%");
+            }
             let max_live_p99_increase =
                 super::project::parse_fraction("--max-live-p99-increase", &max_live_p99_increase)?;
             if !request_rate.is_finite() || request_rate <= 0.0 {
@@ -344,6 +359,8 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
                 rounds: rounds as usize,
                 block,
                 protected_priority: replay_priority.priority(),
+                curve,
+                curve_rounds: curve_rounds as usize,
                 out_dir: a.out.clone(),
             };
             let r = bench::isolation_bench(&config).await?;
@@ -419,21 +436,33 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
                 "replay: a child process (projector --mode replay); CPU priority, with its postgres backends: {}",
                 priorities.join(", ")
             );
+            for p in &r.curve {
+                println!(
+                    "curve: {:.1}% of full speed ({:.0} events/s kept): p99 {:.2} (90% bootstrap interval {:.2} to {:.2}), p50 {:.2}, running vs. paused",
+                    p.fraction_of_full_speed * 100.0,
+                    p.replay_events_per_s,
+                    p.p99_ratio,
+                    p.p99_ratio_ci90[0],
+                    p.p99_ratio_ci90[1],
+                    p.p50_ratio
+                );
+            }
             for n in &r.notes {
                 println!("note: {n}");
             }
             let files = |names: &[&str]| names.iter().map(|n| a.out.join(n).display().to_string()).collect::<Vec<_>>();
-            println!(
-                "csv: {}  plots: {}",
-                files(&["isolation.csv", "isolation_adaptive_blocks.csv", "isolation_presence_blocks.csv"]).join(" "),
-                files(&[
-                    "isolation.svg",
-                    "isolation_replay.svg",
-                    "isolation_adaptive_blocks.svg",
-                    "isolation_presence_blocks.svg"
-                ])
-                .join(" ")
-            );
+            let mut csv = vec!["isolation.csv", "isolation_adaptive_blocks.csv", "isolation_presence_blocks.csv"];
+            let mut svg = vec![
+                "isolation.svg",
+                "isolation_replay.svg",
+                "isolation_adaptive_blocks.svg",
+                "isolation_presence_blocks.svg",
+            ];
+            if !r.curve.is_empty() {
+                csv.push("isolation_curve.csv");
+                svg.push("isolation_curve.svg");
+            }
+            println!("csv: {}  plots: {}", files(&csv).join(" "), files(&svg).join(" "));
             println!("{}", serde_json::to_string(&r)?);
         }
         Which::TimeTravel { log, requests, snapshot_every } => {

@@ -53,8 +53,13 @@ pub struct IsolationConfig {
     pub fixed_rate_limit: Option<f64>,
     /// The adaptive phase's allowance over the baseline p99 (0.10 = 10%).
     pub max_live_p99_increase: f64,
-    /// The CPU priority of the protected replays (fixed limit, adaptive, presence check).
+    /// The CPU priority of the protected replays (fixed limit, adaptive, presence check, curve).
     pub protected_priority: CpuPriority,
+    /// The rate curve: fixed rates as fractions of the full-speed rate, each measured paused
+    /// and running like the adaptive phase (none: no curve).
+    pub curve: Vec<f64>,
+    /// Pairs of (paused, running) blocks of each point of the curve.
+    pub curve_rounds: usize,
     pub out_dir: PathBuf,
 }
 
@@ -78,6 +83,20 @@ pub struct IsolationPhase {
     /// The replay process's CPU priority (also its PostgreSQL backends'), as
     /// [`CpuPriority::describe`] puts it; none: no replay.
     pub replay_priority: Option<String>,
+}
+
+/// One point of the rate curve: a replay at a fixed fraction of its full-speed rate, paused
+/// and running in alternating blocks, as the adaptive replay is.
+#[derive(Debug, Clone, Serialize)]
+pub struct CurvePoint {
+    pub fraction_of_full_speed: f64,
+    pub rate_limit: f64,
+    /// Events over the time the replay was not paused.
+    pub replay_events_per_s: f64,
+    /// The p99 of the running blocks' reads over that of the paused blocks' reads.
+    pub p99_ratio: f64,
+    pub p99_ratio_ci90: [f64; 2],
+    pub p50_ratio: f64,
 }
 
 /// Figures of `bench isolation`.
@@ -126,6 +145,8 @@ pub struct IsolationBench {
     /// The adaptive controller's baseline, threshold and rates.
     pub adaptive: Option<projector::AdaptiveReport>,
     pub failed_reads: u64,
+    /// The rate curve (`--curve`), in the order measured.
+    pub curve: Vec<CurvePoint>,
     pub phases: Vec<IsolationPhase>,
     /// Caveats of this run (a replay that finished before its phase ended).
     pub notes: Vec<String>,
@@ -323,15 +344,22 @@ impl Bench<'_> {
         Ok(phase)
     }
 
-    /// The adaptive phase: one adaptive replay (nice 19) through `rounds` pairs of blocks, paused
-    /// in the first block of each pair and running in the second. The controller measures its
-    /// baseline and the replay starts during an unmeasured warm-up.
-    async fn adaptive_phase(&self, spec: ReplaySpec) -> Result<Interleaved> {
-        let (rounds, block) = (self.config.rounds, self.config.block);
-        tracing::info!(rounds, ?block, "adaptive phase starts: one replay, paused and resumed in alternating blocks");
-        let mut child = self.spawn_replay(&spec, "adaptive").await?;
+    /// A paused-and-running phase: one replay through `rounds` pairs of blocks, paused in the
+    /// first block of each pair and running in the second: the adaptive phase, and each point
+    /// of the rate curve. The replay starts (and an adaptive controller measures its baseline)
+    /// during an unmeasured warm-up.
+    async fn paused_and_running(
+        &self,
+        spec: ReplaySpec,
+        name: &str,
+        rounds: usize,
+        labels: Labels,
+    ) -> Result<Interleaved> {
+        let block = self.config.block;
+        tracing::info!(phase = name, rounds, ?block, "one replay, paused and resumed in alternating blocks");
+        let mut child = self.spawn_replay(&spec, name).await?;
         self.load(ADAPTIVE_WARMUP, None).await.context("warm-up load")?;
-        let csv = self.config.out_dir.join("isolation_adaptive_load.csv");
+        let csv = self.config.out_dir.join(format!("isolation_{name}_load.csv"));
         let blocks = 2 * rounds as u32;
         let toggle = async {
             let start = tokio::time::Instant::now();
@@ -344,13 +372,13 @@ impl Bench<'_> {
         let (load, toggled) = tokio::join!(self.load(block * blocks, Some(csv)), toggle);
         let resumed = child.signal(libc::SIGCONT);
         let early = child.exited();
-        let report = child.stop().await.context("replay in the adaptive phase")?;
+        let report = child.stop().await.with_context(|| format!("replay in phase {name}"))?;
         toggled.context("pausing and resuming the replay")?;
         resumed.context("resuming the replay")?;
-        let load = load.context("load in the adaptive phase")?;
+        let load = load.with_context(|| format!("load in phase {name}"))?;
 
         let block_s = block.as_secs();
-        let ([paused, running], per_block) = pool_blocks(&load.seconds, block_s, blocks, ADAPTIVE_LABELS);
+        let ([paused, running], per_block) = pool_blocks(&load.seconds, block_s, blocks, labels);
         let paused_seconds = (rounds as u64 * block_s) as f64;
         let running_seconds = (report.bulk_seconds - paused_seconds).max(1e-9);
         let paused = paused.phase(None, 0, 0.0, false);
@@ -420,6 +448,74 @@ impl Bench<'_> {
         let blocks = block_rows(&per_block);
         Ok(Interleaved { first: stopped, second: absent, ratios, ci90, blocks, report: None, notes })
     }
+
+    /// The rate curve: for each of `config.curve`, a replay at that fraction of `full_speed`
+    /// (events/s), paused and running in `config.curve_rounds` pairs of blocks. Returns the
+    /// points and the failed reads of all of them; writes `isolation_curve.csv` and `.svg`.
+    async fn curve(&self, full_speed: f64) -> Result<(Vec<CurvePoint>, u64)> {
+        let mut points = Vec::new();
+        let mut failed = 0;
+        for &fraction in &self.config.curve {
+            let rate = (full_speed * fraction).max(projector::adaptive::FLOOR);
+            let spec = ReplaySpec { rate_limit: Some(rate), adaptive: None, priority: self.config.protected_priority };
+            let name = format!("curve_{:.0}", fraction * 1e4);
+            let phase = self.paused_and_running(spec, &name, self.config.curve_rounds, CURVE_LABELS).await?;
+            failed += phase.first.failed + phase.second.failed;
+            points.push(CurvePoint {
+                fraction_of_full_speed: fraction,
+                rate_limit: rate,
+                replay_events_per_s: phase.second.replay_events_per_s,
+                p99_ratio: phase.second.p99_ms / phase.first.p99_ms,
+                p99_ratio_ci90: phase.ci90,
+                p50_ratio: phase.second.p50_ms / phase.first.p50_ms,
+            });
+        }
+        if points.is_empty() {
+            return Ok((points, failed));
+        }
+        crate::write_csv(
+            &self.config.out_dir.join("isolation_curve.csv"),
+            &[
+                "fraction_of_full_speed",
+                "rate_limit",
+                "replay_events_per_s",
+                "p99_ratio",
+                "ci90_low",
+                "ci90_high",
+                "p50_ratio",
+            ],
+            &points
+                .iter()
+                .map(|p| {
+                    vec![
+                        format!("{:.4}", p.fraction_of_full_speed),
+                        format!("{:.0}", p.rate_limit),
+                        format!("{:.0}", p.replay_events_per_s),
+                        format!("{:.3}", p.p99_ratio),
+                        format!("{:.3}", p.p99_ratio_ci90[0]),
+                        format!("{:.3}", p.p99_ratio_ci90[1]),
+                        format!("{:.3}", p.p50_ratio),
+                    ]
+                })
+                .collect::<Vec<_>>(),
+        )?;
+        let series = |label: &str, y: fn(&CurvePoint) -> f64| {
+            (label.to_owned(), points.iter().map(|p| (p.fraction_of_full_speed * 100.0, y(p))).collect())
+        };
+        crate::plot::lines(
+            &self.config.out_dir.join("isolation_curve.svg"),
+            "Live p99 beside a replay at a fixed rate, running vs. paused",
+            "replay rate (% of full speed)",
+            "p99 running / p99 paused",
+            &[
+                series("p99 ratio", |p| p.p99_ratio),
+                series("90% interval, low", |p| p.p99_ratio_ci90[0]),
+                series("90% interval, high", |p| p.p99_ratio_ci90[1]),
+            ],
+            true,
+        )?;
+        Ok((points, failed))
+    }
 }
 
 /// How long the replay of a presence block runs (connects, starts its COPY streams) before it
@@ -482,6 +578,8 @@ struct Labels {
 
 /// The adaptive phase: the replay paused, then running.
 const ADAPTIVE_LABELS: Labels = Labels { sides: ["adaptive_paused", "adaptive"], blocks: ["paused", "running"] };
+/// A point of the rate curve: the replay paused, then running.
+const CURVE_LABELS: Labels = Labels { sides: ["curve_paused", "curve_running"], blocks: ["paused", "running"] };
 /// The presence check: a stopped replay process, then none.
 const PRESENCE_LABELS: Labels =
     Labels { sides: ["presence_stopped", "presence_absent"], blocks: ["stopped", "absent"] };
@@ -639,7 +737,7 @@ pub async fn isolation_bench(config: &IsolationConfig) -> Result<IsolationBench>
     let ceiling = full.replay_events_per_s.max(10_000.0);
     let spec =
         ReplaySpec { rate_limit: Some(ceiling), adaptive: Some(adaptive_config), priority: config.protected_priority };
-    let adaptive = bench.adaptive_phase(spec).await?;
+    let adaptive = bench.paused_and_running(spec, "adaptive", config.rounds, ADAPTIVE_LABELS).await?;
     write_blocks(
         config,
         "isolation_adaptive_blocks",
@@ -662,6 +760,7 @@ pub async fn isolation_bench(config: &IsolationConfig) -> Result<IsolationBench>
         &presence,
         PRESENCE_LABELS,
     )?;
+    let (curve, curve_failed) = bench.curve(full.replay_events_per_s).await?;
     let mut cleanup = eventlog::connect(&url).await?;
     readmodel::drop_version(&mut cleanup, Projection::V4).await.context("dropping v4 after the run")?;
     let mut notes = presence.notes;
@@ -736,7 +835,8 @@ pub async fn isolation_bench(config: &IsolationConfig) -> Result<IsolationBench>
         adaptive_rounds: config.rounds,
         adaptive_block_seconds: config.block.as_secs_f64(),
         adaptive: adaptive.report,
-        failed_reads: phases.iter().map(|p| p.failed).sum(),
+        failed_reads: phases.iter().map(|p| p.failed).sum::<u64>() + curve_failed,
+        curve,
         phases,
         notes,
     })

@@ -44,6 +44,9 @@ run() {
   live_cpus "0-$(($(nproc) - 1))"
   echo "$name $(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["p50_ms"], d["p99_ms"], d["requests"], d["failed"])' "$out")"
 }
+# Warm-up, not reported: the API's connections and the read path's caches.
+"$R" --log warn load --url "http://127.0.0.1:$PORT" --concurrency 8 --duration 10s --rate 500 --aggregates 1000000 \
+  --csv /tmp/cpu-interference-warmup.csv >/dev/null
 echo "condition p50_ms p99_ms requests failed"
 for _ in $(seq "$CYCLES"); do
   for c in none nice19_x2 idle_x2 pinned_idle; do run "$c"; done

@@ -125,6 +125,11 @@ pub enum Which {
         /// only when nothing else wants it). Full speed always runs at normal priority.
         #[arg(long, value_enum, default_value_t = ProtectedPriority::Nice)]
         replay_priority: ProtectedPriority,
+        /// Split the cores: the live path (this process, with the API and the load, and the
+        /// embedded PostgreSQL server) on the first half, the protected replays and their
+        /// backends on the rest (on 2 cores: core 0 and core 1). Full speed may use every core.
+        #[arg(long)]
+        cpu_split: bool,
         /// After the other phases, the rate curve: a replay at each of these fixed fractions of
         /// the full-speed rate (`1%,5%,25%`), measured paused and running like the adaptive
         /// replay, each with a 90% bootstrap interval: what each rate costs the live p99.
@@ -318,9 +323,20 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
             workers,
             rounds,
             replay_priority,
+            cpu_split,
             curve,
             curve_rounds,
         } => {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(64);
+            if cpu_split && cores < 2 {
+                bail!("--cpu-split needs at least 2 cores; this machine has {cores}");
+            }
+            let live_cores = cores.div_ceil(2);
+            let bits = |from: usize, to: usize| (from..to).fold(0u64, |mask, core| mask | 1 << core);
+            let (live_cpus, replay_cpus) = match cpu_split {
+                true => (bits(0, live_cores), bits(live_cores, cores)),
+                false => (0, 0),
+            };
             let curve =
                 curve.iter().map(|f| super::project::parse_fraction("--curve", f)).collect::<Result<Vec<f64>>>()?;
             if curve.iter().any(|f| *f > 1.0) {
@@ -358,7 +374,8 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
                 max_live_p99_increase,
                 rounds: rounds as usize,
                 block,
-                protected_priority: replay_priority.priority(),
+                protected_priority: projector::CpuPriority { cpus: replay_cpus, ..replay_priority.priority() },
+                live_cpus,
                 curve,
                 curve_rounds: curve_rounds as usize,
                 out_dir: a.out.clone(),
@@ -553,6 +570,6 @@ pub enum ProtectedPriority {
 
 impl ProtectedPriority {
     fn priority(self) -> projector::CpuPriority {
-        projector::CpuPriority { nice: 19, idle: self == ProtectedPriority::Idle }
+        projector::CpuPriority { nice: 19, idle: self == ProtectedPriority::Idle, cpus: 0 }
     }
 }

@@ -93,10 +93,19 @@ pub struct ProjectorArgs {
     /// (stronger than --nice 19, under which a read can wait out part of the replay's time slice).
     #[arg(long)]
     pub sched_idle: bool,
+    /// Replay: keep the replay process and its PostgreSQL backends on these cores (`1`, `2-3`,
+    /// `0,2`), so that live serving, kept on the others, never wakes on a core the replay is
+    /// using. Default: wherever the scheduler puts them.
+    #[arg(long, value_name = "CORES", value_parser = parse_cpus_arg)]
+    pub cpus: Option<u64>,
     /// Serve this projector's Prometheus metrics (`GET /metrics`) on this address, e.g.
     /// `127.0.0.1:9187` (events applied, batch sizes, write latency, partitions done, held events).
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+fn parse_cpus_arg(list: &str) -> std::result::Result<u64, String> {
+    projector::priority::parse_cpus(list)
 }
 
 /// Parses `10%` or `0.1` into 0.1; a positive, finite fraction.
@@ -161,8 +170,8 @@ pub async fn projector(g: &Global, a: ProjectorArgs) -> Result<ExitCode> {
     if a.mode == Mode::Live && (a.catch_up || a.workers.is_some()) {
         bail!("--catch-up and --workers apply to --mode replay only");
     }
-    if a.mode == Mode::Live && (a.nice != 0 || a.sched_idle) {
-        bail!("--nice and --sched-idle apply to --mode replay only");
+    if a.mode == Mode::Live && (a.nice != 0 || a.sched_idle || a.cpus.is_some()) {
+        bail!("--nice, --sched-idle and --cpus apply to --mode replay only");
     }
     let adaptive = adaptive_config(&a)?;
     let url = database_url(g)?;
@@ -206,7 +215,7 @@ pub async fn projector(g: &Global, a: ProjectorArgs) -> Result<ExitCode> {
                 poll: a.poll,
                 progress: a.progress,
                 adaptive,
-                priority: projector::CpuPriority { nice: a.nice, idle: a.sched_idle },
+                priority: projector::CpuPriority { nice: a.nice, idle: a.sched_idle, cpus: a.cpus.unwrap_or(0) },
             };
             let report = projector::replay(&config, stop).await.context("replay")?;
             println!("{}", serde_json::to_string(&report)?);

@@ -55,6 +55,10 @@ pub struct IsolationConfig {
     pub max_live_p99_increase: f64,
     /// The CPU priority of the protected replays (fixed limit, adaptive, presence check, curve).
     pub protected_priority: CpuPriority,
+    /// The cores of the live path (this process: the API and the load; the PostgreSQL server's
+    /// processes), one bit per core; 0: not pinned. The protected replays' cores are in
+    /// `protected_priority.cpus`.
+    pub live_cpus: u64,
     /// The rate curve: fixed rates as fractions of the full-speed rate, each measured paused
     /// and running like the adaptive phase (none: no curve).
     pub curve: Vec<f64>,
@@ -147,6 +151,8 @@ pub struct IsolationBench {
     pub failed_reads: u64,
     /// The rate curve (`--curve`), in the order measured.
     pub curve: Vec<CurvePoint>,
+    /// The cores the live path was kept on (`--cpu-split`); none: not pinned.
+    pub live_cores: Option<String>,
     pub phases: Vec<IsolationPhase>,
     /// Caveats of this run (a replay that finished before its phase ended).
     pub notes: Vec<String>,
@@ -204,6 +210,9 @@ impl ReplayChild {
             .args(["--nice", &spec.priority.nice.to_string()]);
         if spec.priority.idle {
             cmd.arg("--sched-idle");
+        }
+        if spec.priority.cpus != 0 {
+            cmd.args(["--cpus", &projector::priority::format_cpus(spec.priority.cpus)]);
         }
         if let Some(limit) = spec.rate_limit {
             cmd.args(["--rate-limit", &limit.to_string()]);
@@ -703,6 +712,60 @@ fn log_phase(phase: &IsolationPhase) {
     );
 }
 
+/// Every core of this machine, one bit each.
+fn every_core() -> u64 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(64);
+    (0..cores).fold(0, |mask, core| mask | 1 << core)
+}
+
+/// The live path kept on some cores for the bench's run: this process (the API, the load) and
+/// the PostgreSQL server (its postmaster, so every backend forked later, and every process it
+/// has forked). Dropped: all of them back on every core, so the embedded cluster is not left
+/// pinned.
+struct LivePinned {
+    postmaster: u32,
+}
+
+impl LivePinned {
+    async fn pin(client: &tokio_postgres::Client, cpus: u64) -> Result<LivePinned> {
+        let backend: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+        let postmaster = projector::priority::parent_of(backend as u32)
+            .context("--cpu-split: the PostgreSQL server is not a local process (use the embedded cluster)")?;
+        let pinned = LivePinned { postmaster };
+        pinned
+            .set(cpus)
+            .context("--cpu-split: pinning the live path (the server must run as this user, or as root)")?;
+        tracing::info!(
+            cores = %projector::priority::format_cpus(cpus),
+            postmaster,
+            "live path pinned: this process and the PostgreSQL server"
+        );
+        Ok(pinned)
+    }
+
+    fn set(&self, cpus: u64) -> std::io::Result<()> {
+        use projector::priority::{children_of, set_process_affinity};
+        set_process_affinity(std::process::id(), cpus)?;
+        set_process_affinity(self.postmaster, cpus)?;
+        for child in children_of(self.postmaster) {
+            match set_process_affinity(child, cpus) {
+                // A backend that exited meanwhile.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH) => {}
+                other => other?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for LivePinned {
+    fn drop(&mut self) {
+        if let Err(e) = self.set(every_core()) {
+            tracing::warn!(error = %e, "could not put the live path back on every core");
+        }
+    }
+}
+
 /// Experiment 3: v3 active behind the in-process API; the load at a fixed rate in phases: no
 /// replay, a full-speed replay of v4, a replay at a fixed limit (each `duration` long), the
 /// adaptive replay, paused and running in `rounds` pairs of `block`-long blocks, no replay
@@ -717,11 +780,21 @@ pub async fn isolation_bench(config: &IsolationConfig) -> Result<IsolationBench>
     let aggregates: i64 = client.query_one("SELECT count(*) FROM lab.expected_accounts", &[]).await?.get(0);
     let log_events: i64 = client.query_one("SELECT count(*) FROM log.events", &[]).await?.get(0);
     let addr: SocketAddr = start_api(&url).await?;
+    let _pinned = match config.live_cpus {
+        0 => None,
+        cpus => Some(LivePinned::pin(&client, cpus).await?),
+    };
     let bench = Bench { config, base: format!("http://{addr}"), aggregates };
 
     let none = bench.phase("no_replay", None).await?;
-    // Full speed is the unprotected worst case: no limit, normal priority.
-    let full_spec = ReplaySpec { rate_limit: None, adaptive: None, priority: CpuPriority::NORMAL };
+    // Full speed is the unprotected worst case: no limit, normal priority, every core (the
+    // replay process and its backends would otherwise inherit the live path's cores).
+    let every_core = if config.live_cpus == 0 { 0 } else { every_core() };
+    let full_spec = ReplaySpec {
+        rate_limit: None,
+        adaptive: None,
+        priority: CpuPriority { cpus: every_core, ..CpuPriority::NORMAL },
+    };
     let full = bench.phase("full_speed", Some(full_spec)).await?;
     let fixed_rate_limit = config.fixed_rate_limit.unwrap_or((full.replay_events_per_s * 0.25).max(1_000.0));
     let fixed_spec =
@@ -837,6 +910,7 @@ pub async fn isolation_bench(config: &IsolationConfig) -> Result<IsolationBench>
         adaptive: adaptive.report,
         failed_reads: phases.iter().map(|p| p.failed).sum::<u64>() + curve_failed,
         curve,
+        live_cores: (config.live_cpus != 0).then(|| projector::priority::format_cpus(config.live_cpus)),
         phases,
         notes,
     })

@@ -3,7 +3,7 @@
 
 pub mod adaptive;
 mod error;
-mod priority;
+pub mod priority;
 mod ratelimit;
 mod repair;
 mod replay;

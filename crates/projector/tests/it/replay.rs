@@ -198,3 +198,28 @@ async fn an_adaptive_replay_without_a_live_api_fails_before_any_work() {
     assert!(matches!(err, projector::Error::Probe(_)), "{err}");
     assert!(readmodel::version_info(&client, "v4").await.is_err(), "nothing registered");
 }
+
+/// The `Cpus_allowed_list` of process `pid` (`0-1`, `1`), and its scheduling policy and nice value.
+fn scheduling_of(pid: i32) -> (String, i32, i32) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let cpus = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap().trim().to_owned();
+    // SAFETY: plain integer calls.
+    let (policy, nice) = unsafe { (libc::sched_getscheduler(pid), libc::getpriority(libc::PRIO_PROCESS, pid as libc::id_t)) };
+    (cpus, policy, nice)
+}
+
+#[tokio::test]
+async fn a_lowered_priority_reaches_the_postgresql_backend_of_the_connection() {
+    // The throwaway cluster runs as this user, so its backends may be rescheduled.
+    let (url, client) = fresh_log(2).await;
+    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    let last_core = std::thread::available_parallelism().unwrap().get().min(64) - 1;
+    let priority = projector::CpuPriority { nice: 19, idle: true, cpus: 1 << last_core };
+    assert_ne!(scheduling_of(pid), (last_core.to_string(), libc::SCHED_IDLE, 19), "not so already");
+    priority.apply_to_backend(&client).await;
+    assert_eq!(scheduling_of(pid), (last_core.to_string(), libc::SCHED_IDLE, 19));
+    // Another connection's backend is left as it was.
+    let other = eventlog::connect(&url).await.unwrap();
+    let other_pid: i32 = other.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    assert_eq!(scheduling_of(other_pid).1, libc::SCHED_OTHER);
+}

@@ -327,7 +327,7 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
             curve,
             curve_rounds,
         } => {
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(64);
+            let cores = projector::priority::online_cores();
             if cpu_split && cores < 2 {
                 bail!("--cpu-split needs at least 2 cores; this machine has {cores}");
             }

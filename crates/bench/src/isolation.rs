@@ -712,12 +712,6 @@ fn log_phase(phase: &IsolationPhase) {
     );
 }
 
-/// Every core of this machine, one bit each.
-fn every_core() -> u64 {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(64);
-    (0..cores).fold(0, |mask, core| mask | 1 << core)
-}
-
 /// The live path kept on some cores for the bench's run: this process (the API, the load) and
 /// the PostgreSQL server (its postmaster, so every backend forked later, and every process it
 /// has forked). Dropped: all of them back on every core, so the embedded cluster is not left
@@ -760,7 +754,7 @@ impl LivePinned {
 
 impl Drop for LivePinned {
     fn drop(&mut self) {
-        if let Err(e) = self.set(every_core()) {
+        if let Err(e) = self.set(projector::priority::every_core()) {
             tracing::warn!(error = %e, "could not put the live path back on every core");
         }
     }
@@ -789,7 +783,7 @@ pub async fn isolation_bench(config: &IsolationConfig) -> Result<IsolationBench>
     let none = bench.phase("no_replay", None).await?;
     // Full speed is the unprotected worst case: no limit, normal priority, every core (the
     // replay process and its backends would otherwise inherit the live path's cores).
-    let every_core = if config.live_cpus == 0 { 0 } else { every_core() };
+    let every_core = if config.live_cpus == 0 { 0 } else { projector::priority::every_core() };
     let full_spec = ReplaySpec {
         rate_limit: None,
         adaptive: None,

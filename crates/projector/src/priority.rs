@@ -175,9 +175,22 @@ pub fn parent_of(pid: u32) -> Option<u32> {
     stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// The cores online on this machine (at most 64), whatever this process is pinned to (unlike
+/// `available_parallelism`, which counts only the cores this thread may use).
+pub fn online_cores() -> usize {
+    // SAFETY: sysconf takes and returns plain integers.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    (n.max(1) as usize).min(64)
+}
+
+/// Every online core, one bit each.
+pub fn every_core() -> u64 {
+    (0..online_cores()).fold(0, |mask, core| mask | 1 << core)
+}
+
 /// Parses a core list such as `1`, `0,2` or `2-3` into a bit per core; every core must exist.
 pub fn parse_cpus(list: &str) -> Result<u64, String> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(64);
+    let cores = online_cores();
     let mut mask = 0u64;
     for part in list.split(',').map(str::trim) {
         let (lo, hi) = match part.split_once('-') {
@@ -246,7 +259,7 @@ mod tests {
 
     #[test]
     fn core_lists_parse_into_bits_and_back_and_a_core_past_the_machine_is_refused() {
-        let last = std::thread::available_parallelism().unwrap().get().min(64) - 1;
+        let last = online_cores() - 1;
         assert_eq!(parse_cpus("0"), Ok(1));
         assert_eq!(
             parse_cpus(&format!("0-{last}")).map(format_cpus),
@@ -260,9 +273,12 @@ mod tests {
     }
 
     #[test]
-    fn a_thread_pinned_to_one_core_runs_only_there() {
+    fn a_thread_pinned_to_one_core_runs_only_there_and_still_sees_every_core() {
         std::thread::spawn(|| {
+            let before = every_core();
             set_affinity(0, 1).expect("one's own affinity can always be narrowed");
+            assert_eq!(every_core(), before, "the cores online do not depend on where this thread may run");
+            assert_eq!(parse_cpus(&format_cpus(before)), Ok(before));
             // SAFETY: sched_getcpu takes nothing.
             for _ in 0..1000 {
                 assert_eq!(unsafe { libc::sched_getcpu() }, 0);

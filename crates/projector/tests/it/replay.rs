@@ -204,7 +204,8 @@ fn scheduling_of(pid: i32) -> (String, i32, i32) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let cpus = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap().trim().to_owned();
     // SAFETY: plain integer calls.
-    let (policy, nice) = unsafe { (libc::sched_getscheduler(pid), libc::getpriority(libc::PRIO_PROCESS, pid as libc::id_t)) };
+    let (policy, nice) =
+        unsafe { (libc::sched_getscheduler(pid), libc::getpriority(libc::PRIO_PROCESS, pid as libc::id_t)) };
     (cpus, policy, nice)
 }
 
@@ -213,7 +214,7 @@ async fn a_lowered_priority_reaches_the_postgresql_backend_of_the_connection() {
     // The throwaway cluster runs as this user, so its backends may be rescheduled.
     let (url, client) = fresh_log(2).await;
     let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
-    let last_core = std::thread::available_parallelism().unwrap().get().min(64) - 1;
+    let last_core = projector::priority::online_cores() - 1;
     let priority = projector::CpuPriority { nice: 19, idle: true, cpus: 1 << last_core };
     assert_ne!(scheduling_of(pid), (last_core.to_string(), libc::SCHED_IDLE, 19), "not so already");
     priority.apply_to_backend(&client).await;

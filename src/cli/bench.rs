@@ -128,6 +128,8 @@ pub enum Which {
         /// Split the cores: the live path (this process, with the API and the load, and the
         /// embedded PostgreSQL server) on the first half, the protected replays and their
         /// backends on the rest (on 2 cores: core 0 and core 1). Full speed may use every core.
+        /// The server is put back on every core at the end; if the bench is killed, it stays
+        /// pinned until restarted (`reproject db stop`, then any command).
         #[arg(long)]
         cpu_split: bool,
         /// After the other phases, the rate curve: a replay at each of these fixed fractions of

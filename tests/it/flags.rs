@@ -29,4 +29,9 @@ fn bad_flags_are_refused_before_any_work() {
     fails_naming(&["bench", "time-travel", "--snapshot-every=-5"], "--snapshot-every");
     fails_naming(&["bench", "isolation", "--block", "1500ms"], "--block");
     fails_naming(&["bench", "isolation", "--rounds", "0"], "--rounds");
+    fails_naming(&["projector", "--mode", "replay", "--version", "v4", "--cpus", "64"], "--cpus");
+    fails_naming(&["projector", "--mode", "replay", "--version", "v4", "--cpus", "one"], "--cpus");
+    fails_naming(&["projector", "--mode", "live", "--version", "v4", "--sched-idle"], "--sched-idle");
+    fails_naming(&["bench", "isolation", "--curve", "150%"], "--curve");
+    fails_naming(&["bench", "isolation", "--curve", "fast"], "--curve");
 }

@@ -17,10 +17,12 @@
 //!
 //! The live API and the load driver run in this process; each replay runs as a separate process
 //! (`reproject projector --mode replay`, this same binary), as in production, so it competes for
-//! the CPU as a process and can be throttled, deprioritized, paused and stopped on its own. The
-//! protected phases (fixed limit, adaptive, presence check) run it at
-//! [`IsolationConfig::protected_priority`] (by default nice 19; `SCHED_IDLE` on request), its
-//! PostgreSQL backends too; full speed stays the unprotected worst case at normal priority.
+//! the CPU as a process and can be throttled, deprioritized, pinned, paused and stopped on its
+//! own. The protected phases (fixed limit, adaptive, presence check, rate curve) run it at
+//! [`IsolationConfig::protected_priority`] (by default nice 19; `SCHED_IDLE` and its own cores
+//! on request), its PostgreSQL backends too; full speed stays the unprotected worst case at
+//! normal priority, on every core. With [`IsolationConfig::live_cpus`] the live path is kept
+//! on the other cores ([`LivePinned`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -334,9 +334,8 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
                 bail!("--cpu-split needs at least 2 cores; this machine has {cores}");
             }
             let live_cores = cores.div_ceil(2);
-            let bits = |from: usize, to: usize| (from..to).fold(0u64, |mask, core| mask | 1 << core);
             let (live_cpus, replay_cpus) = match cpu_split {
-                true => (bits(0, live_cores), bits(live_cores, cores)),
+                true => (projector::priority::cores(0..live_cores), projector::priority::cores(live_cores..cores)),
                 false => (0, 0),
             };
             let curve =

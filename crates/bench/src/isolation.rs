@@ -397,8 +397,8 @@ impl Bench<'_> {
             running.phase(Some(spec.priority), report.bulk_events, report.bulk_events as f64 / running_seconds, early);
         log_phase(&paused);
         log_phase(&running);
-        let ratios = per_block.chunks(2).map(|pair| pair[1].p99_ms() / pair[0].p99_ms()).collect();
-        let ci90 = bootstrap_p99_ratio(&per_block, [1, 0]);
+        let (ratios, ci90) =
+            (round_ratios(&per_block, RUNNING_OVER_PAUSED), bootstrap_p99_ratio(&per_block, RUNNING_OVER_PAUSED));
         let blocks = block_rows(&per_block);
         Ok(Interleaved {
             first: paused,
@@ -454,8 +454,8 @@ impl Bench<'_> {
         let (stopped, absent) = (stopped.phase(None, 0, 0.0, false), absent.phase(None, 0, 0.0, false));
         log_phase(&stopped);
         log_phase(&absent);
-        let ratios = per_block.chunks(2).map(|pair| pair[0].p99_ms() / pair[1].p99_ms()).collect();
-        let ci90 = bootstrap_p99_ratio(&per_block, [0, 1]);
+        let (ratios, ci90) =
+            (round_ratios(&per_block, STOPPED_OVER_ABSENT), bootstrap_p99_ratio(&per_block, STOPPED_OVER_ABSENT));
         let blocks = block_rows(&per_block);
         Ok(Interleaved { first: stopped, second: absent, ratios, ci90, blocks, report: None, notes })
     }
@@ -617,6 +617,19 @@ fn pool_blocks(seconds: &[loadgen::Second], block_s: u64, blocks: u32, labels: L
     (sides, per_block)
 }
 
+/// Which block of a round is over which in an interleaved phase's figure: `[numerator,
+/// denominator]`, 0 the first block of the round, 1 the second.
+type Orientation = [usize; 2];
+/// The adaptive phase and the curve: the running block (second) over the paused one (first).
+const RUNNING_OVER_PAUSED: Orientation = [1, 0];
+/// The presence check: the stopped block (first) over the absent one (second).
+const STOPPED_OVER_ABSENT: Orientation = [0, 1];
+
+/// Per round, the ratio of its two blocks' p99s, oriented as `pair`.
+fn round_ratios(per_block: &[Side], pair: Orientation) -> Vec<f64> {
+    per_block.chunks_exact(2).map(|round| round[pair[0]].p99_ms() / round[pair[1]].p99_ms()).collect()
+}
+
 /// Resamples of [`bootstrap_p99_ratio`].
 const RESAMPLES: usize = 2_000;
 
@@ -626,7 +639,7 @@ const RESAMPLES: usize = 2_000;
 /// figure pools them; the interval runs from the 5th to the 95th percentile of the draws'
 /// ratios. A round (two adjacent blocks) is the unit drawn, so a drift of the machine that
 /// spans both its blocks stays paired. Seeded: the same blocks give the same interval.
-fn bootstrap_p99_ratio(per_block: &[Side], pair: [usize; 2]) -> [f64; 2] {
+fn bootstrap_p99_ratio(per_block: &[Side], pair: Orientation) -> [f64; 2] {
     use rand::{Rng, SeedableRng};
     let rounds: Vec<&[Side]> = per_block.chunks_exact(2).collect();
     if rounds.is_empty() {
@@ -743,14 +756,7 @@ impl LivePinned {
         use projector::priority::{children_of, set_process_affinity};
         set_process_affinity(std::process::id(), cpus)?;
         set_process_affinity(self.postmaster, cpus)?;
-        for child in children_of(self.postmaster) {
-            match set_process_affinity(child, cpus) {
-                // A backend that exited meanwhile.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH) => {}
-                other => other?,
-            }
-        }
-        Ok(())
+        children_of(self.postmaster).into_iter().try_for_each(|child| set_process_affinity(child, cpus))
     }
 }
 

@@ -92,10 +92,7 @@ impl CpuPriority {
         if self.is_normal() {
             return;
         }
-        let tids: Vec<libc::pid_t> = std::fs::read_dir("/proc/self/task")
-            .map(|dir| dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
-            .unwrap_or_default();
-        for tid in std::iter::once(0).chain(tids) {
+        for tid in std::iter::once(0).chain(threads_of(std::process::id())) {
             if let Err(error) = self.apply(tid) {
                 // A thread that exited between listing and changing is not a failure.
                 if error.raw_os_error() != Some(libc::ESRCH) {
@@ -149,15 +146,22 @@ pub fn set_affinity(tid: libc::pid_t, cpus: u64) -> std::io::Result<()> {
 
 /// Keeps every thread of process `pid` on the cores of `cpus`; a thread that exits meanwhile is
 /// skipped. Threads started later inherit the set of the thread that starts them.
+/// A process that has exited (its threads all gone) is not a failure.
 pub fn set_process_affinity(pid: u32, cpus: u64) -> std::io::Result<()> {
-    for tid in std::fs::read_dir(format!("/proc/{pid}/task"))? {
-        let Some(tid) = tid?.file_name().to_str().and_then(|t| t.parse().ok()) else { continue };
+    for tid in threads_of(pid) {
         match set_affinity(tid, cpus) {
             Err(e) if e.raw_os_error() != Some(libc::ESRCH) => return Err(e),
             _ => {}
         }
     }
     Ok(())
+}
+
+/// The threads of process `pid` (from `/proc/{pid}/task`); none if it has exited.
+fn threads_of(pid: u32) -> Vec<libc::pid_t> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|dir| dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
+        .unwrap_or_default()
 }
 
 /// The processes whose parent is `pid` (from `/proc/*/stat`).
@@ -185,7 +189,12 @@ pub fn online_cores() -> usize {
 
 /// Every online core, one bit each.
 pub fn every_core() -> u64 {
-    (0..online_cores()).fold(0, |mask, core| mask | 1 << core)
+    cores(0..online_cores())
+}
+
+/// The cores of `range`, one bit each (cores past 63 are left out).
+pub fn cores(range: std::ops::Range<usize>) -> u64 {
+    range.filter(|&core| core < 64).fold(0, |mask, core| mask | 1 << core)
 }
 
 /// Parses a core list such as `1`, `0,2` or `2-3` into a bit per core; every core must exist.

@@ -152,14 +152,45 @@ pub enum Which {
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i32).range(1..))]
         snapshot_every: i32,
     },
+    /// The producer's ceiling: unpaced, alone for --duration, then for --duration beside
+    /// full-speed replays of v4 on the same log; conflicts and retries per second.
+    Produce {
+        #[command(flatten)]
+        log: LogArgs,
+        /// Writer connections (each owns a range of the aggregates).
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+        writers: u32,
+        /// Most commands per transaction.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        batch: u32,
+        /// How long each phase produces.
+        #[arg(long, value_parser = parse_duration, default_value = "60s")]
+        duration: Duration,
+        /// Replay workers of the second phase (default: the cores).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Only the producer alone (no phase beside a replay).
+        #[arg(long)]
+        no_replay: bool,
+    },
     /// Experiment 4: replay from 0 while writers append at each --ingest rate; lag over time,
     /// convergence time, margin, and the crossover where it no longer converges.
     Converge {
         #[command(flatten)]
         log: LogArgs,
-        /// Ingest rates (events/s), one run each; the first is the headline run.
-        #[arg(long, value_delimiter = ',', default_value = "1000,3000,6000")]
+        /// Ingest rates (events/s), one run each.
+        #[arg(long, value_delimiter = ',', default_value = "5000,10000,20000")]
         ingest: Vec<f64>,
+        /// The run whose figures head the JSON line (the first run if no run has this rate).
+        #[arg(long, default_value_t = 20_000.0)]
+        headline: f64,
+        /// Past the listed rates, double the ingest until a run does not converge (the
+        /// crossover) or the producer falls short of its target (its ceiling).
+        #[arg(long)]
+        beyond: bool,
+        /// Producer writer connections.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+        writers: u32,
         /// Cap the replay's catch-up (events/s) so the crossover falls within the writers' reach.
         #[arg(long)]
         replay_rate_limit: Option<f64>,
@@ -510,7 +541,38 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
             );
             println!("{}", serde_json::to_string(&t)?);
         }
-        Which::Converge { log, ingest, replay_rate_limit, workers, max_time, settle } => {
+        Which::Produce { log, writers, batch, duration, workers, no_replay } => {
+            ensure_log(&url, &log).await?;
+            let config = bench::ProduceBenchConfig {
+                database_url: url,
+                produce: lab::ProduceConfig { writers, batch, ..lab::ProduceConfig::new(0.0, None, 3) },
+                duration,
+                replay_workers: workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+                skip_replay: no_replay,
+                out_dir: a.out.clone(),
+            };
+            let p = bench::produce_bench(&config).await?;
+            println!(
+                "scale: {} events, {} aggregates in the log at start; {} writers, batches of up to {} commands, {:?} per phase",
+                p.log_events_at_start, p.aggregates_at_start, p.writers, p.batch, duration
+            );
+            for phase in &p.phases {
+                println!("{}: {}", phase.phase, phase.report.render());
+                if let Some(r) = phase.replay_events_per_s {
+                    println!("  beside {} full-speed replays of v4 (bulk {r:.0} events/s on average)", phase.replays);
+                }
+            }
+            println!("slowest whole second alone: {:.0} events/s", p.min_second_events_per_s);
+            println!("csv: {}  plot: {}", a.out.join("produce.csv").display(), a.out.join("produce.svg").display());
+            let mut json = serde_json::to_value(&p)?;
+            if let Some(phases) = json.get_mut("phases").and_then(|r| r.as_array_mut()) {
+                for ph in phases {
+                    ph.get_mut("report").and_then(|r| r.as_object_mut()).map(|o| o.remove("per_second"));
+                }
+            }
+            println!("{json}");
+        }
+        Which::Converge { log, ingest, headline, beyond, writers, replay_rate_limit, workers, max_time, settle } => {
             if ingest.is_empty() || ingest.iter().any(|r| !r.is_finite() || *r <= 0.0) {
                 bail!("--ingest must be positive rates");
             }
@@ -523,6 +585,9 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
                 replay_rate_limit,
                 max_time,
                 settle,
+                headline_ingest: headline,
+                beyond,
+                writers,
                 out_dir: a.out.clone(),
             };
             let c = bench::converge(&config).await?;
@@ -547,6 +612,13 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
                 Some(x) => println!("crossover: no convergence from {x:.0} events/s of ingest"),
                 None => println!("crossover: not reached (every ingest rate tried converged)"),
             }
+            if let Some(x) = c.producer_ceiling_events_per_s {
+                println!("producer ceiling: it reached {x:.0} events/s, short of its target");
+            }
+            println!(
+                "headline ({:.0}/s of ingest): converged {}, margin {:.0} events/s = {:.1}x the ingest",
+                c.headline_ingest_events_per_s, c.converged, c.margin_events_per_s, c.margin_over_ingest
+            );
             println!("csv: {}  plot: {}", a.out.join("converge.csv").display(), a.out.join("converge.svg").display());
             let mut json = serde_json::to_value(&c)?;
             if let Some(runs) = json.get_mut("runs").and_then(|r| r.as_array_mut()) {

@@ -79,3 +79,66 @@ async fn a_replay_killed_in_bulk_and_catch_up_ends_identical_to_a_clean_pass() {
     let report = verify_expected(&url, Projection::V4).await;
     assert_eq!(report.diffs, 0, "{}", report.render());
 }
+
+/// The seed of a kill schedule: `REPROJECT_KILL_SEED` if set (to replay a failure), else a
+/// fresh one; printed either way.
+fn kill_seed(test: &str) -> u64 {
+    let seed = std::env::var("REPROJECT_KILL_SEED")
+        .ok()
+        .map(|s| s.parse().expect("REPROJECT_KILL_SEED is a u64"))
+        .unwrap_or_else(|| rand::thread_rng().gen());
+    println!("{test}: kill schedule seed {seed} (rerun with REPROJECT_KILL_SEED={seed})");
+    seed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_projector_killed_repeatedly_under_an_unpaced_batched_producer_ends_exact() {
+    use rand::SeedableRng;
+    let seed = kill_seed("unpaced producer, live v4 killed");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let url = seeded(30_000, 3_000, 8).await;
+    let (stop_tx, stop_rx) = stop_signal();
+    let producer = {
+        let url = url.clone();
+        tokio::spawn(async move {
+            // As fast as it goes: batches of 100 commands, 4 writers over disjoint ranges, a
+            // larger share of transfers (half of them across ranges) than the default, and a
+            // longer pause before the cross-range ones (more versions n+1 before n).
+            let config = lab::ProduceConfig {
+                transfer_ratio: 0.2,
+                cross_range_ratio: 0.5,
+                transfer_pause: Duration::from_millis(10),
+                ..lab::ProduceConfig::new(0.0, None, seed)
+            };
+            lab::produce::run(&url, config, stop_rx).await.expect("producer")
+        })
+    };
+    for _ in 0..6 {
+        let child = spawn(&url, &["projector", "--mode", "live", "--version", "v4", "--batch", "2000"]);
+        let at = Duration::from_millis(rng.gen_range(200..1_200));
+        tokio::task::spawn_blocking(move || kill_after(child, at)).await.unwrap();
+    }
+    stop_tx.send(true).unwrap();
+    let produced = producer.await.unwrap();
+    println!("{}", produced.render());
+    assert!(produced.events > 5_000 && produced.cross_range_transfers > 0, "{produced:?}");
+    let client = eventlog::connect(&url).await.unwrap();
+    let inverted: i64 = client
+        .query_one(
+            "SELECT count(*) FROM log.events AS a JOIN log.events AS b \
+             ON b.aggregate_id = a.aggregate_id AND b.version = a.version + 1 \
+             WHERE (b.tx_id, b.global_seq) < (a.tx_id, a.global_seq)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    println!("{inverted} versions precede their predecessor in (tx_id, global_seq) order");
+    assert!(
+        inverted > 0,
+        "the batched producer still writes version n+1 before version n in (tx_id, global_seq) order"
+    );
+    run_ok(&url, &["projector", "--mode", "live", "--version", "v4", "--stop-at-head"]);
+    let report = verify_expected(&url, Projection::V4).await;
+    assert_eq!(report.diffs, 0, "kill seed {seed}: {}", report.render());
+}

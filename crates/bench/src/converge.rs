@@ -1,6 +1,7 @@
 //! `bench converge` (experiment 4): replay from offset 0 while writers append at R events/s;
 //! lag-to-tail over time, convergence time, the margin, and the crossover where it stops
-//! converging.
+//! converging. With `beyond`, the ingest doubles after the listed rates until a run does not
+//! converge (the crossover) or the producer no longer reaches its target (its ceiling).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -23,8 +24,19 @@ pub struct ConvergeConfig {
     pub max_time: Duration,
     /// After converging, keep watching this long to show the lag stays bounded.
     pub settle: Duration,
+    /// The run whose figures head the report (the first run if no run has this target).
+    pub headline_ingest: f64,
+    /// Past the listed rates, double the ingest until the crossover or the producer's ceiling.
+    pub beyond: bool,
+    /// Producer writer connections.
+    pub writers: u32,
     pub out_dir: PathBuf,
 }
+
+/// Achieved ingest below this share of the target means the producer is at its ceiling.
+const CEILING_SHARE: f64 = 0.9;
+/// Most doublings past the listed rates.
+const MAX_DOUBLINGS: u32 = 6;
 
 /// One run at one ingest rate.
 #[derive(Debug, Clone, Serialize)]
@@ -52,6 +64,11 @@ pub struct Converge {
     pub margin_events_per_s: f64,
     /// The smallest ingest rate that did not converge, if any did not.
     pub crossover_ingest_events_per_s: Option<f64>,
+    /// The target ingest of the headline run, and its margin over its achieved ingest.
+    pub headline_ingest_events_per_s: f64,
+    pub margin_over_ingest: f64,
+    /// The achieved ingest of the first run whose producer fell short of its target, if any.
+    pub producer_ceiling_events_per_s: Option<f64>,
 }
 
 /// Runs one replay per ingest rate.
@@ -59,14 +76,18 @@ pub async fn converge(config: &ConvergeConfig) -> Result<Converge> {
     let mut client = eventlog::connect(&config.database_url).await.context("connecting")?;
     readmodel::ensure_schema(&mut client).await?;
     let log_events: i64 = client.query_one("SELECT count(*) FROM log.events", &[]).await?.get(0);
-    let mut runs = Vec::new();
-    for &rate in &config.ingest {
+    let mut runs: Vec<ConvergeRun> = Vec::new();
+    let mut rates: std::collections::VecDeque<f64> = config.ingest.iter().copied().collect();
+    let mut doublings = 0;
+    let mut ceiling = None;
+    while let Some(rate) = rates.pop_front() {
         // Each run starts from the log alone (the first version to catch up activates itself).
         crate::reset_read_side(&config.database_url).await?;
         let (stop_producer, producer_stop) = tokio::sync::watch::channel(false);
         let producer = {
             let url = config.database_url.clone();
-            let cfg = lab::ProduceConfig::new(rate, None, rate as u64);
+            let cfg =
+                lab::ProduceConfig { writers: config.writers, ..lab::ProduceConfig::new(rate, None, rate as u64) };
             tokio::spawn(async move { lab::produce::run(&url, cfg, producer_stop).await })
         };
         let (stop_replay, replay_stop) = tokio::sync::watch::channel(false);
@@ -124,10 +145,24 @@ pub async fn converge(config: &ConvergeConfig) -> Result<Converge> {
             max_lag_after_converged: max_after,
             samples,
         };
-        tracing::info!(rate, converged = run.converged, convergence_s = ?run.convergence_s, "convergence run");
+        tracing::info!(
+            rate,
+            ingest = run.ingest_events_per_s,
+            converged = run.converged,
+            convergence_s = ?run.convergence_s,
+            "convergence run"
+        );
+        let (converged, achieved) = (run.converged, run.ingest_events_per_s);
         runs.push(run);
+        if achieved < CEILING_SHARE * rate {
+            ceiling.get_or_insert(achieved);
+        }
+        if config.beyond && rates.is_empty() && converged && ceiling.is_none() && doublings < MAX_DOUBLINGS {
+            doublings += 1;
+            rates.push_back(rate * 2.0);
+        }
     }
-    let first = runs.first().cloned();
+    let first = runs.iter().find(|r| r.target_ingest_events_per_s == config.headline_ingest).or(runs.first()).cloned();
     let crossover = runs.iter().find(|r| !r.converged).map(|r| r.target_ingest_events_per_s);
     let mut rows = Vec::new();
     for r in &runs {
@@ -166,6 +201,9 @@ pub async fn converge(config: &ConvergeConfig) -> Result<Converge> {
         convergence_s: first.as_ref().and_then(|r| r.convergence_s),
         margin_events_per_s: first.as_ref().map_or(0.0, |r| r.margin_events_per_s),
         crossover_ingest_events_per_s: crossover,
+        headline_ingest_events_per_s: first.as_ref().map_or(0.0, |r| r.target_ingest_events_per_s),
+        margin_over_ingest: first.as_ref().map_or(0.0, |r| r.margin_events_per_s / r.ingest_events_per_s.max(1e-9)),
+        producer_ceiling_events_per_s: ceiling,
         runs,
     })
 }

@@ -5,12 +5,14 @@
 mod converge;
 mod isolation;
 pub mod plot;
+mod produce;
 mod replay;
 mod serving;
 mod sweep;
 
 pub use converge::{converge, Converge, ConvergeConfig, ConvergeRun};
 pub use isolation::{isolation_bench, IsolationBench, IsolationConfig, IsolationPhase};
+pub use produce::{produce_bench, ProduceBench, ProduceBenchConfig, ProducePhase};
 pub use replay::{naive, replay_bench, scan, NaiveResult, ReplayBench, ReplayBenchConfig, ScanResult};
 pub use serving::{
     build_active, cutover_bench, reset_read_side, start_api, time_travel_bench, time_travel_check, CutoverBench,

@@ -23,10 +23,13 @@
 //! id is already taken) and a short pause: the receiver is read only then, so another
 //! writer may have committed the receiver's previous version meanwhile with a newer
 //! transaction id, and in `(tx_id, global_seq)` order the receiver's version n+1 comes before
-//! its version n. Projectors must hold it until version n arrives. A cross-range part that
-//! loses a race (or waits longer than a short `lock_timeout` on another writer's row, which
-//! also rules out waiting in a deadlock) rolls back to its savepoint and is tried again, up
-//! to three times; the batch's own events are kept.
+//! its version n. Projectors must hold it until version n arrives. The cross-range part reads
+//! its rows `FOR UPDATE SKIP LOCKED`: a receiver that another writer's open transaction holds
+//! (under Zipf, the owner's hot aggregates mostly are) is not waited for; that transfer is
+//! dropped and counted as a conflict. A cross-range part that still loses a race (the owner's
+//! uncommitted event of the same version, met within a short `lock_timeout`, which also rules
+//! out waiting in a deadlock) rolls back to its savepoint and is tried again, up to three
+//! times; the batch's own events are kept.
 //!
 //! Counters `reproject_produce_events_total`, `reproject_produce_conflicts_total` and
 //! `reproject_produce_retries_total` go to the `metrics` recorder, if one is installed, and
@@ -50,6 +53,7 @@ use crate::model::{owner_of, pick_currency, render_payload, AccountModel, Action
 use crate::{Error, Result};
 
 const SELECT_STATES: &str = include_str!("sql/produce_select.sql");
+const SELECT_CROSS: &str = include_str!("sql/produce_select_cross.sql");
 const INSERT_EVENTS: &str = include_str!("sql/produce_insert_events.sql");
 const UPDATE_EXPECTED: &str = include_str!("sql/produce_update_expected.sql");
 const INSERT_EXPECTED: &str = include_str!("sql/produce_insert_expected.sql");
@@ -418,6 +422,14 @@ struct Pending {
     payload: String,
 }
 
+/// What a batch's cross-range part wrote, and how many of its transfers met a row another
+/// writer held.
+struct CrossDone {
+    events: u64,
+    transfers: u64,
+    busy: u64,
+}
+
 /// A cross-range transfer, written in the batch's second part.
 struct Cross {
     from: i64,
@@ -428,6 +440,7 @@ struct Cross {
 /// The prepared statements of a writer's connection.
 struct Statements {
     select: Statement,
+    select_cross: Statement,
     insert_events: Statement,
     update: Statement,
     insert_expected: Statement,
@@ -461,8 +474,9 @@ impl Writer {
         counters: Arc<Counters>,
     ) -> Result<Writer> {
         let client = eventlog::connect(url).await?;
-        let (select, insert_events, update, insert_expected, next_values) = futures::try_join!(
+        let (select, select_cross, insert_events, update, insert_expected, next_values) = futures::try_join!(
             client.prepare(SELECT_STATES),
+            client.prepare(SELECT_CROSS),
             client.prepare(INSERT_EVENTS),
             client.prepare(UPDATE_EXPECTED),
             client.prepare(INSERT_EXPECTED),
@@ -474,7 +488,7 @@ impl Writer {
         let seed = cfg.seed ^ (u64::from(index) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         Ok(Writer {
             client,
-            st: Statements { select, insert_events, update, insert_expected, next_values },
+            st: Statements { select, select_cross, insert_events, update, insert_expected, next_values },
             rng: ChaCha8Rng::seed_from_u64(seed),
             zipf,
             mix: Mix::GENERATOR.with_transfer_ratio(cfg.transfer_ratio),
@@ -648,11 +662,12 @@ impl Writer {
                 attempt += 1;
                 let sp = t.savepoint("cross_range").await?;
                 match cross_range(&sp, &self.st, &mut self.rng, &crosses, ts).await {
-                    Ok((events, transfers)) => {
+                    Ok(cross) => {
                         sp.commit().await?;
-                        done.events += events;
-                        done.transfers += transfers;
-                        done.cross_range_transfers += transfers;
+                        done.events += cross.events;
+                        done.transfers += cross.transfers;
+                        done.cross_range_transfers += cross.transfers;
+                        done.conflicts += cross.busy;
                         break;
                     }
                     Err(Attempt::Conflict) => {
@@ -685,17 +700,19 @@ async fn cross_range(
     rng: &mut ChaCha8Rng,
     crosses: &[Cross],
     ts: i64,
-) -> Result<(u64, u64), Attempt> {
+) -> Result<CrossDone, Attempt> {
     let mut ids: Vec<i64> = crosses.iter().flat_map(|c| [c.from, c.to]).collect();
     ids.sort_unstable();
     ids.dedup();
-    let rows = t.query(&st.select, &[&ids]).await?;
+    let rows = t.query(&st.select_cross, &[&ids]).await?;
     let mut states = states_from_rows(&rows)?;
     let loaded: HashMap<i64, i32> = states.iter().map(|(id, a)| (*id, a.version)).collect();
     let mut events = Vec::new();
-    let mut transfers = 0;
+    let (mut transfers, mut busy) = (0, 0);
     for c in crosses {
         let (Some(mut from), Some(mut to)) = (states.get(&c.from).copied(), states.get(&c.to).copied()) else {
+            // Held by another writer's open transaction (or opened and not committed yet).
+            busy += 1;
             continue;
         };
         if c.from == c.to || from.status != fold::Status::Open || from.balance < c.cents || !to.can_receive() {
@@ -709,7 +726,7 @@ async fn cross_range(
     let changed: Vec<AccountModel> =
         states.values().filter(|a| loaded.get(&a.aggregate_id) != Some(&a.version)).copied().collect();
     write(t, st, &events, &changed, &loaded, &[], ts).await?;
-    Ok((events.len() as u64, transfers))
+    Ok(CrossDone { events: events.len() as u64, transfers, busy })
 }
 
 /// Now, truncated to the microseconds PostgreSQL stores.
@@ -843,7 +860,8 @@ async fn write(
         )
         .await
     };
-    let (_, updated, _) = futures::try_join!(insert_events, update, insert_expected)?;
+    // The update goes first: it locks the rows before the log's unique entries are taken.
+    let (updated, _, _) = futures::try_join!(update, insert_events, insert_expected)?;
     if updated as usize == changed.len() {
         Ok(())
     } else {

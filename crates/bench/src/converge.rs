@@ -45,6 +45,9 @@ pub struct ConvergeRun {
     pub ingest_events_per_s: f64,
     pub converged: bool,
     pub convergence_s: Option<f64>,
+    /// Whether the bulk phase ended within the time limit (a run that never left it says
+    /// nothing about the crossover).
+    pub bulk_done: bool,
     /// The replay's capacity (events/s): its catch-up cap, or its measured bulk rate.
     pub replay_events_per_s: f64,
     pub margin_events_per_s: f64,
@@ -62,7 +65,7 @@ pub struct Converge {
     pub converged: bool,
     pub convergence_s: Option<f64>,
     pub margin_events_per_s: f64,
-    /// The smallest ingest rate that did not converge, if any did not.
+    /// The smallest ingest rate that did not converge although its bulk phase ended, if any.
     pub crossover_ingest_events_per_s: Option<f64>,
     /// The target ingest of the headline run, and its margin over its achieved ingest.
     pub headline_ingest_events_per_s: f64,
@@ -105,6 +108,7 @@ pub async fn converge(config: &ConvergeConfig) -> Result<Converge> {
         let mut samples = Vec::new();
         let mut converged_at: Option<f64> = None;
         let mut max_after: Option<i64> = None;
+        let mut bulk_seen = false;
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
             let t = started.elapsed().as_secs_f64();
@@ -113,6 +117,7 @@ pub async fn converge(config: &ConvergeConfig) -> Result<Converge> {
             samples.push((t, lag));
             // Converged: past the bulk phase and within about a second of ingest of the tail.
             let bulk_done = info.positions.iter().all(|p| p.tx >= info.bulk_boundary.unwrap_or(i64::MAX));
+            bulk_seen |= bulk_done;
             if converged_at.is_none() && bulk_done && lag as f64 <= threshold {
                 converged_at = Some(t);
             }
@@ -140,6 +145,7 @@ pub async fn converge(config: &ConvergeConfig) -> Result<Converge> {
             ingest_events_per_s: produced.events_per_s,
             converged: converged_at.is_some(),
             convergence_s: converged_at,
+            bulk_done: bulk_seen,
             replay_events_per_s: replay_rate,
             margin_events_per_s: replay_rate - produced.events_per_s,
             max_lag_after_converged: max_after,
@@ -163,7 +169,8 @@ pub async fn converge(config: &ConvergeConfig) -> Result<Converge> {
         }
     }
     let first = runs.iter().find(|r| r.target_ingest_events_per_s == config.headline_ingest).or(runs.first()).cloned();
-    let crossover = runs.iter().find(|r| !r.converged).map(|r| r.target_ingest_events_per_s);
+    // A run still in its bulk phase at the time limit is no crossover: it ran out of time.
+    let crossover = runs.iter().find(|r| !r.converged && r.bulk_done).map(|r| r.target_ingest_events_per_s);
     let mut rows = Vec::new();
     for r in &runs {
         for (t, lag) in &r.samples {

@@ -25,8 +25,9 @@ pub const LOG_BYTES_PER_EVENT: u64 = 450;
 /// and `read.accounts_v4` with their primary keys (~200 B per row each, rounded up).
 pub const READ_BYTES_PER_AGGREGATE: u64 = 800;
 /// Bytes a replay worker's hash map takes per aggregate of its partition (the stream with its
-/// state, owner and currency strings, the map's slack), rounded up from the measured figure.
-pub const FOLD_BYTES_PER_AGGREGATE: u64 = 400;
+/// state (~130 B), owner and currency strings (~64 B), the map's slack (up to 2x), and the
+/// folded row (~104 B) built from it before the map is freed), rounded up.
+pub const FOLD_BYTES_PER_AGGREGATE: u64 = 500;
 
 /// What to run.
 #[derive(Debug, Clone)]

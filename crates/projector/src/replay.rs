@@ -431,7 +431,6 @@ async fn fold_partition(
     }
     let footprint = fold.footprint();
     let batch = fold.finish(Position::boundary(shared.boundary));
-    metrics::counter!(metric::EVENTS_APPLIED, "version" => version, "phase" => "bulk")
-        .increment(batch.applied as u64);
+    metrics::counter!(metric::EVENTS_APPLIED, "version" => version, "phase" => "bulk").increment(batch.applied as u64);
     Ok(Some((batch, footprint)))
 }

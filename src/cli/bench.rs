@@ -261,10 +261,18 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
             println!("naive (1 event/stmt/commit): {:>10.0} events/s (synchronous_commit=on)", r.naive_events_per_s);
             println!("naive, async commit:         {:>10.0} events/s", r.naive_async_events_per_s);
             println!(
-                "replay_vs_scan = {:.2}   replay_vs_naive = {:.0}   peak RSS {} MB",
+                "replay_vs_scan = {:.2}   replay_vs_naive = {:.0}   peak RSS {} MB (scan {} MB, replay {} MB{})",
                 r.replay_vs_scan,
                 r.replay_vs_naive,
-                r.peak_rss_bytes / 1_000_000
+                r.peak_rss_bytes / 1_000_000,
+                r.scan_peak_rss_bytes / 1_000_000,
+                r.replay_peak_rss_bytes / 1_000_000,
+                if r.rss_per_phase { "" } else { "; not reset between phases" }
+            );
+            println!(
+                "fold: largest partition {} events, {} aggregates per worker map; {} events held at some point, \
+                 at most {} at once",
+                r.largest_partition_events, r.largest_partition_aggregates, r.held_total, r.held_peak
             );
             println!("csv: {}  plot: {}", a.out.join("replay.csv").display(), a.out.join("replay.svg").display());
             println!("{}", serde_json::to_string(&r)?);

@@ -4,6 +4,7 @@ mod bench;
 mod db;
 mod demo;
 mod lab;
+mod large;
 mod project;
 mod serve;
 
@@ -54,6 +55,9 @@ pub enum Command {
     Verify(lab::VerifyArgs),
     /// Benchmarks: figures as ratios against baselines from the same run; CSV and SVG plots.
     Bench(bench::BenchArgs),
+    /// Lab runs at a tier: `lab large` seeds, builds v3, rebuilds v4 under load, cuts over,
+    /// verifies; resumable.
+    Lab(large::LabArgs),
     /// Serve the read API (active version resolved per request), time travel, cutover, metrics.
     Api(serve::ApiArgs),
     /// Drive load at the read API: Zipf ids, every request's status and latency recorded.
@@ -117,6 +121,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Produce(args) => lab::produce(&g, args).await,
         Command::Verify(args) => lab::verify(&g, args).await,
         Command::Bench(args) => bench::run(&g, args).await,
+        Command::Lab(args) => large::run(&g, args).await,
         Command::Db(args) => db::run(&g, args).await,
         Command::Api(args) => serve::api(&g, args).await,
         Command::Load(args) => serve::load(args).await,

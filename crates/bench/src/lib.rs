@@ -4,6 +4,7 @@
 
 mod converge;
 mod isolation;
+pub mod large;
 pub mod plot;
 mod produce;
 mod replay;

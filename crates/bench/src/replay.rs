@@ -142,7 +142,22 @@ pub struct ReplayBench {
     pub naive_async_events_per_s: f64,
     pub replay_vs_scan: f64,
     pub replay_vs_naive: f64,
+    /// The larger of the two phases' peaks below (whole process, VmHWM).
     pub peak_rss_bytes: u64,
+    /// Peak RSS of the process during the scan (the peak is reset before it).
+    pub scan_peak_rss_bytes: u64,
+    /// Peak RSS of the process during the replay (bulk and barrier; reset before it).
+    pub replay_peak_rss_bytes: u64,
+    /// RSS of the process when the replay started (what the bench held before).
+    pub rss_before_replay_bytes: u64,
+    /// Whether the kernel let the peak be reset between phases (else both count from start).
+    pub rss_per_phase: bool,
+    /// Events of the largest partition, and its aggregates (a worker's hash map).
+    pub largest_partition_events: u64,
+    pub largest_partition_aggregates: u64,
+    /// Events held at some point by the bulk fold, and the most held at once by one fold.
+    pub held_total: u64,
+    pub held_peak: u64,
     pub wall_seconds: f64,
     pub payload_type: String,
 }
@@ -164,7 +179,11 @@ pub async fn replay_bench(config: &ReplayBenchConfig) -> Result<ReplayBench> {
         .await?
         .get(0);
     tracing::info!("scanning the log with COPY TO");
+    let mut rss_per_phase = projector::reset_peak_rss();
     let scan = scan(&client).await?;
+    let scan_peak_rss_bytes = projector::peak_rss_bytes();
+    rss_per_phase &= projector::reset_peak_rss();
+    let rss_before_replay_bytes = projector::current_rss_bytes();
     tracing::info!(events_per_s = scan.events_per_s as u64, "scan done; replaying v4");
     let (_tx, stop) = tokio::sync::watch::channel(false);
     let replay_config = projector::ReplayConfig {
@@ -197,7 +216,15 @@ pub async fn replay_bench(config: &ReplayBenchConfig) -> Result<ReplayBench> {
         naive_async_events_per_s: naive_async.events_per_s,
         replay_vs_scan: replay_events_per_s / scan.events_per_s,
         replay_vs_naive: replay_events_per_s / naive_sync.events_per_s,
-        peak_rss_bytes: projector::peak_rss_bytes(),
+        peak_rss_bytes: scan_peak_rss_bytes.max(replay.peak_rss_bytes),
+        scan_peak_rss_bytes,
+        replay_peak_rss_bytes: replay.peak_rss_bytes,
+        rss_before_replay_bytes,
+        rss_per_phase,
+        largest_partition_events: replay.largest_partition_events,
+        largest_partition_aggregates: replay.largest_partition_aggregates,
+        held_total: replay.bulk_held_total,
+        held_peak: replay.bulk_held_peak,
         wall_seconds: wall.elapsed().as_secs_f64(),
         payload_type,
     };

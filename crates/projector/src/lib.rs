@@ -3,6 +3,7 @@
 
 pub mod adaptive;
 mod error;
+pub mod partition_fold;
 pub mod priority;
 mod ratelimit;
 mod repair;
@@ -15,7 +16,7 @@ pub use error::{BadEvent, Error};
 pub use priority::CpuPriority;
 pub use ratelimit::RateLimiter;
 pub use repair::{repair, RepairReport};
-pub use replay::{peak_rss_bytes, replay, ReplayConfig, ReplayReport};
+pub use replay::{current_rss_bytes, peak_rss_bytes, replay, reset_peak_rss, ReplayConfig, ReplayReport};
 pub use snapshot::{build_snapshots, SnapshotConfig, SnapshotReport};
 pub use tail::{run_live, LiveConfig, LiveReport, StepOutcome, Tailer};
 

@@ -7,21 +7,22 @@
 //! the same transaction) together with the partition's position (W, 0) and its held events.
 //! A crash rolls back only the partition in flight; a restart skips partitions already at W.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use eventlog::{Position, RawEvent};
-use fold::{Offer, Projection, Stream};
+use eventlog::Position;
+use fold::Projection;
 use futures::{pin_mut, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
-use readmodel::{DeadLetter, PartitionBatch, State};
+use readmodel::{PartitionBatch, State};
 use tokio_postgres::Client;
 use tracing::info;
 
 use crate::adaptive::{AdaptiveConfig, AdaptiveReport, Controller};
-use crate::error::{BadEvent, Error};
+use crate::error::Error;
+use crate::partition_fold::{FoldFootprint, PartitionFold};
 use crate::priority::CpuPriority;
 use crate::ratelimit::RateLimiter;
 use crate::tail::{lock_version, run_tail, LiveConfig, LiveReport};
@@ -99,23 +100,50 @@ pub struct ReplayReport {
     pub bulk_events_per_s: f64,
     pub bulk_mb_per_s: f64,
     pub held_after_bulk: u64,
+    /// Events of the largest partition folded.
+    pub largest_partition_events: u64,
+    /// Aggregates of the largest partition folded: the size of a worker's hash map.
+    pub largest_partition_aggregates: u64,
+    /// Events held at some point during the bulk fold (read before their predecessor).
+    pub bulk_held_total: u64,
+    /// The most events one partition's fold held at once.
+    pub bulk_held_peak: u64,
+    /// This process's peak resident set size (VmHWM) at the end of the bulk phase: since the
+    /// process started, or since the caller last called [`reset_peak_rss`].
     pub peak_rss_bytes: u64,
     pub catch_up: Option<LiveReport>,
     /// What the adaptive controller did, when the replay had one.
     pub adaptive: Option<AdaptiveReport>,
 }
 
-/// Peak resident set size of this process (VmHWM), in bytes.
+/// Peak resident set size of this process (VmHWM), in bytes: since it started, or since the
+/// last successful [`reset_peak_rss`].
 pub fn peak_rss_bytes() -> u64 {
+    proc_status_kb("VmHWM:") * 1024
+}
+
+/// Current resident set size of this process (VmRSS), in bytes.
+pub fn current_rss_bytes() -> u64 {
+    proc_status_kb("VmRSS:") * 1024
+}
+
+/// Resets this process's peak resident set size to its current one (Linux: `5` into
+/// `/proc/self/clear_refs`), so that [`peak_rss_bytes`] measures one phase. Returns false when
+/// the kernel refused (the peak then still counts from the start).
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+fn proc_status_kb(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<u64>().ok())
         })
-        .map_or(0, |kb| kb * 1024)
+        .unwrap_or(0)
 }
 
 struct Shared {
@@ -127,6 +155,7 @@ struct Shared {
     bytes: AtomicU64,
     rows: AtomicU64,
     held: AtomicU64,
+    footprint: Mutex<FoldFootprint>,
     bar: ProgressBar,
 }
 
@@ -228,6 +257,7 @@ async fn rebuild(
             bytes: AtomicU64::new(0),
             rows: AtomicU64::new(0),
             held: AtomicU64::new(0),
+            footprint: Mutex::new(FoldFootprint::default()),
             bar,
         });
         let ticker = {
@@ -265,6 +295,11 @@ async fn rebuild(
         report.bulk_bytes = shared.bytes.load(Ordering::Relaxed);
         report.bulk_rows = shared.rows.load(Ordering::Relaxed);
         report.held_after_bulk = shared.held.load(Ordering::Relaxed);
+        let footprint = *shared.footprint.lock().expect("footprint lock");
+        report.largest_partition_events = footprint.events;
+        report.largest_partition_aggregates = footprint.aggregates;
+        report.bulk_held_total = footprint.held_total;
+        report.bulk_held_peak = footprint.held_peak;
         report.bulk_seconds = bulk_started.elapsed().as_secs_f64();
         if *stop.borrow() {
             // Stopped mid-bulk: the figures say how far it got (events read, including those of
@@ -322,7 +357,7 @@ async fn worker(shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<bool>) -
             return Ok(());
         };
         let started = Instant::now();
-        let Some(batch) = fold_partition(&client, &shared, p, &stop).await? else {
+        let Some((batch, footprint)) = fold_partition(&client, &shared, p, &stop).await? else {
             info!(partition = p, "stopped mid-partition: nothing of it written");
             return Ok(());
         };
@@ -335,10 +370,20 @@ async fn worker(shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<bool>) -
         metrics::histogram!(metric::WRITE_SECONDS, "version" => version, "phase" => "bulk")
             .record(started.elapsed().as_secs_f64());
         shared.bar.inc(1);
+        {
+            let mut all = shared.footprint.lock().expect("footprint lock");
+            all.events = all.events.max(footprint.events);
+            all.aggregates = all.aggregates.max(footprint.aggregates);
+            all.held_total += footprint.held_total;
+            all.held_peak = all.held_peak.max(footprint.held_peak);
+        }
         info!(
             partition = p,
             events,
             rows = batch.rows.len(),
+            held_total = footprint.held_total,
+            held_peak = footprint.held_peak,
+            rss_mb = current_rss_bytes() / 1_000_000,
             seconds = started.elapsed().as_secs_f64(),
             "partition replayed"
         );
@@ -346,19 +391,19 @@ async fn worker(shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<bool>) -
 }
 
 /// Folds one partition up to the boundary, in memory; `None` if stopped before the end (nothing
-/// has been written, so abandoning the fold is safe).
+/// has been written, so abandoning the fold is safe). What it keeps: one stream per aggregate
+/// of the partition and the events held right now (see [`PartitionFold`]); the COPY stream
+/// itself holds at most a few socket reads (tokio-postgres hands each read to a channel of
+/// one slot and stops reading the socket while that slot is full).
 async fn fold_partition(
     client: &Client,
     shared: &Shared,
     p: u32,
     stop: &tokio::sync::watch::Receiver<bool>,
-) -> Result<Option<PartitionBatch>> {
+) -> Result<Option<(PartitionBatch, FoldFootprint)>> {
     let projection = shared.config.projection;
     let version = projection.name();
-    let mut streams: HashMap<i64, Stream> = HashMap::new();
-    let mut held_raw: HashMap<(i64, i32), RawEvent> = HashMap::new();
-    let mut dead_letters = Vec::new();
-    let mut applied = 0i64;
+    let mut fold = PartitionFold::new(projection, p, shared.config.quarantine);
     let mut pending_tokens = 0u64;
     let mut since_stop_check = 0u32;
     let events = eventlog::copy_partition(client, p, Position::START, shared.boundary).await?;
@@ -382,54 +427,10 @@ async fn fold_partition(
                 pending_tokens = 0;
             }
         }
-        let bad = |reason: String, raw: &RawEvent| BadEvent {
-            partition: p,
-            global_seq: raw.global_seq,
-            aggregate_id: raw.aggregate_id,
-            version: raw.version,
-            reason,
-        };
-        let event = match raw.decode() {
-            Ok(e) => e,
-            Err(e) if shared.config.quarantine => {
-                dead_letters.push(DeadLetter { partition: p, event: raw, error: e.to_string() });
-                continue;
-            }
-            Err(e) => return Err(bad(e.to_string(), &raw).into()),
-        };
-        let stream = streams.entry(raw.aggregate_id).or_default();
-        if event.version > stream.version() + 1 {
-            held_raw.insert((raw.aggregate_id, raw.version), raw.clone());
-        }
-        match stream.offer(projection, event) {
-            Ok(Offer::Applied(n)) => applied += n as i64,
-            Ok(Offer::Duplicate | Offer::Held) => {}
-            Err(e) if shared.config.quarantine => {
-                dead_letters.push(DeadLetter { partition: p, event: raw, error: e.to_string() });
-            }
-            Err(e) => return Err(bad(e.to_string(), &raw).into()),
-        }
+        fold.offer(raw)?;
     }
-    metrics::counter!(metric::EVENTS_APPLIED, "version" => version, "phase" => "bulk").increment(applied as u64);
-    let mut rows = Vec::with_capacity(streams.len());
-    let mut held = Vec::new();
-    for (id, stream) in streams {
-        for v in stream.pending.keys() {
-            if let Some(raw) = held_raw.remove(&(id, *v)) {
-                held.push(raw);
-            }
-        }
-        if let Some(state) = stream.state {
-            rows.push(state);
-        }
-    }
-    Ok(Some(PartitionBatch {
-        projection,
-        partition: p,
-        rows,
-        position: Position::boundary(shared.boundary),
-        applied,
-        held,
-        dead_letters,
-    }))
+    let footprint = fold.footprint();
+    let batch = fold.finish(Position::boundary(shared.boundary));
+    metrics::counter!(metric::EVENTS_APPLIED, "version" => version, "phase" => "bulk").increment(batch.applied as u64);
+    Ok(Some((batch, footprint)))
 }

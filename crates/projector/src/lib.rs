@@ -17,7 +17,7 @@ pub use ratelimit::RateLimiter;
 pub use repair::{repair, RepairReport};
 pub use replay::{peak_rss_bytes, replay, ReplayConfig, ReplayReport};
 pub use snapshot::{build_snapshots, SnapshotConfig, SnapshotReport};
-pub use tail::{run_live, LiveConfig, LiveReport, StepOutcome, Tailer};
+pub use tail::{run_live, LiveConfig, LiveReport, StallWatch, StepOutcome, Tailer};
 
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -138,15 +138,12 @@ async fn check_support(client: &Client) -> Result<(), String> {
 }
 
 /// One `(L, y)` sample and the boundary after it.
-async fn sample(client: &Client) -> Result<(Sample, i64), tokio_postgres::Error> {
+async fn sample(client: &Client) -> eventlog::Result<(Sample, i64)> {
     let seq: i64 = client.query_one(SEQUENCE_TAKEN, &[]).await?.get(0);
     // A statement of its own, after the one above returned: its xid is assigned after `seq`
     // was read. Autocommit: the transaction ends at once and never holds the boundary.
     let xid: i64 = client.query_one("SELECT pg_current_xact_id()::TEXT::BIGINT", &[]).await?.get(0);
-    let horizon = eventlog::boundary(client).await.map_err(|e| match e {
-        eventlog::Error::Db(e) => e,
-        other => unreachable!("boundary only fails in the database: {other}"),
-    })?;
+    let horizon = eventlog::boundary(client).await?;
     Ok((Sample { seq, xid }, horizon))
 }
 

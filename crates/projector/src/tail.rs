@@ -347,6 +347,9 @@ pub struct StallWatch {
     last_check: Option<Instant>,
     /// The current stall: when it was first reported, the boundary it holds, the next warning.
     stall: Option<Stall>,
+    /// The boundary last seen and since when: the stall's age when the holder cannot be seen
+    /// (another role's session without `pg_read_all_stats`).
+    seen: Option<(i64, Instant)>,
 }
 
 struct Stall {
@@ -360,7 +363,7 @@ impl StallWatch {
     /// A watch for `version` with the stall threshold `after`.
     pub fn new(version: &'static str, after: Duration) -> StallWatch {
         let check_every = (after / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
-        StallWatch { version, after, check_every, last_check: None, stall: None }
+        StallWatch { version, after, check_every, last_check: None, stall: None, seen: None }
     }
 
     /// Whether a stall is being reported now.
@@ -383,9 +386,17 @@ impl StallWatch {
     }
 
     fn observe(&mut self, status: &eventlog::HorizonStatus) {
-        metrics::gauge!(eventlog::HORIZON_AGE_SECONDS, "version" => self.version).set(status.age_seconds);
         let now = Instant::now();
-        if !status.stalled(self.after) {
+        let seen_since = match self.seen {
+            Some((xid, since)) if xid == status.xid => since,
+            _ => {
+                self.seen = Some((status.xid, now));
+                now
+            }
+        };
+        let age = status.age_seconds.max(seen_since.elapsed().as_secs_f64());
+        metrics::gauge!(eventlog::HORIZON_AGE_SECONDS, "version" => self.version).set(age);
+        if !(status.waiting && age >= self.after.as_secs_f64()) {
             if let Some(stall) = self.stall.take() {
                 info!(
                     version = self.version,
@@ -408,7 +419,7 @@ impl StallWatch {
         warn!(
             version = self.version,
             horizon = status.xid,
-            held_seconds = status.age_seconds,
+            held_seconds = age,
             holder_pid = holder.and_then(|h| h.pid),
             holder_kind = holder.map(|h| h.kind.as_str()),
             holder_database = holder.and_then(|h| h.database.as_deref()),

@@ -155,7 +155,7 @@ pub(crate) async fn run(state: Weak<AppState>, url: String) {
     let mut supported = false;
     loop {
         let Some(shared) = state.upgrade() else { return };
-        if client.as_ref().map_or(true, Client::is_closed) {
+        if client.as_ref().is_none_or(Client::is_closed) {
             client = eventlog::connect(&url).await.ok();
             supported = false;
         }

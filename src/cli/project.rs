@@ -61,6 +61,10 @@ pub struct ProjectorArgs {
     /// Wait between polls of an idle log.
     #[arg(long, value_parser = parse_duration, default_value = "50ms")]
     pub poll: Duration,
+    /// Warn, naming the transaction that holds it, once one transaction has held the log's
+    /// horizon this long while committed events wait behind it (repeated, slower, while it lasts).
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub stall_after: Duration,
     /// Make every commit wait for its WAL flush (synchronous_commit=on) in this session.
     #[arg(long)]
     pub sync_commit: bool,
@@ -194,6 +198,7 @@ pub async fn projector(g: &Global, a: ProjectorArgs) -> Result<ExitCode> {
                 synchronous_commit: a.sync_commit,
                 rate_limit: a.rate_limit,
                 progress: a.progress,
+                stall_after: a.stall_after,
             };
             let report = projector::run_live(&config, stop).await.context("live projector")?;
             println!("{}", serde_json::to_string(&report)?);
@@ -216,6 +221,7 @@ pub async fn projector(g: &Global, a: ProjectorArgs) -> Result<ExitCode> {
                 progress: a.progress,
                 adaptive,
                 priority: projector::CpuPriority { nice: a.nice, idle: a.sched_idle, cpus: a.cpus.unwrap_or(0) },
+                stall_after: a.stall_after,
             };
             let report = projector::replay(&config, stop).await.context("replay")?;
             println!("{}", serde_json::to_string(&report)?);
@@ -318,7 +324,21 @@ pub async fn projections(g: &Global) -> Result<ExitCode> {
             p.positions.iter().min().copied().unwrap_or_default()
         );
     }
+    print_horizon(&client).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The horizon line of `reproject projections`: where the tail boundary is, its age, and the
+/// transaction that holds it when committed events wait behind it.
+async fn print_horizon(client: &tokio_postgres::Client) -> Result<()> {
+    let h = eventlog::horizon_status(client).await.context("reading the horizon")?;
+    let holder = match (&h.holder, h.waiting) {
+        (Some(holder), true) => format!(" waiting on {holder}"),
+        (Some(holder), false) => format!(" held by {holder}, nothing waiting"),
+        (None, _) => String::new(),
+    };
+    println!("horizon xid={} age={:.1}s{holder}", h.xid, h.age_seconds);
+    Ok(())
 }
 
 pub async fn position(g: &Global) -> Result<ExitCode> {

@@ -4,5 +4,6 @@
 mod crash;
 mod demo;
 mod flags;
+mod horizon;
 mod support;
 mod verify;

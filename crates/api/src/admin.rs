@@ -1,5 +1,5 @@
 //! `POST /cutover` (the API's only write: it moves the active pointer) and `GET /projections`
-//! (the registry with positions, lag and sizes).
+//! (the registry with positions, lag and sizes, and the horizon with the transaction holding it).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -123,5 +123,19 @@ pub(crate) async fn projections(State(state): State<Arc<AppState>>) -> Result<Js
             "cutover": p.cutover,
         }));
     }
-    Ok(Json(json!({ "active": active, "log_events_estimate": log_estimate, "projections": out })))
+    let horizon = horizon(&client).await?;
+    Ok(Json(json!({ "active": active, "log_events_estimate": log_estimate, "projections": out, "horizon": horizon })))
+}
+
+/// The horizon every version's projector waits on: its xid, its age, whether events wait
+/// behind it, and the transaction holding it (null before the log exists).
+async fn horizon(client: &Client) -> Result<Value, ApiError> {
+    match eventlog::horizon_status(client).await {
+        Ok(h) => {
+            metrics::gauge!(eventlog::HORIZON_AGE_SECONDS).set(h.age_seconds);
+            Ok(serde_json::to_value(&h).expect("a horizon serialises"))
+        }
+        Err(eventlog::Error::Db(e)) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => Ok(Value::Null),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -7,6 +7,7 @@
 
 mod admin;
 mod error;
+mod finality;
 mod pool;
 mod read;
 mod routes;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub pool: Pool,
     /// The `reproject_active_projection_info` gauge (reporting only, never used to serve).
     pub active: ActiveGauge,
+    /// Which `global_seq` offsets are final (time travel), kept by a background sampler.
+    pub finality: finality::Finality,
 }
 
 /// How to serve.
@@ -53,8 +56,15 @@ pub enum Error {
 }
 
 /// Connects the pool (`pool_size` connections, at least one) and builds the shared state.
+/// Starts the finality sampler, which stops when the state is dropped.
 pub async fn state(database_url: &str, pool_size: usize) -> Result<Arc<AppState>, Error> {
-    Ok(Arc::new(AppState { pool: Pool::connect(database_url, pool_size).await?, active: ActiveGauge::default() }))
+    let state = Arc::new(AppState {
+        pool: Pool::connect(database_url, pool_size).await?,
+        active: ActiveGauge::default(),
+        finality: finality::Finality::default(),
+    });
+    tokio::spawn(finality::run(Arc::downgrade(&state), database_url.to_owned()));
+    Ok(state)
 }
 
 /// Serves until `shutdown` resolves, then drains requests in flight. Calls `ready` with the

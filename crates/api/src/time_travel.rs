@@ -8,6 +8,14 @@
 //! or not. When `reproject snapshot` has stored snapshots of the fold, the fold starts from the
 //! newest one whose events all lie inside the cut, so its cost is bounded by the snapshot
 //! interval instead of the aggregate's history; the result is the same either way.
+//!
+//! Every answer says whether it is final (`"final": true`: nothing that commits later can
+//! land inside the cut, so the same request answers the same forever) and where the horizon
+//! is (`"horizon": {"xid", "final_through_offset"}`). A cut that is not final is still
+//! answered, with `"final": false` and the reason: an offset above `final_through_offset`, a
+//! position at or above the horizon's xid, or a `ts` alone (a writer's clock can place an
+//! event inside any time cut at any later moment; pin it with an offset). ARCHITECTURE.md,
+//! "Final cuts", gives the argument for each kind of cut.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,17 +35,59 @@ use crate::AppState;
 
 const ACTIVE_VERSION: &str = include_str!("sql/active_version.sql");
 
-/// Where to cut the log: both bounds apply when both are given.
+/// Where to cut the log: every bound given applies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Cut {
     ts: Option<DateTime<Utc>>,
     offset: Option<i64>,
+    /// An xid boundary as `reproject position` prints it: events of transactions below it.
+    position: Option<i64>,
     projection: Option<Projection>,
 }
 
+impl Cut {
+    /// Whether the cut is final given the horizon and the offsets proven final; the reason
+    /// when it is not. A cut is the intersection of its bounds, so it is final as soon as one
+    /// of its offset or position bounds is (a subset of a set that can no longer change
+    /// cannot change either).
+    fn finality(&self, horizon: i64, final_through: &Result<Option<i64>, String>) -> Result<(), String> {
+        if self.position.is_some_and(|x| x <= horizon) {
+            return Ok(());
+        }
+        if let (Some(o), Ok(Some(f))) = (self.offset, final_through) {
+            if o <= *f {
+                return Ok(());
+            }
+        }
+        let mut reasons = Vec::new();
+        if let Some(x) = self.position {
+            reasons.push(format!("transactions from xid {horizon} up to position {x} may still be running"));
+        }
+        if let Some(o) = self.offset {
+            match final_through {
+                Ok(Some(f)) => {
+                    reasons.push(format!("events at or below offset {o} may still commit (final through {f})"))
+                }
+                Ok(None) => reasons.push(format!("no offset is proven final yet, offset {o} included")),
+                Err(why) => reasons.push(format!("offsets cannot be proven final: {why}")),
+            }
+        }
+        if self.offset.is_none() && self.position.is_none() {
+            reasons.push(
+                "a ts cut alone is never final: a writer's clock can place an event inside it at any later \
+                 time; add &offset=<horizon.final_through_offset> to pin it"
+                    .to_owned(),
+            );
+        }
+        Err(reasons.join("; "))
+    }
+}
+
 fn parse_cut(params: &HashMap<String, String>) -> Result<Cut, ApiError> {
-    if let Some(unknown) = params.keys().find(|k| !matches!(k.as_str(), "ts" | "offset" | "version")) {
-        return Err(ApiError::bad_request(format!("unknown query parameter {unknown:?} (known: ts, offset, version)")));
+    if let Some(unknown) = params.keys().find(|k| !matches!(k.as_str(), "ts" | "offset" | "position" | "version")) {
+        return Err(ApiError::bad_request(format!(
+            "unknown query parameter {unknown:?} (known: ts, offset, position, version)"
+        )));
     }
     let ts = params
         .get("ts")
@@ -57,14 +107,24 @@ fn parse_cut(params: &HashMap<String, String>) -> Result<Cut, ApiError> {
                 .ok_or_else(|| ApiError::bad_request(format!("offset must be a non-negative global_seq, got {o:?}")))
         })
         .transpose()?;
-    if ts.is_none() && offset.is_none() {
-        return Err(ApiError::bad_request("give ?ts=RFC3339 or ?offset=GLOBAL_SEQ (or both)"));
+    let position = params
+        .get("position")
+        .map(|x| {
+            x.parse::<i64>().ok().filter(|x| *x >= 0).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "position must be an xid boundary as `reproject position` prints it, got {x:?}"
+                ))
+            })
+        })
+        .transpose()?;
+    if ts.is_none() && offset.is_none() && position.is_none() {
+        return Err(ApiError::bad_request("give ?ts=RFC3339, ?offset=GLOBAL_SEQ or ?position=XID (or several)"));
     }
     let projection = params
         .get("version")
         .map(|v| Projection::parse(v).map_err(|e| ApiError::bad_request(e.to_string())))
         .transpose()?;
-    Ok(Cut { ts, offset, projection })
+    Ok(Cut { ts, offset, position, projection })
 }
 
 /// The fold of the active version, or the newest fold when none is active (or the read
@@ -98,20 +158,31 @@ pub(crate) async fn as_of(
         Some(p) => p,
         None => default_projection(&conn).await?,
     };
+    // The horizon is read before the events, in an earlier statement: everything it proves
+    // ended has committed before the events' snapshot is taken.
+    let horizon = eventlog::boundary(&conn).await?;
+    let final_through = state.finality.final_through(horizon);
+    let finality = cut.finality(horizon, &final_through);
     let until_ts = cut.ts.unwrap_or(DateTime::<Utc>::MAX_UTC);
     let until_seq = cut.offset.unwrap_or(i64::MAX);
     // Start from the newest snapshot whose events all lie inside the cut, if any, and read
     // the log only up to the next snapshot (past it the guard could apply nothing). Both
-    // statements are prepared once per connection.
-    let hit = match conn.latest_snapshot().await? {
-        Some(statement) => readmodel::latest_snapshot(&conn, statement, projection, id, until_ts, until_seq).await?,
-        None => readmodel::SnapshotHit::default(),
+    // statements are prepared once per connection. Snapshots do not record their events'
+    // xids, so a position cut folds the whole history below it.
+    let hit = match (cut.position, conn.latest_snapshot().await?) {
+        (None, Some(statement)) => {
+            readmodel::latest_snapshot(&conn, statement, projection, id, until_ts, until_seq).await?
+        }
+        _ => readmodel::SnapshotHit::default(),
     };
     let after_version = hit.state.as_ref().map_or(0, |s| s.version);
     let statement = conn.aggregate_events().await?;
     let versions = after_version..=hit.next_version.unwrap_or(i32::MAX);
-    let raws = eventlog::aggregate_events_after(&conn, statement, id, versions, until_ts, until_seq).await?;
+    let mut raws = eventlog::aggregate_events_after(&conn, statement, id, versions, until_ts, until_seq).await?;
     drop(conn);
+    if let Some(x) = cut.position {
+        raws.retain(|e| e.tx_id < x);
+    }
     let mut events = Vec::with_capacity(raws.len());
     for raw in &raws {
         let event = raw.decode().map_err(|e| {
@@ -128,10 +199,23 @@ pub(crate) async fn as_of(
     let as_of = json!({
         "ts": cut.ts.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
         "offset": cut.offset,
+        "position": cut.position,
     });
+    let horizon = json!({
+        "xid": horizon,
+        "final_through_offset": final_through.as_ref().ok().copied().flatten(),
+    });
+    let is_final = finality.is_ok();
+    let not_final_because = finality.err();
     let Some(account) = stream.state else {
-        return Err(ApiError::not_found(format!("aggregate {id} has no events by then"))
-            .with(json!({ "aggregate_id": id, "as_of": as_of, "events_read": raws.len() })));
+        return Err(ApiError::not_found(format!("aggregate {id} has no events by then")).with(json!({
+            "aggregate_id": id,
+            "as_of": as_of,
+            "events_read": raws.len(),
+            "final": is_final,
+            "not_final_because": not_final_because,
+            "horizon": horizon,
+        })));
     };
     let mut body = account_json(projection, &account);
     body.insert("stopped_at_seq".into(), json!(account.applied_seq));
@@ -143,6 +227,11 @@ pub(crate) async fn as_of(
     // to the next snapshot: none past it can apply).
     body.insert("pending_versions".into(), json!(stream.pending.keys().collect::<Vec<_>>()));
     body.insert("as_of".into(), as_of);
+    body.insert("final".into(), json!(is_final));
+    if let Some(why) = not_final_because {
+        body.insert("not_final_because".into(), json!(why));
+    }
+    body.insert("horizon".into(), horizon);
     Ok(Json(Value::Object(body)))
 }
 
@@ -160,7 +249,9 @@ mod tests {
         assert_eq!(cut.ts.unwrap().to_rfc3339(), "2024-12-31T23:00:00+00:00");
         assert_eq!(cut.projection, Some(Projection::V3));
         assert_eq!(parse_cut(&params(&[("offset", "42")])).unwrap().offset, Some(42));
+        assert_eq!(parse_cut(&params(&[("position", "7")])).unwrap().position, Some(7));
         for bad in [
+            params(&[("position", "x")]),
             params(&[]),
             params(&[("ts", "yesterday")]),
             params(&[("offset", "-1")]),
@@ -170,5 +261,21 @@ mod tests {
             let e = parse_cut(&bad).unwrap_err();
             assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST, "{bad:?}: {e}");
         }
+    }
+
+    #[test]
+    fn a_cut_is_final_when_one_of_its_offset_or_position_bounds_is() {
+        let cut = |q: &[(&str, &str)]| parse_cut(&params(q)).unwrap();
+        let proven: Result<Option<i64>, String> = Ok(Some(100));
+        assert!(cut(&[("offset", "100")]).finality(50, &proven).is_ok());
+        assert!(cut(&[("offset", "101")]).finality(50, &proven).is_err());
+        assert!(cut(&[("offset", "1")]).finality(50, &Ok(None)).is_err());
+        assert!(cut(&[("offset", "1")]).finality(50, &Err("no log".into())).is_err());
+        assert!(cut(&[("position", "50")]).finality(50, &Ok(None)).is_ok());
+        assert!(cut(&[("position", "51")]).finality(50, &proven).is_err());
+        assert!(cut(&[("position", "51"), ("offset", "99")]).finality(50, &proven).is_ok());
+        let ts = cut(&[("ts", "2020-01-01T00:00:00Z")]);
+        assert!(ts.finality(i64::MAX, &Ok(Some(i64::MAX))).unwrap_err().contains("never final"));
+        assert!(cut(&[("ts", "2020-01-01T00:00:00Z"), ("offset", "7")]).finality(50, &proven).is_ok());
     }
 }

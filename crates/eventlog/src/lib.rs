@@ -6,12 +6,14 @@
 //! [`Position`]. ARCHITECTURE.md states the argument in full.
 
 mod append;
+mod horizon;
 mod pg;
 mod position;
 mod read;
 mod schema;
 
 pub use append::{append_event, NewEvent};
+pub use horizon::{horizon_status, Holder, HorizonStatus, HORIZON_AGE_SECONDS};
 pub use pg::{connect, Jsonb};
 pub use position::Position;
 pub use read::{

@@ -18,7 +18,7 @@ pub use ratelimit::RateLimiter;
 pub use repair::{repair, RepairReport};
 pub use replay::{current_rss_bytes, peak_rss_bytes, replay, reset_peak_rss, ReplayConfig, ReplayReport};
 pub use snapshot::{build_snapshots, SnapshotConfig, SnapshotReport};
-pub use tail::{run_live, LiveConfig, LiveReport, StepOutcome, Tailer};
+pub use tail::{run_live, LiveConfig, LiveReport, StallWatch, StepOutcome, Tailer};
 
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -59,6 +59,8 @@ pub struct ReplayConfig {
     /// The CPU priority of the replay: of this process's threads and of the PostgreSQL
     /// backends serving its connections, so live serving keeps the CPU when both want it.
     pub priority: CpuPriority,
+    /// Catch-up's stall warning threshold (`LiveConfig::stall_after`).
+    pub stall_after: Duration,
 }
 
 impl ReplayConfig {
@@ -81,6 +83,7 @@ impl ReplayConfig {
             progress: false,
             adaptive: None,
             priority: CpuPriority::NORMAL,
+            stall_after: Duration::from_secs(30),
         }
     }
 }
@@ -338,6 +341,7 @@ async fn rebuild(
             synchronous_commit: false,
             rate_limit: config.catch_up_rate_limit.or(config.rate_limit),
             progress: config.progress,
+            stall_after: config.stall_after,
         };
         // The adaptive limiter keeps driving catch-up unless catch-up has a cap of its own.
         let tail_limiter = adaptive.filter(|_| config.catch_up_rate_limit.is_none());

@@ -306,6 +306,9 @@ pub struct LiveConfig {
     pub rate_limit: Option<f64>,
     /// Draw a progress line on stderr (events read and applied, lag to the head).
     pub progress: bool,
+    /// Warn, naming the transaction that holds it, once the tail boundary has been held this
+    /// long by one transaction while committed events wait above it (see [`StallWatch`]).
+    pub stall_after: Duration,
 }
 
 impl LiveConfig {
@@ -323,7 +326,119 @@ impl LiveConfig {
             synchronous_commit: false,
             rate_limit: None,
             progress: false,
+            stall_after: Duration::from_secs(30),
         }
+    }
+}
+
+/// The longest pause between two warnings of one stall.
+const STALL_REPEAT_MAX: Duration = Duration::from_secs(600);
+
+/// Watches the horizon for a tail loop: when one transaction has held the boundary for
+/// `stall_after` while committed events wait above it, logs a WARN naming it (pid, database,
+/// user, application, state, `xact_start`, the start of its query), repeats it at doubling
+/// intervals (up to every ten minutes) while the stall lasts, and logs when it ends. It only
+/// reports: the tail keeps reading below the boundary and never skips past it. It also sets the
+/// `reproject_log_horizon_age_seconds` gauge.
+pub struct StallWatch {
+    version: &'static str,
+    after: Duration,
+    check_every: Duration,
+    last_check: Option<Instant>,
+    /// The current stall: when it was first reported, the boundary it holds, the next warning.
+    stall: Option<Stall>,
+    /// The boundary last seen and since when: the stall's age when the holder cannot be seen
+    /// (another role's session without `pg_read_all_stats`).
+    seen: Option<(i64, Instant)>,
+}
+
+struct Stall {
+    since: Instant,
+    xid: i64,
+    gap: Duration,
+    next_warn: Instant,
+}
+
+impl StallWatch {
+    /// A watch for `version` with the stall threshold `after`.
+    pub fn new(version: &'static str, after: Duration) -> StallWatch {
+        let check_every = (after / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        StallWatch { version, after, check_every, last_check: None, stall: None, seen: None }
+    }
+
+    /// Whether a stall is being reported now.
+    pub fn stalled(&self) -> bool {
+        self.stall.is_some()
+    }
+
+    /// Checks the horizon if `check_every` has passed since the last check. A failing check
+    /// (permissions, a dropped connection) is logged at debug level and retried later: the
+    /// watch never stops the projector.
+    pub async fn check(&mut self, client: &Client) {
+        if self.last_check.is_some_and(|t| t.elapsed() < self.check_every) {
+            return;
+        }
+        self.last_check = Some(Instant::now());
+        match eventlog::horizon_status(client).await {
+            Ok(status) => self.observe(&status),
+            Err(e) => tracing::debug!(version = self.version, error = %e, "horizon check failed"),
+        }
+    }
+
+    fn observe(&mut self, status: &eventlog::HorizonStatus) {
+        let now = Instant::now();
+        let seen_since = match self.seen {
+            Some((xid, since)) if xid == status.xid => since,
+            _ => {
+                self.seen = Some((status.xid, now));
+                now
+            }
+        };
+        let age = status.age_seconds.max(seen_since.elapsed().as_secs_f64());
+        metrics::gauge!(eventlog::HORIZON_AGE_SECONDS, "version" => self.version).set(age);
+        if !(status.waiting && age >= self.after.as_secs_f64()) {
+            if let Some(stall) = self.stall.take() {
+                info!(
+                    version = self.version,
+                    horizon = stall.xid,
+                    now_at = status.xid,
+                    stalled_seconds = stall.since.elapsed().as_secs_f64(),
+                    "the horizon moved: stall over, the projector reads again"
+                );
+            }
+            return;
+        }
+        let due = match &self.stall {
+            None => true,
+            Some(stall) => stall.xid != status.xid || now >= stall.next_warn,
+        };
+        if !due {
+            return;
+        }
+        let holder = status.holder.as_ref();
+        warn!(
+            version = self.version,
+            horizon = status.xid,
+            held_seconds = age,
+            holder_pid = holder.and_then(|h| h.pid),
+            holder_kind = holder.map(|h| h.kind.as_str()),
+            holder_database = holder.and_then(|h| h.database.as_deref()),
+            holder_user = holder.and_then(|h| h.user.as_deref()),
+            holder_application = holder.and_then(|h| h.application.as_deref()),
+            holder_state = holder.and_then(|h| h.state.as_deref()),
+            holder_xact_start = holder.and_then(|h| h.xact_start).map(|t| t.to_rfc3339()),
+            holder_query = holder.and_then(|h| h.query.as_deref()),
+            "the horizon is held back: committed events wait behind a running transaction; end it \
+             (pg_terminate_backend(pid), or COMMIT/ROLLBACK PREPARED) or wait"
+        );
+        let stall = match self.stall.take() {
+            Some(s) if s.xid == status.xid => {
+                let gap = (s.gap * 2).min(STALL_REPEAT_MAX);
+                Stall { gap, next_warn: now + gap, ..s }
+            }
+            _ => Stall { since: now, xid: status.xid, gap: self.after, next_warn: now + self.after },
+        };
+        self.stall = Some(stall);
     }
 }
 
@@ -427,11 +542,15 @@ pub(crate) async fn run_tail(
     };
     let mut last_lag_check = Instant::now() - Duration::from_secs(10);
     let mut lag = None;
+    let mut watch = StallWatch::new(projection.name(), config.stall_after);
     loop {
         if *stop.borrow() {
             break;
         }
         let outcome = tailer.step(client).await?;
+        if config.until.is_none() {
+            watch.check(client).await;
+        }
         report.events_read += outcome.read as u64;
         report.events_applied += outcome.applied as u64;
         if outcome.read > 0 {

@@ -12,8 +12,12 @@ CREATE SEQUENCE log.events_global_seq_seq AS BIGINT;
 
 -- tx_id is the writing transaction's xid8 (as bigint): tailers read only below the oldest
 -- transaction still running, so a row can never appear behind a saved position.
+-- global_seq's default takes the transaction's xid before the sequence value (CASE evaluates
+-- its condition first), so a transaction always holds its xid before any global_seq it takes:
+-- time travel's finality argument rests on it (ARCHITECTURE.md, "Final cuts").
 CREATE TABLE log.events (
-    global_seq BIGINT NOT NULL DEFAULT nextval('log.events_global_seq_seq'),
+    global_seq BIGINT NOT NULL
+        DEFAULT (CASE WHEN pg_current_xact_id() IS NOT NULL THEN nextval('log.events_global_seq_seq') END),
     aggregate_id BIGINT NOT NULL,
     version INT NOT NULL CHECK (version >= 1),
     type TEXT NOT NULL,

@@ -3,5 +3,6 @@
 mod repair;
 mod replay;
 mod snapshot;
+mod stall;
 mod support;
 mod tail;

@@ -2,6 +2,7 @@
 //! and a real server on a loopback port.
 
 mod cutover;
+mod doors;
 mod reads;
 mod support;
 mod time_travel;

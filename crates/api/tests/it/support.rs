@@ -190,6 +190,21 @@ pub async fn fixture(n: i64, with_v4: bool) -> Fixture {
     Fixture { client, url, base: format!("http://{addr}"), http: reqwest::Client::new(), n, _shutdown: shutdown }
 }
 
+/// Serves `config` (its listen address on a free loopback port) in the background; the server
+/// runs until the returned sender is dropped. Returns the base URL.
+pub async fn serve(mut config: api::ApiConfig) -> (String, tokio::sync::oneshot::Sender<()>) {
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+    let (ready, addr) = tokio::sync::oneshot::channel::<SocketAddr>();
+    tokio::spawn(async move {
+        let stop = async move {
+            let _ = stop.await;
+        };
+        api::serve(&config, stop, move |a| ready.send(a).unwrap()).await.unwrap();
+    });
+    (format!("http://{}", addr.await.expect("the server starts")), shutdown)
+}
+
 impl Fixture {
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let resp = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();

@@ -4,5 +4,6 @@
 mod crash;
 mod demo;
 mod flags;
+mod serve;
 mod support;
 mod verify;

@@ -195,8 +195,32 @@ impl AsyncWrite for Tracked {
     }
 }
 
+/// The first query parameter name that appears twice in `query` (`ts=a&ts=b`), which would
+/// otherwise be read as one of its values, silently.
+fn repeated_parameter(query: &str) -> Option<&str> {
+    let mut seen = std::collections::HashSet::new();
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split('=').next().unwrap_or(p))
+        .find(|name| !seen.insert(*name))
+}
+
+/// `text` cut to at most `max` bytes (on a character boundary), with "…" when cut: input
+/// echoed in an error stays short however long the input was.
+pub(crate) fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
 /// Refuses a request target over `max_uri_bytes` (414) or headers over `max_header_bytes` in
-/// total (431), and turns every 4xx answered without JSON (axum's extractor rejections, the
+/// total (431), a query parameter given twice (400), and turns every 4xx answered without JSON (axum's extractor rejections, the
 /// body limit's 413) into `{"error": ...}`.
 pub(crate) async fn bound_request(limits: Arc<HttpLimits>, req: Request, next: Next) -> Response {
     let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
@@ -205,6 +229,13 @@ pub(crate) async fn bound_request(limits: Arc<HttpLimits>, req: Request, next: N
             StatusCode::URI_TOO_LONG,
             format!("request target of {uri_len} bytes; at most {} are accepted", limits.max_uri_bytes),
         )
+        .into_response();
+    }
+    if let Some(repeated) = req.uri().query().and_then(repeated_parameter) {
+        return ApiError::bad_request(format!(
+            "query parameter {:?} is given more than once; give it once",
+            truncate(repeated, 64)
+        ))
         .into_response();
     }
     let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
@@ -231,4 +262,20 @@ pub(crate) async fn bound_request(limits: Arc<HttpLimits>, req: Request, next: N
         _ => status.canonical_reason().unwrap_or("client error").to_owned(),
     };
     ApiError::new(status, text).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_parameters_are_found_and_echoes_are_cut() {
+        assert_eq!(repeated_parameter("ts=1&offset=2&ts=3"), Some("ts"));
+        assert_eq!(repeated_parameter("ts=1&offset=2"), None);
+        assert_eq!(repeated_parameter("a&a"), Some("a"));
+        assert_eq!(repeated_parameter(""), None);
+        assert_eq!(truncate("abc", 5), "abc");
+        assert_eq!(truncate(&"x".repeat(10_000), 32).len(), 32 + "…".len());
+        assert_eq!(truncate("ééé", 3), "é…");
+    }
 }

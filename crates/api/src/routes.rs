@@ -47,8 +47,9 @@ async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiEr
 
 /// Parses an aggregate id from the path: a positive 64-bit integer.
 pub(crate) fn parse_id(text: &str) -> Result<i64, ApiError> {
-    text.parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| ApiError::bad_request(format!("aggregate id must be a positive integer, got {text:?}")))
+    text.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+        // Echo at most a short prefix: the id came from the client and can be kilobytes.
+        let shown = crate::http::truncate(text, 32);
+        ApiError::bad_request(format!("aggregate id must be a positive integer, got {shown:?}"))
+    })
 }

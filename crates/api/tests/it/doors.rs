@@ -142,3 +142,19 @@ async fn oversized_requests_get_json_413_414_431() {
     assert_eq!(resp.headers()["content-type"], "application/json");
     assert!(resp.json::<Value>().await.unwrap()["error"].is_string());
 }
+
+#[tokio::test]
+async fn a_repeated_parameter_is_refused_and_a_long_id_is_not_echoed_whole() {
+    let f = fixture(2, false).await;
+    let (status, body) = f.get("/aggregate/1/as-of?ts=2030-01-01T00:00:00Z&ts=2000-01-01T00:00:00Z").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("\"ts\" is given more than once"), "{body}");
+    let (status, body) = f.get("/aggregate/1/as-of?offset=5&offset=6").await;
+    assert_eq!(status, 400, "{body}");
+
+    let long_id = "9".repeat(5_000) + "x";
+    let (status, body) = f.get(&format!("/aggregate/{long_id}")).await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"].as_str().unwrap();
+    assert!(message.len() < 200 && message.contains("positive integer"), "{message}");
+}

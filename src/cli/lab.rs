@@ -45,12 +45,20 @@ pub async fn seed(g: &Global, a: SeedArgs) -> Result<ExitCode> {
     if !(1..=1024).contains(&a.partitions) {
         bail!("--partitions must be between 1 and 1024");
     }
-    let url = database_url(g)?;
+    if !(a.zipf.is_finite() && a.zipf > 0.0) {
+        bail!("--zipf must be a positive number, got {}", a.zipf);
+    }
     let mut config = lab::SeedConfig::new(a.events, a.aggregates, a.seed);
     config.zipf = a.zipf;
     config.partitions = a.partitions;
     config.reset = a.reset;
     config.progress = true;
+    if a.events > config.max_events() {
+        bail!("--events {} is too large: at most {}", a.events, config.max_events());
+    }
+    // Everything else the seeder would refuse, refused before the cluster starts.
+    config.validate().context("invalid --events, --aggregates or --zipf")?;
+    let url = database_url(g)?;
     let report = lab::seed::run(&url, config).await.context("seeding the log")?;
     println!("{}", report.render());
     Ok(ExitCode::SUCCESS)

@@ -36,7 +36,7 @@ pub struct Cli {
 #[derive(Debug, Clone, clap::Args)]
 pub struct Global {
     /// PostgreSQL URL. Unset: the embedded cluster in --data-dir (started if needed).
-    #[arg(long, global = true, env = "DATABASE_URL")]
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Data directory of the embedded cluster.
     #[arg(long, global = true, env = "REPROJECT_DATA_DIR", default_value = ".reproject/pg")]
@@ -70,8 +70,12 @@ pub enum Command {
     Repair(project::RepairArgs),
     /// Store aggregate snapshots every N versions, so time travel folds at most N events.
     Snapshot(project::SnapshotArgs),
-    /// Promote a ready version to active, atomically, once it has caught up.
+    /// Promote a ready version to active, atomically, once it has caught up; or the version the
+    /// last cutover retired (a rollback).
     Cutover(project::CutoverArgs),
+    /// Roll back the last cutover: promote the version it retired, if that version has kept up
+    /// (its live projector restarted) and its table is intact.
+    Rollback(project::RollbackArgs),
     /// Show the registry: every version, its state, positions and lag.
     Projections,
     /// Print the log's current tail boundary (an xid usable as --until / --at).
@@ -129,6 +133,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Repair(args) => project::repair(&g, args).await,
         Command::Snapshot(args) => project::snapshot(&g, args).await,
         Command::Cutover(args) => project::cutover(&g, args).await,
+        Command::Rollback(args) => project::rollback(&g, args).await,
         Command::Projections => project::projections(&g).await,
         Command::Position => project::position(&g).await,
     }

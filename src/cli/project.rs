@@ -293,15 +293,48 @@ pub struct CutoverArgs {
 pub async fn cutover(g: &Global, a: CutoverArgs) -> Result<ExitCode> {
     let projection = projection(&a.projection)?;
     let mut client = eventlog::connect(&database_url(g)?).await.context("connecting")?;
-    let deadline = tokio::time::Instant::now() + a.timeout;
+    switch(&mut client, projection, a.wait, a.timeout).await
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Wait until the retired version has caught up with the active one, then switch.
+    #[arg(long)]
+    pub wait: bool,
+    /// Give up waiting after this long.
+    #[arg(long, value_parser = parse_duration, default_value = "10m")]
+    pub timeout: Duration,
+}
+
+/// `reproject rollback`: a cutover to the version the last cutover retired.
+pub async fn rollback(g: &Global, a: RollbackArgs) -> Result<ExitCode> {
+    let mut client = eventlog::connect(&database_url(g)?).await.context("connecting")?;
+    let infos = readmodel::list(&client).await.context("reading the registry")?;
+    let active = infos.iter().find(|p| p.state == readmodel::State::Active).context("no version is active")?;
+    let previous =
+        active.cutover.as_ref().and_then(|c| c.get("previous")?.as_str().map(str::to_owned)).with_context(|| {
+            format!("{} was not activated by a cutover from another version: nothing to roll back to", active.version)
+        })?;
+    let projection = projection(&previous)?;
+    switch(&mut client, projection, a.wait, a.timeout).await
+}
+
+/// Cuts over to `projection` (or rolls back to it), waiting for it to catch up if asked.
+async fn switch(
+    client: &mut tokio_postgres::Client,
+    projection: fold::Projection,
+    wait: bool,
+    timeout: Duration,
+) -> Result<ExitCode> {
+    let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        match readmodel::cutover(&mut client, projection.name()).await {
+        match readmodel::cutover(client, projection.name()).await {
             Ok(c) => {
                 println!("{}", serde_json::to_string(&c)?);
                 return Ok(ExitCode::SUCCESS);
             }
             Err(e @ (readmodel::Error::Lagging { .. } | readmodel::Error::WrongState { .. }))
-                if a.wait && tokio::time::Instant::now() < deadline =>
+                if wait && tokio::time::Instant::now() < deadline =>
             {
                 tracing::info!(error = %e, "not yet: waiting");
                 tokio::time::sleep(Duration::from_millis(100)).await;

@@ -12,24 +12,88 @@ use super::{database_url, parse_duration, Global};
 
 #[derive(Debug, Args)]
 pub struct ApiArgs {
-    /// Address to listen on.
+    /// Address to listen on. A non-loopback address needs an admin token.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// Connections to PostgreSQL (each pipelines concurrent requests).
     #[arg(long, default_value_t = 8)]
     pub pool: usize,
+    /// A file holding the admin token that `POST /cutover` requires (`Authorization: Bearer
+    /// TOKEN`; at least 16 bytes). Without a token the endpoint is disabled.
+    #[arg(long, value_name = "FILE", conflicts_with = "admin_token")]
+    pub admin_token_file: Option<PathBuf>,
+    /// The admin token itself, from the environment (prefer the file: a flag's value shows in
+    /// `ps`).
+    #[arg(long = "admin-token", env = "REPROJECT_ADMIN_TOKEN", hide_env_values = true, hide = true)]
+    pub admin_token: Option<String>,
+    /// A request's head must arrive within this; also closes keep-alive connections idle
+    /// between requests for this long.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub header_read_timeout: Duration,
+    /// Close a connection on which nothing is read or written for this long.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub idle_timeout: Duration,
+    /// Connections served at once (more wait in the accept queue).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Largest request body accepted (bytes); larger ones get 413.
+    #[arg(long, default_value_t = 65536)]
+    pub max_body_bytes: usize,
+}
+
+/// The admin token from `--admin-token-file` or `REPROJECT_ADMIN_TOKEN`, if any.
+fn admin_token(a: &ApiArgs) -> Result<Option<api::AdminToken>> {
+    let (text, source) = match (&a.admin_token_file, &a.admin_token) {
+        (Some(path), _) => (
+            std::fs::read_to_string(path).with_context(|| format!("--admin-token-file {}", path.display()))?,
+            format!("--admin-token-file {}", path.display()),
+        ),
+        (None, Some(text)) => (text.clone(), "REPROJECT_ADMIN_TOKEN".to_owned()),
+        (None, None) => return Ok(None),
+    };
+    api::AdminToken::new(&text).map(Some).with_context(|| source)
+}
+
+/// Resolves when the process gets SIGINT (Ctrl-C) or SIGTERM (what `kill`, systemd and
+/// container runtimes send): either starts the graceful drain.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the API gracefully");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    let signal = tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    };
+    tracing::info!(signal, "shutting down");
 }
 
 pub async fn api(g: &Global, a: ApiArgs) -> Result<ExitCode> {
     if a.pool == 0 {
         bail!("--pool must be at least 1");
     }
-    let config = api::ApiConfig { database_url: database_url(g)?, listen: a.listen, pool_size: a.pool };
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutting down");
-    };
-    api::serve(&config, shutdown, |addr| println!("listening on http://{addr}")).await.context("serving the API")?;
+    if a.max_body_bytes == 0 {
+        bail!("--max-body-bytes must be at least 1");
+    }
+    // Validated before the database is touched: a bad token or an exposed address fails first.
+    let token = admin_token(&a)?;
+    api::check_exposure(a.listen, token.as_ref()).context("--listen")?;
+    let mut config = api::ApiConfig::new(database_url(g)?, a.listen, a.pool);
+    config.admin_token = token;
+    config.limits.header_read_timeout = a.header_read_timeout;
+    config.limits.idle_timeout = a.idle_timeout;
+    config.limits.max_connections = a.max_connections as usize;
+    config.limits.max_body_bytes = a.max_body_bytes;
+    if config.admin_token.is_none() {
+        println!("POST /cutover is disabled (no --admin-token-file or REPROJECT_ADMIN_TOKEN)");
+    }
+    api::serve(&config, shutdown_signal(), |addr| println!("listening on http://{addr}"))
+        .await
+        .context("serving the API")?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -34,4 +34,31 @@ fn bad_flags_are_refused_before_any_work() {
     fails_naming(&["projector", "--mode", "live", "--version", "v4", "--sched-idle"], "--sched-idle");
     fails_naming(&["bench", "isolation", "--curve", "150%"], "--curve");
     fails_naming(&["bench", "isolation", "--curve", "fast"], "--curve");
+    fails_naming(&["seed", "--zipf", "0"], "--zipf");
+    fails_naming(&["seed", "--zipf", "NaN"], "--zipf");
+    fails_naming(&["seed", "--events", "1000000000000000000"], "--events 1000000000000000000 is too large");
+    fails_naming(&["api", "--listen", "0.0.0.0:8080"], "--admin-token-file");
+    fails_naming(&["api", "--admin-token-file", "/nonexistent/token"], "--admin-token-file");
+    let out = crate::support::bin()
+        .args(["api"])
+        .env("DATABASE_URL", NOWHERE)
+        .env("REPROJECT_ADMIN_TOKEN", "short")
+        .output()
+        .expect("spawn reproject");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("REPROJECT_ADMIN_TOKEN") && stderr.contains("at least 16"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn repair_of_an_unknown_aggregate_says_so() {
+    let url = crate::support::seeded(300, 30, 2).await;
+    crate::support::run_ok(&url, &["projector", "--mode", "live", "--version", "v4", "--stop-at-head"]);
+    let out = run(&url, &["repair", "--version", "v4", "--aggregate", "987654"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("unknown aggregate 987654"), "{stderr}");
+    assert!(!stderr.contains("4294967295"), "{stderr}");
 }

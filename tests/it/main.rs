@@ -5,5 +5,6 @@ mod crash;
 mod demo;
 mod flags;
 mod horizon;
+mod serve;
 mod support;
 mod verify;

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -33,14 +34,24 @@ pub(crate) struct CutoverBody {
     version: String,
 }
 
-/// `POST /cutover {"version": "v4"}`: promotes a ready version that is at or past the active
-/// one on every partition, in one transaction (`readmodel::cutover`). Idempotent: repeating
-/// it returns the recorded switch with `"switched": false`.
+/// `POST /cutover {"version": "v4"}` (with `Authorization: Bearer <admin token>`, checked by
+/// `auth::require_admin` before this runs): promotes a ready version that is at or past the
+/// active one on every partition, or rolls back to the version active before, in one
+/// transaction (`readmodel::cutover`). Idempotent: repeating it returns the recorded switch
+/// with `"switched": false`.
 pub(crate) async fn cutover(
     State(state): State<Arc<AppState>>,
     body: Result<Json<CutoverBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::bad_request(format!("body must be {{\"version\": \"v4\"}}: {e}")))?;
+    // 413 for a body over the limit; anything else wrong with it (no JSON content type, not
+    // JSON, not the expected object) is the client's bad request.
+    let Json(body) = body.map_err(|e| {
+        let status = match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, format!("body must be {{\"version\": \"v4\"}}: {}", e.body_text()))
+    })?;
     if body.version.is_empty() || body.version.len() > 63 {
         return Err(ApiError::bad_request("version must be a registered version name such as \"v4\""));
     }

@@ -62,7 +62,14 @@ impl IntoResponse for ApiError {
         if let (Some(obj), serde_json::Value::Object(extra)) = (body.as_object_mut(), self.details) {
             obj.extend(extra);
         }
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"reproject admin\""),
+            );
+        }
+        response
     }
 }
 
@@ -108,6 +115,9 @@ impl From<readmodel::Error> for ApiError {
                     "lagging_partitions": lagging,
                     "partitions": partitions,
                 }))
+            }
+            readmodel::Error::TableGone { version, table } => {
+                ApiError::conflict(e.to_string()).with(json!({ "version": version, "table": table }))
             }
             readmodel::Error::WrongState { version, state, expected } => ApiError::conflict(e.to_string())
                 .with(json!({ "version": version, "state": state, "expected": expected })),

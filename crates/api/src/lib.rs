@@ -3,11 +3,13 @@
 //! Prometheus metrics.
 //!
 //! Invariant: the API never writes, except `POST /cutover`, which moves the active pointer
-//! through `readmodel::cutover`.
+//! through `readmodel::cutover` and needs the admin token (`auth`).
 
 mod admin;
+mod auth;
 mod error;
 mod finality;
+mod http;
 mod pool;
 mod read;
 mod routes;
@@ -18,9 +20,11 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+pub use auth::{AdminToken, TokenError, MIN_TOKEN_BYTES};
 pub use error::ApiError;
+pub use http::HttpLimits;
 pub use pool::{Conn, Pool};
-pub use routes::router;
+pub use routes::{router, router_with};
 pub use telemetry::{ActiveGauge, ACTIVE_INFO, LAG_EVENTS, REQUESTS, REQUEST_SECONDS};
 
 /// Shared state of the service.
@@ -31,6 +35,8 @@ pub struct AppState {
     pub active: ActiveGauge,
     /// Which `global_seq` offsets are final (time travel), kept by a background sampler.
     pub finality: finality::Finality,
+    /// The token `POST /cutover` requires; `None` disables the endpoint.
+    pub admin_token: Option<AdminToken>,
 }
 
 /// How to serve.
@@ -42,6 +48,24 @@ pub struct ApiConfig {
     pub listen: SocketAddr,
     /// Connections to PostgreSQL (each pipelines many concurrent requests).
     pub pool_size: usize,
+    /// The token `POST /cutover` requires; `None` disables the endpoint (and then `listen`
+    /// must be a loopback address).
+    pub admin_token: Option<AdminToken>,
+    /// Timeouts, connection cap and size limits of the HTTP layer.
+    pub limits: HttpLimits,
+}
+
+impl ApiConfig {
+    /// A config with no admin token and the default limits.
+    pub fn new(database_url: impl Into<String>, listen: SocketAddr, pool_size: usize) -> ApiConfig {
+        ApiConfig {
+            database_url: database_url.into(),
+            listen,
+            pool_size,
+            admin_token: None,
+            limits: HttpLimits::default(),
+        }
+    }
 }
 
 /// Errors of serving.
@@ -53,35 +77,55 @@ pub enum Error {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    #[error(
+        "refusing to listen on {0} without an admin token: give --admin-token-file FILE or REPROJECT_ADMIN_TOKEN, \
+         or listen on a loopback address"
+    )]
+    Unprotected(SocketAddr),
 }
 
 /// Connects the pool (`pool_size` connections, at least one) and builds the shared state.
 /// Starts the finality sampler, which stops when the state is dropped.
-pub async fn state(database_url: &str, pool_size: usize) -> Result<Arc<AppState>, Error> {
+pub async fn state(
+    database_url: &str,
+    pool_size: usize,
+    admin_token: Option<AdminToken>,
+) -> Result<Arc<AppState>, Error> {
     let state = Arc::new(AppState {
         pool: Pool::connect(database_url, pool_size).await?,
         active: ActiveGauge::default(),
         finality: finality::Finality::default(),
+        admin_token,
     });
     tokio::spawn(finality::run(Arc::downgrade(&state), database_url.to_owned()));
     Ok(state)
 }
 
-/// Serves until `shutdown` resolves, then drains requests in flight. Calls `ready` with the
-/// bound address once listening (useful with port 0).
+/// Whether serving on `listen` with this token is allowed: a non-loopback address needs a
+/// token (reads are open to anyone who can reach the port; the write must not be).
+pub fn check_exposure(listen: SocketAddr, admin_token: Option<&AdminToken>) -> Result<(), Error> {
+    if admin_token.is_none() && !listen.ip().is_loopback() {
+        return Err(Error::Unprotected(listen));
+    }
+    Ok(())
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and drains requests in flight (see
+/// [`HttpLimits`]). Calls `ready` with the bound address once listening (useful with port 0).
 pub async fn serve(
     config: &ApiConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), Error> {
-    let state = state(&config.database_url, config.pool_size).await?;
+    check_exposure(config.listen, config.admin_token.as_ref())?;
+    let state = state(&config.database_url, config.pool_size, config.admin_token.clone()).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Listen { addr: config.listen, source })?;
     let addr = listener.local_addr().map_err(Error::Serve)?;
-    tracing::info!(%addr, pool = config.pool_size, "api listening");
+    tracing::info!(%addr, pool = config.pool_size, cutover = config.admin_token.is_some(), "api listening");
     ready(addr);
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await.map_err(Error::Serve)
+    http::serve(listener, router_with(state, &config.limits), config.limits.clone(), shutdown).await
 }
 
 /// A router with only `GET /metrics`, for processes that are not the API (the projectors), so

@@ -2,23 +2,37 @@
 
 use std::sync::Arc;
 
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 
 use crate::error::ApiError;
-use crate::{admin, read, telemetry, time_travel, AppState};
+use crate::http::{bound_request, HttpLimits};
+use crate::{admin, auth, read, telemetry, time_travel, AppState};
 
-/// The service's routes over `state`. Installs the metrics recorder if this process has none.
+/// The service's routes over `state`, with the default [`HttpLimits`]. Installs the metrics
+/// recorder if this process has none.
 pub fn router(state: Arc<AppState>) -> Router {
+    router_with(state, &HttpLimits::default())
+}
+
+/// The service's routes over `state`, with `limits` on request bodies, targets and headers.
+pub fn router_with(state: Arc<AppState>, limits: &HttpLimits) -> Router {
     telemetry::handle();
+    let bounds = Arc::new(limits.clone());
+    // The admin check is a route layer: it runs before the body is read.
+    let cutover =
+        post(admin::cutover).route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_admin));
     Router::new()
         .route("/aggregate/{id}", get(read::current))
         .route("/aggregate/{id}/as-of", get(time_travel::as_of))
-        .route("/cutover", post(admin::cutover))
+        .route("/cutover", cutover)
         .route("/projections", get(admin::projections))
         .route("/metrics", get(telemetry::render))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(axum::middleware::from_fn(move |req, next| bound_request(bounds.clone(), req, next)))
         .layer(axum::middleware::from_fn(telemetry::track))
         .with_state(state)
 }
@@ -33,8 +47,9 @@ async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiEr
 
 /// Parses an aggregate id from the path: a positive 64-bit integer.
 pub(crate) fn parse_id(text: &str) -> Result<i64, ApiError> {
-    text.parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| ApiError::bad_request(format!("aggregate id must be a positive integer, got {text:?}")))
+    text.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+        // Echo at most a short prefix: the id came from the client and can be kilobytes.
+        let shown = crate::http::truncate(text, 32);
+        ApiError::bad_request(format!("aggregate id must be a positive integer, got {shown:?}"))
+    })
 }

@@ -10,9 +10,20 @@ use fold::Projection;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-/// Starts the API in this process on a free loopback port.
+/// The admin token of the APIs the benchmarks start: random per process, so that no other
+/// local account can switch a benchmark's version.
+pub fn admin_token() -> &'static api::AdminToken {
+    static TOKEN: std::sync::OnceLock<api::AdminToken> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| {
+        let text: String =
+            rand::thread_rng().sample_iter(&rand::distributions::Alphanumeric).take(32).map(char::from).collect();
+        api::AdminToken::new(&text).expect("32 alphanumerics make a valid token")
+    })
+}
+
+/// Starts the API in this process on a free loopback port, with [`admin_token`].
 pub async fn start_api(url: &str) -> Result<SocketAddr> {
-    let state = api::state(url, 8).await.context("api pool")?;
+    let state = api::state(url, 8, Some(admin_token().clone())).await.context("api pool")?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
@@ -150,7 +161,12 @@ pub async fn cutover_bench(config: &CutoverBenchConfig) -> Result<CutoverBench> 
     let mut refused = 0u64;
     let (switch_ms, switch_request_ms) = loop {
         let t0 = Instant::now();
-        let resp = http.post(format!("{base}/cutover")).json(&serde_json::json!({"version": "v4"})).send().await?;
+        let resp = http
+            .post(format!("{base}/cutover"))
+            .bearer_auth(admin_token().expose())
+            .json(&serde_json::json!({"version": "v4"}))
+            .send()
+            .await?;
         let status = resp.status();
         let body: serde_json::Value = resp.json().await.unwrap_or_default();
         if status.is_success() {

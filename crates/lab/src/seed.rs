@@ -82,12 +82,19 @@ impl SeedConfig {
         }
     }
 
+    /// The most events this config's chunk size allows (chunks are numbered by an `INT4`).
+    pub fn max_events(&self) -> u64 {
+        self.chunk_events.saturating_mul(i32::MAX as u64 - 1)
+    }
+
     /// The generator's part of the config.
     pub fn generator(&self) -> GenConfig {
         GenConfig { seed: self.seed, events: self.events, aggregates: self.aggregates, zipf: self.zipf }
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Checks the config without touching the database, so a caller can refuse bad input
+    /// before any work starts.
+    pub fn validate(&self) -> Result<()> {
         self.generator().validate()?;
         if self.chunk_events == 0 || self.chunk_events > i32::MAX as u64 {
             return Err(Error::Config(format!("chunk_events must be positive, got {}", self.chunk_events)));
@@ -96,7 +103,12 @@ impl SeedConfig {
             return Err(Error::Config(format!("loaders must be within 1..=16, got {}", self.loaders)));
         }
         if self.events / self.chunk_events >= i32::MAX as u64 {
-            return Err(Error::Config("too many chunks: raise chunk_events".into()));
+            return Err(Error::Config(format!(
+                "{} events make too many chunks of {} (at most {} events)",
+                self.events,
+                self.chunk_events,
+                self.max_events()
+            )));
         }
         Ok(())
     }

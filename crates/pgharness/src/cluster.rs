@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
+use crate::auth;
 use crate::bindir::find_bindir;
 use crate::exec::{
     absolute, create_dirs, free_port, hand_over, io_err, is_root, port_is_free, run, server_command, tail_file, DirLock,
@@ -90,12 +91,20 @@ impl ClusterConfig {
 }
 
 /// A running cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Cluster {
     /// Its data directory (absolute).
     pub data_dir: PathBuf,
     /// The loopback port it listens on.
     pub port: u16,
+    /// The `postgres` superuser's password (from `reproject.password` in the data directory).
+    pub password: String,
+}
+
+impl fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cluster").field("data_dir", &self.data_dir).field("port", &self.port).finish_non_exhaustive()
+    }
 }
 
 /// What [`Cluster::status`] reports.
@@ -111,7 +120,7 @@ pub struct Status {
     pub port: Option<u16>,
     /// The postmaster's pid, when running.
     pub pid: Option<u32>,
-    /// The URL of the `reproject` database, when running.
+    /// The URL of the `reproject` database (with its password), when running.
     pub url: Option<String>,
     /// The server log.
     pub log_file: PathBuf,
@@ -130,8 +139,13 @@ impl fmt::Display for Status {
         if let Some(port) = self.port {
             writeln!(f, "port:       {port}{}", if self.running { "" } else { " (last used)" })?;
         }
-        if let Some(url) = &self.url {
-            writeln!(f, "url:        {url}")?;
+        if self.url.is_some() {
+            // The URL carries the password: `reproject db url` prints it, a status does not.
+            writeln!(
+                f,
+                "url:        `reproject db url` (password in {})",
+                auth::password_path(&self.data_dir).display()
+            )?;
         }
         write!(f, "log file:   {}", self.log_file.display())
     }
@@ -178,26 +192,43 @@ fn read_pid_file(data_dir: &Path) -> Option<(u32, u16)> {
     Some((pid, port))
 }
 
-/// Runs initdb into `data_dir` (created and handed to `postgres` if needed) and appends the
-/// listening setup and the profile's settings to `postgresql.conf`.
-pub(crate) fn initdb(bindir: &Path, data_dir: &Path, profile: Profile) -> Result<()> {
+/// Runs initdb into `data_dir` (created and handed to `postgres` if needed) with a new random
+/// superuser password (`scram-sha-256` on every connection, the password kept in
+/// `reproject.password`, mode 0600) and appends the listening setup and the profile's settings
+/// to `postgresql.conf`. Returns the password.
+pub(crate) fn initdb(bindir: &Path, data_dir: &Path, profile: Profile) -> Result<String> {
     create_dirs(data_dir)?;
     // Also when it existed (empty) before: initdb runs as postgres and must own it.
     hand_over(data_dir)?;
+    // initdb wants an empty data directory, so the password file waits beside it (0600, the
+    // server's user's) and moves in once initdb is done.
+    let password = auth::generate()?;
+    let mut pwfile = data_dir.as_os_str().to_owned();
+    pwfile.push(".initdb-password");
+    let pwfile = PathBuf::from(pwfile);
+    let _ = std::fs::remove_file(&pwfile);
+    auth::write_password_file(&pwfile, &password)?;
     let mut cmd = server_command(bindir, "initdb");
     cmd.arg("-D").arg(data_dir).args([
         "-U",
         "postgres",
-        "--auth=trust",
+        "--auth=scram-sha-256",
         "--encoding=UTF8",
         "--locale=C.UTF-8",
         "--no-instructions",
     ]);
+    cmd.arg(format!("--pwfile={}", pwfile.display()));
     if profile == Profile::Test {
         // A throwaway cluster need not survive a crash of the machine.
         cmd.arg("--no-sync");
     }
-    run(cmd).map_err(|e| permission_hint(e, data_dir))?;
+    let ran = run(cmd).map_err(|e| permission_hint(e, data_dir));
+    if let Err(e) = ran {
+        let _ = std::fs::remove_file(&pwfile);
+        return Err(e);
+    }
+    let kept = auth::password_path(data_dir);
+    std::fs::rename(&pwfile, &kept).map_err(io_err("moving the password file to", &kept))?;
     // TCP on loopback only; no Unix socket, whose path length is limited to ~100 bytes and
     // whose default directory (/var/run/postgresql) may not exist or be writable.
     let mut conf = String::from("\n# written by reproject's pgharness\nlisten_addresses = '127.0.0.1'\n");
@@ -209,7 +240,7 @@ pub(crate) fn initdb(bindir: &Path, data_dir: &Path, profile: Profile) -> Result
     let mut file = std::fs::OpenOptions::new().append(true).open(&path).map_err(io_err("opening", &path))?;
     std::io::Write::write_all(&mut file, conf.as_bytes()).map_err(io_err("writing", &path))?;
     info!(dir = %data_dir.display(), ?profile, "cluster initialised");
-    Ok(())
+    Ok(password)
 }
 
 /// Starts the cluster in `data_dir` on `port` and waits (up to 60 s) until it accepts
@@ -258,6 +289,16 @@ fn is_running(bindir: &Path, data_dir: &Path) -> bool {
     cmd.stdin(std::process::Stdio::null()).output().map(|o| o.status.success()).unwrap_or(false)
 }
 
+/// Stops the server in `data_dir` (fast mode) and waits until it is down; the caller holds
+/// the directory lock.
+fn stop_server(bindir: &Path, data_dir: &Path) -> Result<()> {
+    let mut cmd = server_command(bindir, "pg_ctl");
+    cmd.arg("-D").arg(data_dir).args(["-m", "fast", "-w", "stop"]);
+    run(cmd)?;
+    info!(dir = %data_dir.display(), "cluster stopped");
+    Ok(())
+}
+
 /// Whether a failed start failed because another program holds the port (so a new port helps).
 fn port_was_taken(err: &Error) -> bool {
     matches!(err, Error::Command { output, .. }
@@ -284,6 +325,12 @@ impl Cluster {
         if !is_initialized(&dir) {
             initdb(&bindir, &dir, config.profile)?;
         }
+        // A cluster initialised by an older harness trusts every local connection: lock it.
+        let legacy = auth::trusts(&dir)?;
+        if legacy && !auth::password_path(&dir).is_file() {
+            auth::write_password_file(&auth::password_path(&dir), &auth::generate()?)?;
+        }
+        let password = auth::read_password(&dir)?;
         let port = if is_running(&bindir, &dir) {
             let port = read_pid_file(&dir)
                 .map(|(_, port)| port)
@@ -294,8 +341,21 @@ impl Cluster {
         } else {
             Self::start_stopped(&bindir, &dir, config.port)?
         };
-        sql::ensure_database(port, DEFAULT_DB)?;
-        Ok(Cluster { data_dir: dir, port })
+        let port = if legacy {
+            // Set the password while trust still lets us in, then restart on the new
+            // pg_hba.conf: a reload would apply it at some later instant, a restart before
+            // this returns.
+            sql::set_password(port, &password)?;
+            auth::write_hba(&dir)?;
+            stop_server(&bindir, &dir)?;
+            let port = Self::start_stopped(&bindir, &dir, config.port.or(Some(port)))?;
+            info!(dir = %dir.display(), "cluster locked: scram-sha-256 with the password in reproject.password");
+            port
+        } else {
+            port
+        };
+        sql::ensure_database(port, &password, DEFAULT_DB)?;
+        Ok(Cluster { data_dir: dir, port, password })
     }
 
     /// Starts the stopped cluster in `dir`: on `fixed` if given, else on the last port if free,
@@ -330,7 +390,8 @@ impl Cluster {
         let running = initialized && is_running(&find_bindir()?, &dir);
         let from_pid = if running { read_pid_file(&dir) } else { None };
         let port = from_pid.map(|(_, port)| port).or_else(|| read_state(&dir));
-        let url = port.filter(|_| running).map(|port| sql::url(port, DEFAULT_DB));
+        let password = if running { auth::read_password(&dir).ok() } else { None };
+        let url = port.zip(password).map(|(port, password)| sql::url(port, &password, DEFAULT_DB));
         Ok(Status {
             log_file: log_path(&dir),
             data_dir: dir,
@@ -353,17 +414,15 @@ impl Cluster {
         let parent = lock_dir(&dir)?;
         let _lock = DirLock::acquire(&parent)?;
         if is_running(&bindir, &dir) {
-            let mut cmd = server_command(&bindir, "pg_ctl");
-            cmd.arg("-D").arg(&dir).args(["-m", "fast", "-w", "stop"]);
-            run(cmd)?;
-            info!(dir = %dir.display(), "cluster stopped");
+            stop_server(&bindir, &dir)?;
         }
         Ok(())
     }
 
-    /// The URL of database `db`, e.g. `postgresql://postgres@127.0.0.1:54321/db`.
+    /// The URL of database `db` with the password, e.g.
+    /// `postgresql://postgres:5f0c…@127.0.0.1:54321/db`.
     pub fn url(&self, db: &str) -> String {
-        sql::url(self.port, db)
+        sql::url(self.port, &self.password, db)
     }
 
     /// The URL of the `reproject` database.

@@ -4,8 +4,11 @@
 //!
 //! PostgreSQL refuses to run as root, so when this process is root every server binary runs as
 //! the `postgres` user through `runuser`, and the directories it writes are handed to that user.
-//! The clusters listen on 127.0.0.1 only, on a free port, with no Unix socket.
+//! The clusters listen on 127.0.0.1 only, on a free port, with no Unix socket, and let only
+//! the `postgres` superuser in, with a random password generated at initdb (`scram-sha-256`;
+//! see `auth`).
 
+mod auth;
 mod bindir;
 mod cluster;
 mod exec;
@@ -71,6 +74,15 @@ pub enum Error {
     UnknownPort {
         /// The data directory.
         dir: String,
+    },
+    /// The cluster's password file cannot be read (it is readable only by the account that
+    /// owns the cluster, or root).
+    #[error("cannot read the cluster's password from {path}: {source} (only the cluster's owner or root can)")]
+    Password {
+        /// The password file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
     },
     /// An SQL statement against the cluster failed.
     #[error("{what} on {url} failed: {source}")]

@@ -19,6 +19,7 @@ use crate::Result;
 pub struct Throwaway {
     dir: PathBuf,
     port: u16,
+    password: String,
     next: AtomicU64,
 }
 
@@ -54,10 +55,10 @@ impl Throwaway {
         // the process dies half-way.
         spawn_watchdog(&bindir, &dir)?;
         let data = dir.join("data");
-        initdb(&bindir, &data, Profile::Test)?;
+        let password = initdb(&bindir, &data, Profile::Test)?;
         let port = free_port()?;
         start(&bindir, &data, port)?;
-        Ok(Throwaway { dir, port, next: AtomicU64::new(0) })
+        Ok(Throwaway { dir, port, password, next: AtomicU64::new(0) })
     }
 
     /// The cluster's port on 127.0.0.1.
@@ -71,9 +72,14 @@ impl Throwaway {
         &self.dir
     }
 
-    /// The URL of database `db` on this cluster.
+    /// The URL of database `db` on this cluster, with the superuser's password.
     pub fn url(&self, db: &str) -> String {
-        sql::url(self.port, db)
+        sql::url(self.port, &self.password, db)
+    }
+
+    /// The superuser's password (a connection without it is refused).
+    pub fn password(&self) -> &str {
+        &self.password
     }
 
     /// Creates a new, empty database with a name unique in this cluster (`t_<n>_<pid>`) and
@@ -84,7 +90,7 @@ impl Throwaway {
     pub fn fresh_database(&self) -> String {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let name = format!("t_{n}_{}", std::process::id());
-        if let Err(e) = sql::create_database(self.port, &name) {
+        if let Err(e) = sql::create_database(self.port, &self.password, &name) {
             panic!("cannot create a fresh database: {e}");
         }
         self.url(&name)

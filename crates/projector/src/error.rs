@@ -26,7 +26,7 @@ pub enum Error {
     Locked(String),
     #[error("version {version} is {state}: {hint}")]
     WrongState { version: String, state: readmodel::State, hint: &'static str },
-    #[error("aggregate {0} has no events in the log")]
+    #[error("unknown aggregate {0}: it has no events in the log")]
     UnknownAggregate(i64),
     #[error("live read probe failed: {0}")]
     Probe(String),

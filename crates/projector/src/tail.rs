@@ -476,7 +476,8 @@ pub(crate) async fn lock_version(client: &Client, projection: Projection) -> Res
 ///
 /// Registers the version if it is new. The first time the version has drained the log, a
 /// `building` version becomes `ready`; if no version is active yet, it is activated (the first
-/// version has nothing to cut over from). A `retired` version stops its projector.
+/// version has nothing to cut over from). A version retired while its projector runs stops
+/// it; a projector started on a retired version keeps it caught up for a rollback.
 pub async fn run_live(config: &LiveConfig, stop: tokio::sync::watch::Receiver<bool>) -> Result<LiveReport> {
     let mut client = eventlog::connect(&config.database_url).await?;
     run_tail(&mut client, config, stop, None).await
@@ -506,13 +507,12 @@ pub(crate) async fn run_tail(
         }
         Err(e) => return Err(e.into()),
     };
+    // A retired version may be tailed again (its table is complete and its positions exact):
+    // that keeps it caught up, so that a rollback to it passes the cutover's position check.
     if info.state == State::Retired && config.until.is_none() {
-        return Err(Error::WrongState {
-            version: info.version,
-            state: info.state,
-            hint: "a retired version is only tailed to a frozen position (--until)",
-        });
+        info!(version = projection.name(), "tailing a retired version: it can be rolled back to once caught up");
     }
+    let started_retired = info.state == State::Retired;
     readmodel::add_primary_key(client, projection).await?;
     let mut tailer =
         Tailer::open(client, projection, config.batch, config.until, config.quarantine, config.from_offset)
@@ -591,7 +591,10 @@ pub(crate) async fn run_tail(
         }
         if last_state_check.elapsed() > Duration::from_secs(1) {
             last_state_check = Instant::now();
+            // A cutover that retires this version stops its projector; one started on a
+            // retired version (to keep it ready for a rollback) goes on.
             if config.until.is_none()
+                && !started_retired
                 && readmodel::version_info(client, projection.name()).await?.state == State::Retired
             {
                 info!(version = projection.name(), "version retired: stopping its projector");

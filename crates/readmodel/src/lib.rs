@@ -35,6 +35,8 @@ pub enum Error {
     UnknownVersion(String),
     #[error("projection version {version} is {state}, expected {expected}")]
     WrongState { version: String, state: State, expected: &'static str },
+    #[error("rollback to {version} refused: its table read.{table} is gone")]
+    TableGone { version: String, table: String },
     #[error("cutover to {version} refused: it lags the active version {active} by {lag_events} events on {lagging} of {partitions} partitions")]
     Lagging { version: String, active: String, lag_events: i64, lagging: usize, partitions: usize },
     #[error("stored row of aggregate {aggregate_id} in {table} is invalid: {reason}")]

@@ -224,12 +224,22 @@ pub struct Cutover {
     pub activated_at: DateTime<Utc>,
     /// False when the version was already active and this call changed nothing.
     pub switched: bool,
+    /// True when the version was `retired` (the one active before `previous`): a rollback.
+    #[serde(default)]
+    pub rollback: bool,
 }
 
 /// Promotes a `ready` version to `active` in one transaction, only if its position is at or
 /// past the active version's on every partition. The previous version becomes `retired` (its
 /// table stays; readers that resolved it before the switch keep a complete table).
 /// Idempotent: on an already active version it returns the recorded switch.
+///
+/// Rollback: the `retired` version that was active just before the current one (the current
+/// one's recorded `previous`) can be promoted back, under the same position check, while its
+/// table exists. Its table is complete (a retired version is never truncated: the replay
+/// refuses it) and it is exact up to its positions, so the check makes it as safe as any
+/// cutover; its projector must have been tailing it (`projector --mode live --version OLD`) for
+/// it to have kept up.
 pub async fn cutover(client: &mut Client, version: &str) -> Result<Cutover> {
     let tx = client.transaction().await?;
     // Lock every registry row: cutovers serialise, and the active version cannot change under us.
@@ -253,10 +263,29 @@ pub async fn cutover(client: &mut Client, version: &str) -> Result<Cutover> {
         c.switched = false;
         return Ok(c);
     }
-    if state != State::Ready {
-        return Err(Error::WrongState { version: version.to_owned(), state, expected: "ready" });
+    let active = rows.iter().find(|r| State::parse(r.get(1)) == State::Active);
+    let previous = active.map(|r| r.get::<_, String>(0));
+    // The version the active one replaced, from its recorded switch.
+    let replaced = active
+        .and_then(|r| r.get::<_, Option<serde_json::Value>>(2))
+        .and_then(|c| c.get("previous").and_then(|p| p.as_str()).map(str::to_owned));
+    let rollback = state == State::Retired && replaced.as_deref() == Some(version);
+    if state != State::Ready && !rollback {
+        return Err(Error::WrongState {
+            version: version.to_owned(),
+            state,
+            expected: "ready (or retired by the last cutover, to roll back to it)",
+        });
     }
-    let previous = rows.iter().find(|r| State::parse(r.get(1)) == State::Active).map(|r| r.get::<_, String>(0));
+    if rollback {
+        let table: String =
+            tx.query_one("SELECT table_name FROM read.projections WHERE version = $1", &[&version]).await?.get(0);
+        let exists: bool =
+            tx.query_one("SELECT to_regclass(format('read.%I', $1::TEXT)) IS NOT NULL", &[&table]).await?.get(0);
+        if !exists {
+            return Err(Error::TableGone { version: version.to_owned(), table });
+        }
+    }
     // FOR SHARE on the active version's offsets blocks its projector's next commit until the
     // switch is done, so "new >= active" holds at the instant the switch becomes visible.
     let lock_offsets = "SELECT position_tx, position_seq FROM read.projection_offsets \
@@ -300,10 +329,12 @@ pub async fn cutover(client: &mut Client, version: &str) -> Result<Cutover> {
         new_positions,
         activated_at,
         switched: true,
+        rollback,
     };
     let recorded = serde_json::to_value(&result).expect("cutover serialises");
     tx.execute(
-        "UPDATE read.projections SET state = 'active', activated_at = $2, cutover = $3 WHERE version = $1",
+        "UPDATE read.projections SET state = 'active', activated_at = $2, cutover = $3, retired_at = NULL \
+         WHERE version = $1",
         &[&version, &activated_at, &recorded],
     )
     .await?;

@@ -62,11 +62,50 @@ async fn cutover_is_refused_while_lagging_then_idempotent() {
             assert_eq!(again[k], first[k], "repeating the cutover returns the recorded {k}");
         }
     }
-    let (status, body) = f.post("/cutover", r#"{"version":"v3"}"#).await;
-    assert_eq!(status, 409, "the retired version cannot come back: {body}");
     let v4 = expected(&f.client, Projection::V4, 14).await;
     let (_, current) = f.get("/aggregate/12").await;
     assert_row(&current, Projection::V4, &v4[&12], "after the cutover");
+}
+
+#[tokio::test]
+async fn rollback_to_the_retired_version_is_allowed_once_it_has_kept_up() {
+    let mut f = fixture(10, true).await;
+    let (status, body) = f.post("/cutover", r#"{"version":"v4"}"#).await;
+    assert_eq!((status, body["rollback"].as_bool()), (200, Some(false)), "{body}");
+    // New events reach the live v4 only: the retired v3 has not kept up.
+    append(&mut f.client, &history(11..=12, 7)).await;
+    project(&mut f.client, Projection::V4, 12).await;
+    let (status, body) = f.post("/cutover", r#"{"version":"v3"}"#).await;
+    assert_eq!(status, 409, "a rollback to a version that has not kept up is refused: {body}");
+    assert!(body["lag_events"].as_i64().unwrap() > 0, "{body}");
+    let (_, current) = f.get("/aggregate/12").await;
+    assert_eq!(current["projection_version"], "v4", "a refused rollback changes nothing: {current}");
+
+    // v3's projector, restarted, catches up: the rollback passes the same check as a cutover.
+    project(&mut f.client, Projection::V3, 12).await;
+    let (status, body) = f.post("/cutover", r#"{"version":"v3"}"#).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["rollback"].as_bool(), body["previous"].as_str()), (Some(true), Some("v4")), "{body}");
+    let v3 = expected(&f.client, Projection::V3, 12).await;
+    let (_, current) = f.get("/aggregate/12").await;
+    assert_row(&current, Projection::V3, &v3[&12], "after the rollback");
+    let (_, registry) = f.get("/projections").await;
+    let states: HashMap<&str, &str> = registry["projections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["version"].as_str().unwrap(), p["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(states, HashMap::from([("v3", "active"), ("v4", "retired")]), "{registry}");
+
+    // The version retired by the rollback can come back the same way, but not once its table
+    // is gone.
+    f.client.batch_execute("DROP TABLE read.accounts_v4").await.unwrap();
+    let (status, body) = f.post("/cutover", r#"{"version":"v4"}"#).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("is gone"), "{body}");
+    let (_, current) = f.get("/aggregate/12").await;
+    assert_eq!(current["projection_version"], "v3", "{current}");
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 
 mod cutover;
 mod horizon;
+mod doors;
 mod reads;
 mod support;
 mod time_travel;

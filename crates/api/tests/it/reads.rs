@@ -61,7 +61,14 @@ async fn bad_requests_get_json_errors_never_a_500() {
     assert_eq!(status, 405, "{reply}");
     assert!(reply["error"].is_string(), "{reply}");
     // A cutover body without a JSON content type is a bad request too, not a 415 without a body.
-    let resp = f.http.post(format!("{}/cutover", f.base)).body(r#"{"version":"v4"}"#).send().await.unwrap();
+    let resp = f
+        .http
+        .post(format!("{}/cutover", f.base))
+        .bearer_auth(crate::support::ADMIN_TOKEN)
+        .body(r#"{"version":"v4"}"#)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 400);
     assert!(resp.json::<serde_json::Value>().await.unwrap()["error"].is_string());
     // None of that changed anything.
@@ -132,7 +139,7 @@ async fn metrics_expose_latency_by_route_and_the_active_version() {
 #[tokio::test]
 async fn a_database_without_a_read_model_is_a_503() {
     let url = pgharness::throwaway().fresh_database();
-    let state = api::state(&url, 1).await.unwrap();
+    let state = api::state(&url, 1, None).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, api::router(state)).await.unwrap() });

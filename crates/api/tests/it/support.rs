@@ -14,6 +14,9 @@ use tokio_postgres::Client;
 /// Partitions of the test log: more than one, so positions are compared per partition.
 pub const PARTITIONS: u32 = 4;
 
+/// The admin token the fixture's API is started with; [`Fixture::post`] sends it.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
 pub struct Fixture {
     pub client: Client,
     /// The database's URL.
@@ -175,7 +178,8 @@ pub async fn fixture(n: i64, with_v4: bool) -> Fixture {
     }
     let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
     let (ready, addr) = tokio::sync::oneshot::channel::<SocketAddr>();
-    let config = api::ApiConfig { database_url: url.clone(), listen: "127.0.0.1:0".parse().unwrap(), pool_size: 4 };
+    let mut config = api::ApiConfig::new(url.clone(), "127.0.0.1:0".parse().unwrap(), 4);
+    config.admin_token = Some(api::AdminToken::new(ADMIN_TOKEN).unwrap());
     tokio::spawn(async move {
         let stop = async move {
             let _ = stop.await;
@@ -186,6 +190,21 @@ pub async fn fixture(n: i64, with_v4: bool) -> Fixture {
     Fixture { client, url, base: format!("http://{addr}"), http: reqwest::Client::new(), n, _shutdown: shutdown }
 }
 
+/// Serves `config` (its listen address on a free loopback port) in the background; the server
+/// runs until the returned sender is dropped. Returns the base URL.
+pub async fn serve(mut config: api::ApiConfig) -> (String, tokio::sync::oneshot::Sender<()>) {
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+    let (ready, addr) = tokio::sync::oneshot::channel::<SocketAddr>();
+    tokio::spawn(async move {
+        let stop = async move {
+            let _ = stop.await;
+        };
+        api::serve(&config, stop, move |a| ready.send(a).unwrap()).await.unwrap();
+    });
+    (format!("http://{}", addr.await.expect("the server starts")), shutdown)
+}
+
 impl Fixture {
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let resp = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
@@ -194,15 +213,22 @@ impl Fixture {
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
+    /// POSTs a JSON `body` with the admin token.
     pub async fn post(&self, path: &str, body: &str) -> (u16, Value) {
-        let resp = self
+        self.post_as(path, body, Some(ADMIN_TOKEN)).await
+    }
+
+    /// POSTs a JSON `body` with `token` as the bearer token, or with no `Authorization`.
+    pub async fn post_as(&self, path: &str, body: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = self
             .http
             .post(format!("{}{path}", self.base))
             .header("content-type", "application/json")
-            .body(body.to_owned())
-            .send()
-            .await
-            .unwrap();
+            .body(body.to_owned());
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))

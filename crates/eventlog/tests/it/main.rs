@@ -50,11 +50,10 @@ async fn the_boundary_stays_below_a_running_writer() {
     let client = fresh().await;
     let url = pgharness::throwaway().fresh_database();
     let _ = url;
-    let mut writer = eventlog::connect(&format!(
-        "postgresql://postgres@127.0.0.1:{}/{}",
-        pgharness::throwaway().port(),
-        client.query_one("SELECT current_database()", &[]).await.unwrap().get::<_, String>(0)
-    ))
+    let mut writer = eventlog::connect(
+        &pgharness::throwaway()
+            .url(&client.query_one("SELECT current_database()", &[]).await.unwrap().get::<_, String>(0)),
+    )
     .await
     .unwrap();
     let tx = writer.transaction().await.unwrap();

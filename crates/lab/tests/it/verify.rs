@@ -26,6 +26,9 @@ async fn v4_matches_and_v3_differs_exactly_on_the_bug() {
     let between = lab::verify::between_versions(&client, Projection::V3, Projection::V4).await.unwrap();
     assert!(between.ok && between.diffs == bugs as u64 && between.unexpected == 0, "{}", between.render());
     assert_eq!(between.expected_diffs, bugs as u64, "v3 against v4 knows the fee-bug set");
+    // The sample rows are the bug's, and say so (not "(unexpected)" beside `unexpected: 0`).
+    assert!(!between.sample.is_empty() && between.sample.iter().all(|s| s.known), "{}", between.render());
+    assert!(!between.render().contains("(unexpected)"), "{}", between.render());
     let same = lab::verify::between_versions(&client, Projection::V4, Projection::V4).await.unwrap();
     assert!(same.ok && same.diffs == 0);
 }

@@ -22,11 +22,47 @@ async fn throwaway_gives_distinct_working_databases() {
     let a = pg.fresh_database();
     let b = pg.fresh_database();
     assert_ne!(a, b);
-    assert!(a.starts_with(&format!("postgresql://postgres@127.0.0.1:{}/", pg.port())), "{a}");
+    assert!(a.starts_with(&format!("postgresql://postgres:{}@127.0.0.1:{}/", pg.password(), pg.port())), "{a}");
     let (db_a, db_b) = (select_one(&a).await, select_one(&b).await);
     assert_ne!(db_a, db_b);
     assert_eq!(pg.url(&db_a), a);
     assert!(pg.dir().join("data").join("PG_VERSION").is_file());
+}
+
+/// Connects to `db` on the loopback `port` as `user`, with `password` if given.
+async fn connect_as(port: u16, user: &str, password: Option<&str>, db: &str) -> Result<(), tokio_postgres::Error> {
+    let mut config = tokio_postgres::Config::new();
+    config.host("127.0.0.1").port(port).user(user).dbname(db);
+    if let Some(password) = password {
+        config.password(password);
+    }
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    client.batch_execute("SELECT 1").await
+}
+
+/// Asserts that connections to `port` without the password, or with a wrong one, are refused
+/// for the superuser and for any other role name, and that the right password gets in.
+async fn assert_locked(port: u16, password: &str) {
+    for (user, pw) in [("postgres", None), ("postgres", Some("wrong")), ("root", None), ("nobody", None)] {
+        let err =
+            connect_as(port, user, pw, "postgres").await.expect_err(&format!("{user} with {pw:?} must be refused"));
+        let text = format!("{err:?}");
+        assert!(text.contains("password") || text.contains("28P01") || text.contains("28000"), "{user}: {text}");
+    }
+    connect_as(port, "postgres", Some(password), "postgres").await.expect("the password gets in");
+}
+
+#[tokio::test]
+async fn throwaway_refuses_a_connection_without_the_password() {
+    let pg = pgharness::throwaway();
+    assert_locked(pg.port(), pg.password()).await;
+    let file = pg.dir().join("data").join("reproject.password");
+    let mode = std::fs::metadata(&file).expect("the password file exists").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+    let data_mode = std::fs::metadata(pg.dir().join("data")).unwrap().permissions().mode();
+    assert_eq!(data_mode & 0o077, 0, "the data directory is its owner's only");
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), pg.password());
 }
 
 #[test]
@@ -91,6 +127,8 @@ async fn cluster_life_cycle() {
     assert!(text.contains("running") && text.contains(&first.port.to_string()), "{text}");
     let pid = postmaster_pid(&data_dir);
 
+    assert_locked(first.port, &first.password).await;
+
     // Second call: the same server (same port and postmaster), no second initdb.
     let version_mtime = std::fs::metadata(data_dir.join("PG_VERSION")).unwrap().modified().unwrap();
     let second = Cluster::ensure_running(&config).expect("second ensure_running");
@@ -109,6 +147,24 @@ async fn cluster_life_cycle() {
     let third = Cluster::ensure_running(&config).expect("third ensure_running");
     assert_eq!(select_one(&third.database_url()).await, "reproject");
     assert_ne!(postmaster_pid(&data_dir), pid);
+    assert_eq!(third.password, first.password, "the password is kept across restarts");
+    Cluster::stop(&data_dir).expect("final stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_initialised_with_trust_is_locked_on_its_next_start() {
+    let scratch = Scratch::new();
+    let data_dir = scratch.data_dir();
+    let config = ClusterConfig::test(&data_dir);
+    let first = Cluster::ensure_running(&config).expect("first ensure_running");
+    Cluster::stop(&data_dir).expect("stop");
+    // Make it what an older harness left: trust for every local connection, no password file.
+    std::fs::write(data_dir.join("pg_hba.conf"), "host all all 127.0.0.1/32 trust\n").unwrap();
+    std::fs::remove_file(data_dir.join("reproject.password")).unwrap();
+    let second = Cluster::ensure_running(&config).expect("ensure_running on the trusting cluster");
+    assert_ne!(second.password, first.password, "a new password");
+    assert_locked(second.port, &second.password).await;
+    assert_eq!(select_one(&second.database_url()).await, "reproject");
     Cluster::stop(&data_dir).expect("final stop");
 }
 

@@ -1,0 +1,281 @@
+//! The HTTP layer under the routes: a hyper accept loop with a connection cap, a header-read
+//! timeout, an idle timeout, and a graceful drain; and the middleware that bounds a request's
+//! URI and headers and gives every 4xx a JSON body.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::extract::Request;
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::error::ApiError;
+use crate::Error;
+
+/// Bounds on what one client can hold or send.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// A request's head (request line and headers) must arrive within this, from the moment
+    /// the server waits for it; this also closes a keep-alive connection left idle between
+    /// requests for that long.
+    pub header_read_timeout: Duration,
+    /// A connection on which nothing is read or written for this long is closed (a stalled
+    /// body, a client that stopped reading its response).
+    pub idle_timeout: Duration,
+    /// Connections served at once; further ones wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Request bodies larger than this are refused with 413.
+    pub max_body_bytes: usize,
+    /// Request targets (path and query) longer than this are refused with 414.
+    pub max_uri_bytes: usize,
+    /// Request headers larger than this in total are refused with 431.
+    pub max_header_bytes: usize,
+    /// How long a shutdown waits for requests in flight before closing their connections.
+    pub drain_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> HttpLimits {
+        HttpLimits {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+            max_body_bytes: 64 * 1024,
+            max_uri_bytes: 8 * 1024,
+            max_header_bytes: 16 * 1024,
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// hyper's own buffer for a request head. Above our URI and header limits, so that those are
+/// answered by [`bound_request`] with JSON; a head past this is refused by hyper itself (an
+/// empty-bodied 431) before any of our code runs.
+const HEAD_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Serves `router` on `listener` until `shutdown` resolves; then stops accepting, lets every
+/// connection finish the request it is serving (up to `limits.drain_timeout`), and returns.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        // The permit is taken before accepting: at the cap, new clients wait in the backlog.
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // EMFILE and friends: back off a little instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Reap finished connections so the set does not grow with the process's age.
+        while connections.try_join_next().is_some() {}
+        let _ = stream.set_nodelay(true);
+        let activity = Arc::new(AtomicU64::new(0));
+        let io = TokioIo::new(Tracked { inner: stream, activity: activity.clone(), origin: Instant::now() });
+        let service = TowerToHyperService::new(router.clone());
+        let limits = limits.clone();
+        let mut stop = stop_rx.clone();
+        connections.spawn(async move {
+            let _permit = permit;
+            let origin = Instant::now();
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
+                .max_buf_size(HEAD_BUFFER_BYTES)
+                .serve_connection(io, service);
+            tokio::pin!(conn);
+            let mut draining = false;
+            loop {
+                let idle_deadline =
+                    origin + Duration::from_millis(activity.load(Ordering::Relaxed)) + limits.idle_timeout;
+                tokio::select! {
+                    result = conn.as_mut() => {
+                        if let Err(e) = result {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                        break;
+                    }
+                    _ = stop.changed(), if !draining => {
+                        // Finish the request in flight, then close; an idle connection closes now.
+                        draining = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    () = tokio::time::sleep_until(idle_deadline.into()) => {
+                        let last = origin + Duration::from_millis(activity.load(Ordering::Relaxed));
+                        if last.elapsed() >= limits.idle_timeout {
+                            tracing::debug!(%peer, "idle connection closed");
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    drop(listener);
+    let in_flight = connections.len();
+    tracing::info!(connections = in_flight, "shutting down: draining requests in flight");
+    let _ = stop_tx.send(true);
+    let drained =
+        tokio::time::timeout(limits.drain_timeout, async { while connections.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(connections = connections.len(), "drain timed out: closing the remaining connections");
+        connections.shutdown().await;
+    }
+    tracing::info!("api stopped");
+    Ok(())
+}
+
+/// A TCP stream that records when it last read or wrote (milliseconds since `origin`), for
+/// the idle timeout.
+struct Tracked {
+    inner: tokio::net::TcpStream,
+    activity: Arc<AtomicU64>,
+    origin: Instant,
+}
+
+impl Tracked {
+    fn touch(&self) {
+        self.activity.store(self.origin.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(poll, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.touch();
+        }
+        poll
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        poll
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The first query parameter name that appears twice in `query` (`ts=a&ts=b`), which would
+/// otherwise be read as one of its values, silently.
+fn repeated_parameter(query: &str) -> Option<&str> {
+    let mut seen = std::collections::HashSet::new();
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split('=').next().unwrap_or(p))
+        .find(|name| !seen.insert(*name))
+}
+
+/// `text` cut to at most `max` bytes (on a character boundary), with "…" when cut: input
+/// echoed in an error stays short however long the input was.
+pub(crate) fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// Refuses a request target over `max_uri_bytes` (414) or headers over `max_header_bytes` in
+/// total (431), a query parameter given twice (400), and turns every 4xx answered without JSON (axum's extractor rejections, the
+/// body limit's 413) into `{"error": ...}`.
+pub(crate) async fn bound_request(limits: Arc<HttpLimits>, req: Request, next: Next) -> Response {
+    let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if uri_len > limits.max_uri_bytes {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            format!("request target of {uri_len} bytes; at most {} are accepted", limits.max_uri_bytes),
+        )
+        .into_response();
+    }
+    if let Some(repeated) = req.uri().query().and_then(repeated_parameter) {
+        return ApiError::bad_request(format!(
+            "query parameter {:?} is given more than once; give it once",
+            truncate(repeated, 64)
+        ))
+        .into_response();
+    }
+    let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    if header_bytes > limits.max_header_bytes {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!("headers of {header_bytes} bytes; at most {} are accepted", limits.max_header_bytes),
+        )
+        .into_response();
+    }
+    let response = next.run(req).await;
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !response.status().is_client_error() || is_json {
+        return response;
+    }
+    let status = response.status();
+    // A rejection's text is short; read at most 4 KiB of it.
+    let text = match axum::body::to_bytes(response.into_body(), 4096).await {
+        Ok(bytes) if !bytes.is_empty() => String::from_utf8_lossy(&bytes).into_owned(),
+        _ => status.canonical_reason().unwrap_or("client error").to_owned(),
+    };
+    ApiError::new(status, text).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_parameters_are_found_and_echoes_are_cut() {
+        assert_eq!(repeated_parameter("ts=1&offset=2&ts=3"), Some("ts"));
+        assert_eq!(repeated_parameter("ts=1&offset=2"), None);
+        assert_eq!(repeated_parameter("a&a"), Some("a"));
+        assert_eq!(repeated_parameter(""), None);
+        assert_eq!(truncate("abc", 5), "abc");
+        assert_eq!(truncate(&"x".repeat(10_000), 32).len(), 32 + "…".len());
+        assert_eq!(truncate("ééé", 3), "é…");
+    }
+}

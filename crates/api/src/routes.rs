@@ -16,7 +16,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/aggregate/{id}/as-of", get(time_travel::as_of))
         .route("/cutover", post(admin::cutover))
         .route("/projections", get(admin::projections))
-        .route("/metrics", get(telemetry::render))
+        .route("/metrics", get(admin::metrics))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(axum::middleware::from_fn(telemetry::track))

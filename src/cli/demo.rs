@@ -39,6 +39,7 @@ pub async fn run(g: &Global, a: DemoArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let url = database_url(g)?;
     println!("database: {url}");
+    let prometheus = start_prometheus(g).await;
 
     say(&format!("seed {} events over {} accounts", a.events, a.aggregates));
     let mut seed = lab::SeedConfig::new(a.events, a.aggregates, 42);
@@ -136,6 +137,9 @@ pub async fn run(g: &Global, a: DemoArgs) -> Result<ExitCode> {
         t.events_folded,
         verdict(t.matches_log_prefix)
     );
+    if let Some(url) = &prometheus {
+        println!("prometheus:  {url} keeps the demo's samples (`reproject obs stop`)");
+    }
     println!(
         "demo finished in {:.0}s; the cluster keeps running (`reproject db stop`)",
         started.elapsed().as_secs_f64()
@@ -152,5 +156,42 @@ fn verdict(ok: bool) -> &'static str {
         "OK"
     } else {
         "MISMATCH"
+    }
+}
+
+/// When Prometheus is installed: serves this process's metrics (every component of the demo
+/// runs in it) on a free loopback port and starts `reproject obs` scraping it; returns its URL.
+/// Without the binary, or if it cannot start, the demo goes on without it and says why.
+async fn start_prometheus(g: &Global) -> Option<String> {
+    if super::obs::find_binary(None).is_none() {
+        println!("prometheus: not installed (apt-get install prometheus), the demo runs without it");
+        return None;
+    }
+    let bound = match api::spawn_metrics_server(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).await {
+        Ok(bound) => bound,
+        Err(e) => {
+            println!("prometheus: not started, no metrics endpoint: {e}");
+            return None;
+        }
+    };
+    let args = super::obs::StartArgs {
+        listen: super::obs::DEFAULT_LISTEN.parse().expect("a valid address"),
+        api: vec![bound],
+        projector: Vec::new(),
+        producer: Vec::new(),
+        scrape_interval: Duration::from_secs(1),
+        prometheus_bin: None,
+        retention: "2d".into(),
+    };
+    let dir = g.data_dir.parent().map_or_else(|| std::path::PathBuf::from(".reproject"), |p| p.to_owned());
+    match super::obs::start(&dir.join("prometheus"), &args) {
+        Ok(r) => {
+            println!("prometheus: {} scrapes this demo ({bound}/metrics) every second", r.url);
+            Some(r.url)
+        }
+        Err(e) => {
+            println!("prometheus: not started: {e:#}");
+            None
+        }
     }
 }

@@ -4,6 +4,7 @@ mod bench;
 mod db;
 mod demo;
 mod lab;
+mod obs;
 mod project;
 mod serve;
 
@@ -72,6 +73,8 @@ pub enum Command {
     Projections,
     /// Print the log's current tail boundary (an xid usable as --until / --at).
     Position,
+    /// A Prometheus server of our own scraping every reproject process: start, stop, status.
+    Obs(obs::ObsArgs),
 }
 
 /// Installs the tracing subscriber on stderr.
@@ -126,5 +129,6 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Cutover(args) => project::cutover(&g, args).await,
         Command::Projections => project::projections(&g).await,
         Command::Position => project::position(&g).await,
+        Command::Obs(args) => obs::run(args).await,
     }
 }

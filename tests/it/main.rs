@@ -4,5 +4,6 @@
 mod crash;
 mod demo;
 mod flags;
+mod obs;
 mod support;
 mod verify;

@@ -16,9 +16,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
 use crate::error::ApiError;
-use crate::telemetry::{
-    BUILD_ETA, BUILD_PROGRESS, DEAD_LETTERS, HELD_EVENTS, LAG_EVENTS, QUARANTINED,
-};
+use crate::telemetry::{BUILD_ETA, BUILD_PROGRESS, DEAD_LETTERS, HELD_EVENTS, LAG_EVENTS, QUARANTINED};
 use crate::AppState;
 
 const TABLE_ROWS: &str = include_str!("sql/table_rows.sql");

@@ -7,7 +7,7 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Request latency in seconds, by route template and status.
 pub const REQUEST_SECONDS: &str = "reproject_api_request_duration_seconds";
@@ -64,6 +64,14 @@ const LATENCY_BUCKETS: [f64; 19] = [
     0.1, 0.25, 1.0, 5.0,
 ];
 
+/// The projectors' batch-size histogram (`projector::metric::BATCH_EVENTS`, named here because
+/// this crate does not depend on the projectors), which counts events, not seconds.
+const BATCH_EVENTS_METRIC: &str = "reproject_projector_batch_events";
+
+/// Buckets of [`BATCH_EVENTS_METRIC`]: events per batch, 1 to 100k.
+const BATCH_BUCKETS: [f64; 11] =
+    [1.0, 10.0, 100.0, 500.0, 1_000.0, 2_500.0, 5_000.0, 10_000.0, 20_000.0, 50_000.0, 100_000.0];
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// The process's Prometheus handle; installs the global recorder on first use, so several
@@ -73,6 +81,8 @@ pub fn handle() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let recorder = PrometheusBuilder::new()
             .set_buckets(&LATENCY_BUCKETS)
+            .expect("the bucket list is not empty")
+            .set_buckets_for_metric(Matcher::Full(BATCH_EVENTS_METRIC.to_owned()), &BATCH_BUCKETS)
             .expect("the bucket list is not empty")
             .build_recorder();
         let handle = recorder.handle();

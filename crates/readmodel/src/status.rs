@@ -104,8 +104,7 @@ impl BuildProgress {
             let since = (now - self.updated_at).num_milliseconds().max(0) as f64 / 1e3;
             (remaining / self.events_per_s - since).max(0.0)
         });
-        let expected_ready_at =
-            eta_seconds.map(|s| now + chrono::Duration::milliseconds((s * 1e3).min(1e15) as i64));
+        let expected_ready_at = eta_seconds.map(|s| now + chrono::Duration::milliseconds((s * 1e3).min(1e15) as i64));
         BuildEstimate { progress_ratio, eta_seconds, expected_ready_at }
     }
 }

@@ -290,5 +290,9 @@ async fn prometheus_scrapes_every_series_and_every_board_panel_has_data() {
         assert!(Instant::now() < deadline, "board panels without data:\n{}", failing.join("\n"));
         std::thread::sleep(Duration::from_millis(500));
     }
+    // `reproject projections` shows the same counts.
+    let listing = support::run_ok(&url, &["projections"]);
+    let v3 = listing.lines().find(|l| l.starts_with("v3 ")).expect("v3 listed");
+    assert!(v3.contains("held=0 dead_letters=1 quarantined=1"), "{listing}");
     drop(procs);
 }

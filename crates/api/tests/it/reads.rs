@@ -122,7 +122,9 @@ async fn metrics_expose_latency_by_route_and_the_active_version() {
     let text = text.as_str().expect("text exposition, not JSON");
     for needle in [
         "# TYPE reproject_api_request_duration_seconds histogram",
-        r#"reproject_api_request_duration_seconds_bucket{route="/aggregate/{id}",status="200",le="0.001"}"#,
+        // Reads carry the version that served them; other routes have no version label.
+        r#"reproject_api_request_duration_seconds_bucket{route="/aggregate/{id}",status="200",version="v3",le="0.001"}"#,
+        r#"reproject_api_request_duration_seconds_bucket{route="/projections",status="200",le="0.001"}"#,
         r#"le="0.0001""#,
         "reproject_api_requests_total{",
         r#"reproject_active_projection_info{version="v3"} 1"#,

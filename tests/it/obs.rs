@@ -65,6 +65,9 @@ fn query(prom: SocketAddr, expr: &str, at: Option<f64>) -> Result<Vec<(Value, f6
         .unwrap_or_default())
 }
 
+/// A predicate on a query's samples.
+type Accept = dyn Fn(&[(Value, f64)]) -> bool;
+
 /// Polls `expr` until `ok` accepts its samples or `deadline` passes (then panics with the last
 /// answer).
 fn wait_for(
@@ -212,7 +215,7 @@ async fn prometheus_scrapes_every_series_and_every_board_panel_has_data() {
     // Every series the seed names, with real samples.
     let at_least = |n: f64| move |s: &[(Value, f64)]| s.iter().any(|(_, v)| *v >= n);
     let any = |s: &[(Value, f64)]| !s.is_empty();
-    let series: Vec<(&str, &str, Box<dyn Fn(&[(Value, f64)]) -> bool>)> = vec![
+    let series: Vec<(&str, &str, Box<Accept>)> = vec![
         (
             "replay MB/s",
             r#"rate(reproject_projector_read_bytes_total{phase="bulk",version="v4"}[10s])"#,
@@ -295,4 +298,33 @@ async fn prometheus_scrapes_every_series_and_every_board_panel_has_data() {
     let v3 = listing.lines().find(|l| l.starts_with("v3 ")).expect("v3 listed");
     assert!(v3.contains("held=0 dead_letters=1 quarantined=1"), "{listing}");
     drop(procs);
+}
+
+#[tokio::test]
+async fn the_replay_warns_for_every_dead_letter_and_projections_counts_them() {
+    let url = support::seeded(3_000, 300, 2).await;
+    let client = eventlog::connect(&url).await.expect("connect");
+    client
+        .batch_execute(
+            "INSERT INTO log.events (aggregate_id, version, type, ts, payload) VALUES \
+             (900001, 1, 'deposited', now(), '{\"amount_cents\": \"lots\"}'), \
+             (900002, 1, 'deposited', now(), '{\"amount_cents\": \"many\"}')",
+        )
+        .await
+        .expect("bad events");
+    let out = support::run(
+        &url,
+        &["projector", "--mode", "replay", "--version", "v4", "--catch-up", "--stop-at-head", "--quarantine"]
+            .into_iter()
+            .chain(["--progress", "false"])
+            .collect::<Vec<_>>(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "replay failed: {stderr}");
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("event dead-lettered")).collect();
+    assert_eq!(warnings.len(), 2, "one WARN per dead letter:\n{stderr}");
+    assert!(warnings.iter().all(|l| l.contains("WARN")), "{warnings:?}");
+    let listing = support::run_ok(&url, &["projections"]);
+    let v4 = listing.lines().find(|l| l.starts_with("v4 ")).expect("v4 listed");
+    assert!(v4.contains("dead_letters=2 quarantined=2"), "{listing}");
 }

@@ -529,7 +529,7 @@ async fn progress_ticker(shared: Arc<Shared>, total: u64) {
             eta_gauge.set(eta);
         }
         if let Some(client) = &recorder {
-            if ticks % 4 == 0 {
+            if ticks.is_multiple_of(4) {
                 if let Err(e) = readmodel::record_build_progress(client, &record).await {
                     warn!(error = %e, "recording the build's progress failed");
                 }

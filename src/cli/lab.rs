@@ -87,6 +87,10 @@ pub struct ProduceArgs {
     /// Seed of the producer's choices.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Serve the producer's Prometheus metrics (`GET /metrics`) on this address, e.g.
+    /// `127.0.0.1:9189` (events appended, version conflicts, retries).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 pub async fn produce(g: &Global, a: ProduceArgs) -> Result<ExitCode> {
@@ -97,6 +101,10 @@ pub async fn produce(g: &Global, a: ProduceArgs) -> Result<ExitCode> {
         bail!("--rate must be a non-negative number of events per second");
     }
     let url = database_url(g)?;
+    if let Some(addr) = a.metrics_listen {
+        let bound = api::spawn_metrics_server(addr).await.context("--metrics-listen")?;
+        tracing::info!(%bound, "metrics on /metrics");
+    }
     if !(0.0..=1.0).contains(&a.cross_range_ratio) {
         bail!("--cross-range-ratio must be within 0..=1");
     }

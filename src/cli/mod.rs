@@ -5,6 +5,7 @@ mod db;
 mod demo;
 mod lab;
 mod large;
+mod obs;
 mod project;
 mod serve;
 
@@ -80,6 +81,8 @@ pub enum Command {
     Projections,
     /// Print the log's current tail boundary (an xid usable as --until / --at).
     Position,
+    /// A Prometheus server of our own scraping every reproject process: start, stop, status.
+    Obs(obs::ObsArgs),
 }
 
 /// Installs the tracing subscriber on stderr.
@@ -136,5 +139,6 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Rollback(args) => project::rollback(&g, args).await,
         Command::Projections => project::projections(&g).await,
         Command::Position => project::position(&g).await,
+        Command::Obs(args) => obs::run(args).await,
     }
 }

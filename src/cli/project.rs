@@ -346,15 +346,22 @@ async fn switch(
 
 pub async fn projections(g: &Global) -> Result<ExitCode> {
     let client = eventlog::connect(&database_url(g)?).await.context("connecting")?;
+    let counts = readmodel::counts(&client).await.context("counting held events and dead letters")?;
+    let progress = readmodel::build_progress(&client).await.context("reading build progress")?;
     for p in readmodel::list(&client).await.context("reading the registry")? {
         let lag = readmodel::lag_events(&client, &p.positions).await?;
+        let c = counts.get(&p.version).copied().unwrap_or_default();
         println!(
-            "{:<6} {:<9} applied={:<10} lag={:<8} min_position={}",
+            "{:<6} {:<9} applied={:<10} lag={:<8} held={} dead_letters={} quarantined={} min_position={}{}",
             p.version,
             p.state.as_str(),
             p.events_applied,
             lag,
-            p.positions.iter().min().copied().unwrap_or_default()
+            c.held_events,
+            c.dead_letters,
+            c.quarantined_aggregates,
+            p.positions.iter().min().copied().unwrap_or_default(),
+            build_column(p.state, progress.get(&p.version), lag),
         );
     }
     print_horizon(&client).await?;
@@ -372,6 +379,30 @@ async fn print_horizon(client: &tokio_postgres::Client) -> Result<()> {
     };
     println!("horizon xid={} age={:.1}s{holder}", h.xid, h.age_seconds);
     Ok(())
+}
+
+/// ` build=bulk 42% eta=12s (ready at ...)` for a version still building; empty otherwise.
+fn build_column(state: readmodel::State, progress: Option<&readmodel::BuildProgress>, lag: i64) -> String {
+    if state != readmodel::State::Building {
+        return String::new();
+    }
+    let Some(p) = progress else {
+        return " build=not started".to_owned();
+    };
+    let e = p.estimate(lag, chrono::Utc::now());
+    let phase = match p.phase {
+        readmodel::BuildPhase::Bulk => "bulk",
+        readmodel::BuildPhase::CatchUp => "catch_up",
+    };
+    match (e.eta_seconds, e.expected_ready_at) {
+        (Some(eta), Some(at)) => format!(
+            " build={phase} {:.0}% eta={eta:.0}s (ready at {}, at {:.0} events/s)",
+            e.progress_ratio * 100.0,
+            at.format("%H:%M:%S UTC"),
+            p.events_per_s
+        ),
+        _ => format!(" build={phase} {:.0}% eta=unknown (no rate measured yet)", e.progress_ratio * 100.0),
+    }
 }
 
 pub async fn position(g: &Global) -> Result<ExitCode> {

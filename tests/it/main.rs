@@ -6,5 +6,6 @@ mod demo;
 mod flags;
 mod horizon;
 mod serve;
+mod obs;
 mod support;
 mod verify;

@@ -1,5 +1,9 @@
 //! `POST /cutover` (the API's only write: it moves the active pointer) and `GET /projections`
-//! (the registry with positions, lag and sizes, and the horizon with the transaction holding it).
+//! (the registry with positions, lag and sizes, held / dead-lettered / quarantined counts, a
+//! building version's progress and expected completion, and the horizon with the transaction
+//! holding it), and `GET /metrics`.
+
+mod dbstats;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +18,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
 use crate::error::ApiError;
-use crate::telemetry::LAG_EVENTS;
+use crate::telemetry::{BUILD_ETA, BUILD_PROGRESS, DEAD_LETTERS, HELD_EVENTS, LAG_EVENTS, QUARANTINED};
 use crate::AppState;
 
 const TABLE_ROWS: &str = include_str!("sql/table_rows.sql");
@@ -99,6 +103,9 @@ pub(crate) async fn projections(State(state): State<Arc<AppState>>) -> Result<Js
         Err(e) => return Err(e.into()),
     };
     let infos = readmodel::list(&client).await?;
+    let counts = readmodel::counts(&client).await?;
+    let progress = readmodel::build_progress(&client).await?;
+    let now = chrono::Utc::now();
     let active = infos.iter().find(|p| p.state == readmodel::State::Active).map(|p| p.version.clone());
     state.active.observe(active.as_deref());
     let mut out = Vec::with_capacity(infos.len());
@@ -112,6 +119,17 @@ pub(crate) async fn projections(State(state): State<Arc<AppState>>) -> Result<Js
         };
         let (rows, rows_exact) = table_rows(&client, &p.table_name).await?;
         metrics::gauge!(LAG_EVENTS, "version" => p.version.clone()).set(lag as f64);
+        let c = counts.get(&p.version).copied().unwrap_or_default();
+        metrics::gauge!(HELD_EVENTS, "version" => p.version.clone()).set(c.held_events as f64);
+        metrics::gauge!(DEAD_LETTERS, "version" => p.version.clone()).set(c.dead_letters as f64);
+        metrics::gauge!(QUARANTINED, "version" => p.version.clone()).set(c.quarantined_aggregates as f64);
+        let build = build_status(p.state, progress.get(&p.version), lag, now);
+        if let Some(ratio) = build["progress_ratio"].as_f64() {
+            metrics::gauge!(BUILD_PROGRESS, "version" => p.version.clone()).set(ratio);
+        }
+        if let Some(eta) = build["eta_seconds"].as_f64() {
+            metrics::gauge!(BUILD_ETA, "version" => p.version.clone()).set(eta);
+        }
         let positions: Vec<Value> = p
             .positions
             .iter()
@@ -132,6 +150,10 @@ pub(crate) async fn projections(State(state): State<Arc<AppState>>) -> Result<Js
             "created_at": p.created_at,
             "activated_at": p.activated_at,
             "cutover": p.cutover,
+            "held_events": c.held_events,
+            "dead_letters": c.dead_letters,
+            "quarantined_aggregates": c.quarantined_aggregates,
+            "build": build,
         }));
     }
     let horizon = horizon(&client).await?;
@@ -149,4 +171,39 @@ async fn horizon(client: &Client) -> Result<Value, ApiError> {
         Err(eventlog::Error::Db(e)) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => Ok(Value::Null),
         Err(e) => Err(e.into()),
     }
+}
+
+/// A version's build status: for a version still building, its replay's phase, progress and
+/// expected completion (from the rate the replay measured); `{"progress_ratio": 1}` for one
+/// that is built; `progress_ratio: 0` and no estimate for one whose replay has recorded nothing.
+fn build_status(
+    state: readmodel::State,
+    progress: Option<&readmodel::BuildProgress>,
+    lag: i64,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Value {
+    if state != readmodel::State::Building {
+        return json!({ "progress_ratio": 1.0, "eta_seconds": 0.0 });
+    }
+    let Some(p) = progress else {
+        return json!({ "phase": null, "progress_ratio": 0.0, "eta_seconds": null, "expected_ready_at": null });
+    };
+    let e = p.estimate(lag, now);
+    json!({
+        "phase": p.phase,
+        "events_done": p.events_done,
+        "events_total": p.events_total,
+        "events_per_s": p.events_per_s,
+        "progress_ratio": e.progress_ratio,
+        "eta_seconds": e.eta_seconds,
+        "expected_ready_at": e.expected_ready_at,
+        "recorded_at": p.updated_at,
+    })
+}
+
+/// `GET /metrics`: the Prometheus exposition, after refreshing the gauges read from the
+/// database (at most once a second; see [`dbstats`]).
+pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> impl axum::response::IntoResponse {
+    dbstats::refresh(&state.pool).await;
+    crate::telemetry::render().await
 }

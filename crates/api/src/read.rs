@@ -7,22 +7,34 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use fold::{Account, Projection};
 use serde_json::{json, Map, Value};
 
 use crate::error::ApiError;
 use crate::routes::parse_id;
+use crate::telemetry::ServedVersion;
 use crate::AppState;
 
 const QUARANTINE_REASON: &str = include_str!("sql/quarantine_reason.sql");
 
-/// `GET /aggregate/{id}`.
-pub(crate) async fn current(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id)?;
+/// `GET /aggregate/{id}`. The response carries the version that served it (for the latency
+/// histogram's `version` label).
+pub(crate) async fn current(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    let mut served = None;
+    let mut response = match read_current(&state, &id, &mut served).await {
+        Ok(json) => json.into_response(),
+        Err(e) => e.into_response(),
+    };
+    if let Some(version) = served {
+        response.extensions_mut().insert(ServedVersion(version));
+    }
+    response
+}
+
+async fn read_current(state: &AppState, id: &str, served: &mut Option<String>) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(id)?;
     let conn = state.pool.get().await?;
     let statement = conn.current_account().await?;
     let Some(row) = conn.query_opt(statement, &[&id]).await? else {
@@ -33,15 +45,16 @@ pub(crate) async fn current(
     let quarantined: bool = row.try_get(1)?;
     let account: Option<Value> = row.try_get(2)?;
     state.active.observe(Some(&version));
-    if quarantined {
-        return Err(quarantined_error(id, &version, None));
+    *served = Some(version.clone());
+    // A quarantined aggregate (its row, if any, is not served), or one with no row whose first
+    // event was dead-lettered: "cannot say", with the event that could not be folded and why.
+    // A row with no quarantine record needs no second look.
+    if quarantined || account.is_none() {
+        if let Some(q) = conn.query_opt(QUARANTINE_REASON, &[&version, &id]).await? {
+            return Err(quarantined_error(id, &version, q.try_get(0)?, q.try_get(1)?));
+        }
     }
     let Some(Value::Object(mut account)) = account else {
-        // No row. Unknown, unless the aggregate's first event was dead-lettered: then the
-        // honest answer is "cannot say", not "does not exist".
-        if let Some(q) = conn.query_opt(QUARANTINE_REASON, &[&version, &id]).await? {
-            return Err(quarantined_error(id, &version, Some((q.try_get(0)?, q.try_get(1)?))));
-        }
         return Err(ApiError::not_found(format!("aggregate {id} is unknown to {version}"))
             .with(json!({ "aggregate_id": id, "projection_version": version })));
     };
@@ -49,16 +62,17 @@ pub(crate) async fn current(
     Ok(Json(Value::Object(account)))
 }
 
-fn quarantined_error(id: i64, version: &str, cause: Option<(i64, String)>) -> ApiError {
-    let mut details = json!({ "aggregate_id": id, "projection_version": version, "quarantined": true });
-    if let Some((seq, reason)) = cause {
-        details["global_seq"] = json!(seq);
-        details["reason"] = json!(reason);
-    }
+fn quarantined_error(id: i64, version: &str, global_seq: i64, reason: String) -> ApiError {
     ApiError::conflict(format!(
         "aggregate {id} is quarantined in {version}: an event of it could not be folded, so its row is not served"
     ))
-    .with(details)
+    .with(json!({
+        "aggregate_id": id,
+        "projection_version": version,
+        "quarantined": true,
+        "global_seq": global_seq,
+        "reason": reason,
+    }))
 }
 
 /// An account in the shape of a stored row as `GET /aggregate/{id}` serves it (the version's

@@ -28,7 +28,7 @@ pub fn router_with(state: Arc<AppState>, limits: &HttpLimits) -> Router {
         .route("/aggregate/{id}/as-of", get(time_travel::as_of))
         .route("/cutover", cutover)
         .route("/projections", get(admin::projections))
-        .route("/metrics", get(telemetry::render))
+        .route("/metrics", get(admin::metrics))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))

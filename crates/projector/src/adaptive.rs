@@ -614,6 +614,9 @@ async fn control(
         ..AdaptiveReport::default()
     };
     let gauge = metrics::gauge!(metric::RATE_LIMIT, "version" => version);
+    let p99_gauge = metrics::gauge!(metric::LIVE_P99, "version" => version);
+    let threshold_gauge = metrics::gauge!(metric::LIVE_P99_THRESHOLD, "version" => version);
+    threshold_gauge.set(aimd.threshold().as_secs_f64());
     let apply = |rate: f64| {
         limiter.set_rate(rate);
         gauge.set(rate);
@@ -657,6 +660,7 @@ async fn control(
                     debug!(version, "an overlong window in the pause: baseline kept");
                 }
             }
+            threshold_gauge.set(aimd.threshold().as_secs_f64());
             apply(aimd.rate());
             continue;
         }
@@ -684,7 +688,11 @@ async fn control(
         if !pooled.full() {
             continue;
         }
-        match aimd.step(&pooled.samples(), Some(observed)) {
+        let samples = pooled.samples();
+        if let Some(measured) = p99(&samples) {
+            p99_gauge.set(measured.as_secs_f64());
+        }
+        match aimd.step(&samples, Some(observed)) {
             Decision::Decrease { from, to, p99 } => {
                 report.decreases += 1;
                 // The next decision waits for reads taken at the lower rate.

@@ -43,4 +43,19 @@ pub mod metric {
     pub const RATE_LIMIT: &str = "reproject_replay_rate_limit_events_per_second";
     /// Counter: events dead-lettered (label `version`).
     pub const DEAD_LETTERS: &str = "reproject_projector_dead_letters_total";
+    /// Gauge: seconds since the tail last had everything below the boundary applied; 0 while
+    /// it keeps up (label `version`).
+    pub const LAG_SECONDS: &str = "reproject_projector_lag_seconds";
+    /// Gauge: the share of one log partition the bulk phase has read, 0..=1 (labels `version`,
+    /// `partition`), against the partition's size estimated at the start of the bulk phase.
+    pub const PARTITION_PROGRESS: &str = "reproject_replay_partition_progress_ratio";
+    /// Gauge: the share of the bulk phase done, 0..=1 (label `version`); 1 from catch-up on.
+    pub const BUILD_PROGRESS: &str = "reproject_build_progress_ratio";
+    /// Gauge: seconds until the bulk phase ends at the rate measured so far (label `version`).
+    pub const BUILD_ETA: &str = "reproject_build_eta_seconds";
+    /// Gauge: the live p99 the adaptive controller measured in its last decision (label
+    /// `version`).
+    pub const LIVE_P99: &str = "reproject_replay_live_p99_seconds";
+    /// Gauge: the p99 above which the adaptive controller halves the rate (label `version`).
+    pub const LIVE_P99_THRESHOLD: &str = "reproject_replay_live_p99_threshold_seconds";
 }

@@ -19,6 +19,7 @@ use readmodel::{DeadLetter, PartitionBatch};
 
 use crate::error::{BadEvent, Error};
 use crate::Result;
+use tracing::warn;
 
 /// The fold of one partition in progress.
 pub struct PartitionFold {
@@ -72,6 +73,7 @@ impl PartitionFold {
         let event = match raw.decode() {
             Ok(e) => e,
             Err(e) if self.quarantine => {
+                warn!(bad = %self.bad_event(e.to_string(), &raw), "event dead-lettered, aggregate quarantined");
                 self.dead_letters.push(DeadLetter { partition: self.partition, event: raw, error: e.to_string() });
                 return Ok(());
             }
@@ -97,6 +99,7 @@ impl PartitionFold {
             }
             Ok(Offer::Duplicate) => {}
             Err(e) if self.quarantine => {
+                warn!(bad = %self.bad_event(e.to_string(), &raw), "event dead-lettered, aggregate quarantined");
                 self.dead_letters.push(DeadLetter { partition: self.partition, event: raw, error: e.to_string() });
             }
             Err(e) => return Err(self.bad(e.to_string(), &raw)),
@@ -105,6 +108,10 @@ impl PartitionFold {
     }
 
     fn bad(&self, reason: String, raw: &RawEvent) -> Error {
+        self.bad_event(reason, raw).into()
+    }
+
+    fn bad_event(&self, reason: String, raw: &RawEvent) -> BadEvent {
         BadEvent {
             partition: self.partition,
             global_seq: raw.global_seq,
@@ -112,7 +119,6 @@ impl PartitionFold {
             version: raw.version,
             reason,
         }
-        .into()
     }
 
     /// Events held right now (raw copies kept).

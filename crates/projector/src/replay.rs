@@ -16,9 +16,9 @@ use eventlog::Position;
 use fold::Projection;
 use futures::{pin_mut, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
-use readmodel::{PartitionBatch, State};
+use readmodel::{BuildPhase, BuildProgress, PartitionBatch, State};
 use tokio_postgres::Client;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::adaptive::{AdaptiveConfig, AdaptiveReport, Controller};
 use crate::error::Error;
@@ -160,6 +160,9 @@ struct Shared {
     held: AtomicU64,
     footprint: Mutex<FoldFootprint>,
     bar: ProgressBar,
+    /// Each log partition's size as the statistics knew it at the start of the bulk phase:
+    /// the yardstick of the progress gauges.
+    sizes: Vec<u64>,
 }
 
 /// Rebuilds `config.projection` from the start of the log (see the module docs), then
@@ -251,6 +254,19 @@ async fn rebuild(
         } else {
             ProgressBar::hidden()
         };
+        let sizes = match readmodel::log_partition_sizes(&client, partitions).await {
+            Ok(sizes) => sizes,
+            Err(e) => {
+                warn!(error = %e, "log partition sizes unknown: progress and ETA will not be reported");
+                vec![0; partitions as usize]
+            }
+        };
+        let total: u64 = todo.iter().map(|p| sizes[*p as usize]).sum();
+        for p in 0..partitions {
+            let done = if todo.contains(&p) { 0.0 } else { 1.0 };
+            metrics::gauge!(metric::PARTITION_PROGRESS, "version" => projection.name(), "partition" => p.to_string())
+                .set(done);
+        }
         let shared = Arc::new(Shared {
             config: config.clone(),
             boundary,
@@ -262,20 +278,9 @@ async fn rebuild(
             held: AtomicU64::new(0),
             footprint: Mutex::new(FoldFootprint::default()),
             bar,
+            sizes,
         });
-        let ticker = {
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                let started = Instant::now();
-                loop {
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                    let ev = shared.events.load(Ordering::Relaxed);
-                    let mb = shared.bytes.load(Ordering::Relaxed) as f64 / 1e6;
-                    let s = started.elapsed().as_secs_f64().max(1e-9);
-                    shared.bar.set_message(format!("{ev} events, {mb:.0} MB, {:.0} events/s", ev as f64 / s));
-                }
-            })
-        };
+        let ticker = tokio::spawn(progress_ticker(shared.clone(), total));
         let mut handles = Vec::new();
         for _ in 0..config.workers.max(1) {
             let shared = shared.clone();
@@ -315,6 +320,20 @@ async fn rebuild(
         let barrier = Instant::now();
         readmodel::add_primary_key(&client, projection).await?;
         report.barrier_seconds = barrier.elapsed().as_secs_f64();
+        let rate = report.bulk_events as f64 / (report.bulk_seconds + report.barrier_seconds).max(1e-9);
+        let done = BuildProgress {
+            version: projection.name().to_owned(),
+            phase: BuildPhase::CatchUp,
+            events_done: report.bulk_events as i64,
+            events_total: report.bulk_events as i64,
+            events_per_s: rate,
+            started_at: chrono::Utc::now()
+                - chrono::Duration::milliseconds(((report.bulk_seconds + report.barrier_seconds) * 1e3) as i64),
+            updated_at: chrono::Utc::now(),
+        };
+        readmodel::record_build_progress(&client, &done).await?;
+        metrics::gauge!(metric::BUILD_PROGRESS, "version" => projection.name()).set(1.0);
+        metrics::gauge!(metric::BUILD_ETA, "version" => projection.name()).set(0.0);
         info!(
             version = projection.name(),
             events = report.bulk_events,
@@ -371,6 +390,7 @@ async fn worker(shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<bool>) -
         readmodel::write_partition(&mut client, &batch).await?;
         let version = shared.config.projection.name();
         metrics::counter!(metric::PARTITIONS_DONE, "version" => version).increment(1);
+        metrics::gauge!(metric::PARTITION_PROGRESS, "version" => version, "partition" => p.to_string()).set(1.0);
         metrics::histogram!(metric::WRITE_SECONDS, "version" => version, "phase" => "bulk")
             .record(started.elapsed().as_secs_f64());
         shared.bar.inc(1);
@@ -410,6 +430,13 @@ async fn fold_partition(
     let mut fold = PartitionFold::new(projection, p, shared.config.quarantine);
     let mut pending_tokens = 0u64;
     let mut since_stop_check = 0u32;
+    let mut unreported = Unreported::default();
+    let partition_label = p.to_string();
+    let events_read = metrics::counter!(metric::EVENTS_READ, "version" => version, "phase" => "bulk");
+    let bytes_read = metrics::counter!(metric::BYTES_READ, "version" => version, "phase" => "bulk");
+    let progress = metrics::gauge!(metric::PARTITION_PROGRESS, "version" => version, "partition" => partition_label);
+    let size = shared.sizes[p as usize];
+    let mut read_here = 0u64;
     let events = eventlog::copy_partition(client, p, Position::START, shared.boundary).await?;
     pin_mut!(events);
     while let Some(raw) = events.next().await {
@@ -417,9 +444,16 @@ async fn fold_partition(
         let bytes = raw.wire_bytes() as u64;
         shared.events.fetch_add(1, Ordering::Relaxed);
         shared.bytes.fetch_add(bytes, Ordering::Relaxed);
+        unreported.events += 1;
+        unreported.bytes += bytes;
         since_stop_check += 1;
         if since_stop_check >= 4_096 {
             since_stop_check = 0;
+            read_here += unreported.flush(&events_read, &bytes_read);
+            // Short of 1 until the partition is committed, however far off the estimate was.
+            if size > 0 {
+                progress.set((read_here as f64 / size as f64).min(0.99));
+            }
             if *stop.borrow() {
                 return Ok(None);
             }
@@ -433,8 +467,78 @@ async fn fold_partition(
         }
         fold.offer(raw)?;
     }
+    unreported.flush(&events_read, &bytes_read);
     let footprint = fold.footprint();
     let batch = fold.finish(Position::boundary(shared.boundary));
     metrics::counter!(metric::EVENTS_APPLIED, "version" => version, "phase" => "bulk").increment(batch.applied as u64);
+    metrics::counter!(metric::DEAD_LETTERS, "version" => version).increment(batch.dead_letters.len() as u64);
     Ok(Some((batch, footprint)))
+}
+
+/// Events and bytes read but not yet added to the counters: the fold adds them every few
+/// thousand events, not per event.
+#[derive(Default)]
+struct Unreported {
+    events: u64,
+    bytes: u64,
+}
+
+impl Unreported {
+    /// Adds what is pending to the counters; returns the events added.
+    fn flush(&mut self, events: &metrics::Counter, bytes: &metrics::Counter) -> u64 {
+        let n = std::mem::take(&mut self.events);
+        events.increment(n);
+        bytes.increment(std::mem::take(&mut self.bytes));
+        n
+    }
+}
+
+/// Every 250 ms: the progress bar, and the progress and ETA gauges of the bulk phase; every
+/// second also the progress record in `read.build_progress` (on a connection of its own, so
+/// the status of a version still building can be read from the database: `projections`,
+/// `GET /projections`). Runs until aborted.
+async fn progress_ticker(shared: Arc<Shared>, total: u64) {
+    let version = shared.config.projection.name();
+    let started = Instant::now();
+    let started_at = chrono::Utc::now();
+    let progress_gauge = metrics::gauge!(metric::BUILD_PROGRESS, "version" => version);
+    let eta_gauge = metrics::gauge!(metric::BUILD_ETA, "version" => version);
+    let recorder = match eventlog::connect(&shared.config.database_url).await {
+        Ok(client) => Some(client),
+        Err(e) => {
+            warn!(error = %e, "no connection for progress records: projections will not show this build's ETA");
+            None
+        }
+    };
+    let mut ticks = 0u64;
+    loop {
+        let ev = shared.events.load(Ordering::Relaxed);
+        let mb = shared.bytes.load(Ordering::Relaxed) as f64 / 1e6;
+        let seconds = started.elapsed().as_secs_f64().max(1e-9);
+        let rate = ev as f64 / seconds;
+        shared.bar.set_message(format!("{ev} events, {mb:.0} MB, {rate:.0} events/s"));
+        let record = BuildProgress {
+            version: version.to_owned(),
+            phase: BuildPhase::Bulk,
+            events_done: ev as i64,
+            events_total: total.max(ev) as i64,
+            events_per_s: if ticks == 0 { 0.0 } else { rate },
+            started_at,
+            updated_at: chrono::Utc::now(),
+        };
+        let estimate = record.estimate(0, record.updated_at);
+        progress_gauge.set(estimate.progress_ratio.min(0.99));
+        if let Some(eta) = estimate.eta_seconds {
+            eta_gauge.set(eta);
+        }
+        if let Some(client) = &recorder {
+            if ticks.is_multiple_of(4) {
+                if let Err(e) = readmodel::record_build_progress(client, &record).await {
+                    warn!(error = %e, "recording the build's progress failed");
+                }
+            }
+        }
+        ticks += 1;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }

@@ -42,6 +42,9 @@ pub struct Tailer {
     quarantine: bool,
     next_partition: u32,
     limiter: Option<std::sync::Arc<crate::RateLimiter>>,
+    /// When a step last found every partition drained below its boundary: the live lag in
+    /// seconds is the time since then.
+    caught_up_at: Instant,
 }
 
 impl Tailer {
@@ -77,6 +80,7 @@ impl Tailer {
             quarantine,
             next_partition: 0,
             limiter: None,
+            caught_up_at: Instant::now(),
         })
     }
 
@@ -135,6 +139,7 @@ impl Tailer {
         }
         self.next_partition = (self.next_partition + 1) % partitions.max(1);
         if events.is_empty() && new_positions == self.positions {
+            self.record_lag(drained);
             return Ok(StepOutcome { read: 0, applied: 0, boundary, drained });
         }
         let read = events.len();
@@ -166,7 +171,18 @@ impl Tailer {
         self.positions = new_positions;
         self.held = held;
         metrics::gauge!(metric::HELD_EVENTS, "version" => version).set(self.held_count() as f64);
+        self.record_lag(drained);
         Ok(StepOutcome { read, applied, boundary, drained })
+    }
+
+    /// Sets the lag-in-seconds gauge after a step: 0 when the step drained every partition
+    /// below its boundary, else the time since a step last did.
+    fn record_lag(&mut self, drained: bool) {
+        if drained {
+            self.caught_up_at = Instant::now();
+        }
+        metrics::gauge!(metric::LAG_SECONDS, "version" => self.projection.name())
+            .set(self.caught_up_at.elapsed().as_secs_f64());
     }
 
     /// Folds the events of one batch onto the stored rows of their aggregates.

@@ -9,6 +9,7 @@ mod registry;
 mod rows;
 mod schema;
 mod snapshots;
+mod status;
 mod write;
 
 pub use registry::{
@@ -21,6 +22,10 @@ pub use schema::{
 };
 pub use snapshots::{
     drop_snapshots, latest_snapshot, prepare_latest_snapshot, snapshot_stats, write_snapshots, Snapshot, SnapshotHit,
+};
+pub use status::{
+    build_progress, counts, log_partition_sizes, record_build_progress, BuildEstimate, BuildPhase, BuildProgress,
+    Counts,
 };
 pub use write::{commit_tail_batch, write_partition, DeadLetter, PartitionBatch, TailBatch};
 

@@ -96,7 +96,9 @@ pub async fn drop_version(client: &mut Client, projection: Projection) -> Result
             expected: "not active",
         });
     }
-    for table in ["held_events", "dead_letters", "quarantined_aggregates", "projection_offsets", "projections"] {
+    for table in
+        ["held_events", "dead_letters", "quarantined_aggregates", "build_progress", "projection_offsets", "projections"]
+    {
         tx.execute(&format!("DELETE FROM read.{table} WHERE version = $1"), &[&projection.name()]).await?;
     }
     tx.batch_execute(&format!("DROP TABLE IF EXISTS {}", qualified_table(projection))).await?;

@@ -1,6 +1,7 @@
 //! Current reads, and every way a request can be wrong or unanswerable.
 
 use fold::Projection;
+use serde_json::json;
 
 use crate::support::*;
 
@@ -106,6 +107,9 @@ async fn a_quarantined_aggregate_is_a_409_never_a_row() {
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["quarantined"], true, "{body}");
     assert!(body.get("balance").is_none(), "no state is served: {body}");
+    // With a row as without one, the 409 names the event that could not be folded and why.
+    assert_eq!(body["reason"], "malformed deposited payload", "{body}");
+    assert_eq!(body["global_seq"], 1, "{body}");
     // Quarantined before its first row was written: still not "unknown".
     let (status, body) = f.get("/aggregate/77").await;
     assert_eq!(status, 409, "{body}");
@@ -125,7 +129,9 @@ async fn metrics_expose_latency_by_route_and_the_active_version() {
     let text = text.as_str().expect("text exposition, not JSON");
     for needle in [
         "# TYPE reproject_api_request_duration_seconds histogram",
-        r#"reproject_api_request_duration_seconds_bucket{route="/aggregate/{id}",status="200",le="0.001"}"#,
+        // Reads carry the version that served them; other routes have no version label.
+        r#"reproject_api_request_duration_seconds_bucket{route="/aggregate/{id}",status="200",version="v3",le="0.001"}"#,
+        r#"reproject_api_request_duration_seconds_bucket{route="/projections",status="200",le="0.001"}"#,
         r#"le="0.0001""#,
         "reproject_api_requests_total{",
         r#"reproject_active_projection_info{version="v3"} 1"#,
@@ -152,4 +158,79 @@ async fn a_database_without_a_read_model_is_a_503() {
 #[test]
 fn the_adaptive_controller_reads_the_histogram_the_api_writes() {
     assert_eq!(projector::adaptive::LIVE_LATENCY_METRIC, api::REQUEST_SECONDS);
+}
+
+#[tokio::test]
+async fn held_dead_and_quarantined_show_in_projections_and_metrics() {
+    let f = fixture(4, false).await;
+    f.client
+        .batch_execute(
+            "INSERT INTO read.quarantined_aggregates (version, aggregate_id, global_seq, reason) \
+             VALUES ('v3', 3, 7, 'malformed deposited payload'); \
+             INSERT INTO read.dead_letters (version, global_seq, partition, aggregate_id, aggregate_version, type, payload, error) \
+             VALUES ('v3', 7, 0, 3, 2, 'deposited', '{}', 'missing amount_cents'); \
+             INSERT INTO read.held_events (version, partition, aggregate_id, aggregate_version, global_seq, tx_id, type, ts, payload) \
+             VALUES ('v3', 0, 4, 9, 8, 1, 'deposited', now(), '{\"amount_cents\": 5}'), \
+                    ('v3', 0, 4, 10, 9, 1, 'deposited', now(), '{\"amount_cents\": 5}')",
+        )
+        .await
+        .unwrap();
+    let (status, body) = f.get("/projections").await;
+    assert_eq!(status, 200, "{body}");
+    let v3 = &body["projections"][0];
+    assert_eq!(v3["version"], "v3", "{body}");
+    assert_eq!(
+        (&v3["held_events"], &v3["dead_letters"], &v3["quarantined_aggregates"]),
+        (&json!(2), &json!(1), &json!(1)),
+        "{body}"
+    );
+    assert_eq!(v3["build"]["progress_ratio"], 1.0, "an active version is built: {body}");
+    // /metrics reads the same counts from the database when scraped (at most once a second per
+    // server; other tests' servers in this process set the same series for their own v3).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, text) = f.get("/metrics").await;
+        let text = text.as_str().unwrap_or_default().to_owned();
+        let has = |line: &str| text.lines().any(|l| l == line);
+        if has("reproject_held_events{version=\"v3\"} 2")
+            && has("reproject_dead_letters{version=\"v3\"} 1")
+            && has("reproject_quarantined_aggregates{version=\"v3\"} 1")
+            && text.contains("reproject_pg_xact_commit_total ")
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "gauges missing from /metrics:\n{text}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_building_version_shows_its_progress_and_expected_completion() {
+    let f = fixture(4, false).await;
+    let mut client = eventlog::connect(&f.url).await.unwrap();
+    readmodel::register(&mut client, Projection::V4, readmodel::State::Building, 4).await.unwrap();
+    let now = chrono::Utc::now();
+    readmodel::record_build_progress(
+        &client,
+        &readmodel::BuildProgress {
+            version: "v4".into(),
+            phase: readmodel::BuildPhase::Bulk,
+            events_done: 1_000,
+            events_total: 4_000,
+            events_per_s: 100.0,
+            started_at: now,
+            updated_at: now,
+        },
+    )
+    .await
+    .unwrap();
+    let (status, body) = f.get("/projections").await;
+    assert_eq!(status, 200, "{body}");
+    let v4 = body["projections"].as_array().unwrap().iter().find(|p| p["version"] == "v4").expect("v4 listed").clone();
+    assert_eq!(v4["state"], "building", "{body}");
+    assert_eq!(v4["build"]["phase"], "bulk", "{body}");
+    assert_eq!(v4["build"]["progress_ratio"], 0.25, "{body}");
+    let eta = v4["build"]["eta_seconds"].as_f64().expect("an ETA");
+    assert!((25.0..=30.0).contains(&eta), "3000 events to go at 100/s, minus the time since: {eta}");
+    assert!(v4["build"]["expected_ready_at"].is_string(), "{body}");
 }

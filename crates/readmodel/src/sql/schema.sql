@@ -68,6 +68,19 @@ CREATE TABLE IF NOT EXISTS read.quarantined_aggregates (
     PRIMARY KEY (version, aggregate_id)
 );
 
+-- A replay's progress, as its bulk phase measured it (one row per version, overwritten about
+-- once a second): what `projections` and `GET /projections` show for a version still building,
+-- with an expected completion time.
+CREATE TABLE IF NOT EXISTS read.build_progress (
+    version TEXT PRIMARY KEY REFERENCES read.projections (version),
+    phase TEXT NOT NULL CHECK (phase IN ('bulk', 'catch_up')),
+    events_done BIGINT NOT NULL,
+    events_total BIGINT NOT NULL,
+    events_per_s DOUBLE PRECISION NOT NULL,
+    started_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
 -- The read path: resolve the active version and read the row in one statement. A STABLE
 -- function runs its queries on the calling statement's snapshot, so the registry row and the
 -- account row come from the same instant: either before a cutover commits (old version, a

@@ -5,7 +5,7 @@ mod crash;
 mod demo;
 mod flags;
 mod horizon;
-mod serve;
 mod obs;
+mod serve;
 mod support;
 mod verify;

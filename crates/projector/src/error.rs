@@ -16,6 +16,9 @@ pub struct BadEvent {
 pub enum Error {
     #[error(transparent)]
     BadEvent(#[from] BadEvent),
+    /// Repair: the aggregate's history in the log cannot be folded (the repair writes nothing).
+    #[error("aggregate {aggregate_id} cannot be repaired: {detail}")]
+    Unfoldable { aggregate_id: i64, detail: String },
     #[error("database error: {0}")]
     Db(#[from] tokio_postgres::Error),
     #[error(transparent)]

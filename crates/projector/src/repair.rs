@@ -7,7 +7,7 @@ use fold::Projection;
 use readmodel::Columns;
 use tokio_postgres::Client;
 
-use crate::error::{BadEvent, Error};
+use crate::error::Error;
 use crate::Result;
 
 /// What a repair did.
@@ -35,21 +35,13 @@ pub async fn repair(client: &mut Client, projection: Projection, aggregate_id: i
     }
     let mut events = Vec::with_capacity(raws.len());
     for raw in &raws {
-        events.push(raw.decode().map_err(|e| BadEvent {
-            partition: u32::MAX,
-            global_seq: raw.global_seq,
+        events.push(raw.decode().map_err(|e| Error::Unfoldable {
             aggregate_id,
-            version: raw.version,
-            reason: e.to_string(),
+            detail: format!("its event at global_seq {} (version {}) is bad: {e}", raw.global_seq, raw.version),
         })?);
     }
-    let stream = fold::fold_prefix(projection, events).map_err(|e| BadEvent {
-        partition: u32::MAX,
-        global_seq: 0,
-        aggregate_id,
-        version: 0,
-        reason: e.to_string(),
-    })?;
+    let stream = fold::fold_prefix(projection, events)
+        .map_err(|e| Error::Unfoldable { aggregate_id, detail: format!("its history does not fold: {e}") })?;
     let before = readmodel::load_accounts(client, projection, &[aggregate_id]).await?.remove(&aggregate_id);
     let after = stream.state.clone();
     let changed = after != before;

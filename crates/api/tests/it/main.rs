@@ -2,8 +2,8 @@
 //! and a real server on a loopback port.
 
 mod cutover;
-mod horizon;
 mod doors;
+mod horizon;
 mod reads;
 mod support;
 mod time_travel;

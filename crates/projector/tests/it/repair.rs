@@ -41,3 +41,17 @@ async fn repair_refolds_one_aggregate_and_leaves_every_other_row_byte_for_byte()
     let unknown = projector::repair(&mut client, Projection::V4, 999_999).await.unwrap_err();
     assert!(unknown.to_string().contains("999999"), "{unknown}");
 }
+
+#[tokio::test]
+async fn repairing_an_aggregate_whose_history_is_bad_names_the_event_and_writes_nothing() {
+    let (_url, mut client) = fresh_log(4).await;
+    prepare_version(&mut client, Projection::V4).await;
+    append(&mut client, &[opened(7)]).await;
+    let bad_seq = append(&mut client, &[event(7, 2, "teleported", "{}".into())]).await[0];
+
+    let err = projector::repair(&mut client, Projection::V4, 7).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("aggregate 7") && msg.contains(&format!("global_seq {bad_seq}")), "{msg}");
+    assert!(msg.contains("teleported") && !msg.contains("4294967295"), "{msg}");
+    assert!(row(&client, Projection::V4, 7).await.is_none(), "a failed repair writes no row");
+}

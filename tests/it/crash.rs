@@ -123,16 +123,7 @@ async fn the_live_projector_killed_repeatedly_under_an_unpaced_batched_producer_
     println!("{}", produced.render());
     assert!(produced.events > 5_000 && produced.cross_range_transfers > 0, "{produced:?}");
     let client = eventlog::connect(&url).await.unwrap();
-    let inverted: i64 = client
-        .query_one(
-            "SELECT count(*) FROM log.events AS a JOIN log.events AS b \
-             ON b.aggregate_id = a.aggregate_id AND b.version = a.version + 1 \
-             WHERE (b.tx_id, b.global_seq) < (a.tx_id, a.global_seq)",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let inverted = lab::verify::inverted_versions(&client).await.unwrap();
     println!("{inverted} versions precede their predecessor in (tx_id, global_seq) order");
     assert!(
         inverted > 0,

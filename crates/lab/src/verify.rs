@@ -295,3 +295,10 @@ mod tests {
         assert!(text.contains("(missing)") && text.contains("MISMATCH") && text.contains("(unexpected)"));
     }
 }
+
+/// How many events of the log have their next version before them in `(tx_id, global_seq)`
+/// order: the case the version guard holds back. Tests use it to show the producer still
+/// makes it.
+pub async fn inverted_versions<C: GenericClient>(client: &C) -> Result<i64> {
+    Ok(client.query_one(include_str!("sql/inverted_versions.sql"), &[]).await?.get(0))
+}

@@ -40,16 +40,7 @@ async fn concurrent_writers_keep_the_expected_state_true() {
         .get(0);
     assert_eq!(pairs as u64, report.transfers, "each transfer writes both sides in one transaction");
     assert_same(&expected(&client).await, &hand_fold(&client).await);
-    let inverted: i64 = client
-        .query_one(
-            "SELECT count(*) FROM log.events AS a JOIN log.events AS b \
-             ON b.aggregate_id = a.aggregate_id AND b.version = a.version + 1 \
-             WHERE (b.tx_id, b.global_seq) < (a.tx_id, a.global_seq)",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let inverted = lab::verify::inverted_versions(&client).await.unwrap();
     println!("{} ({inverted} versions precede their predecessor in (tx_id, global_seq) order)", report.render());
     // Each run makes a couple of dozen; none would mean the transfer path no longer takes its
     // transaction id before reading the receiver.

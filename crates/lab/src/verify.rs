@@ -254,6 +254,13 @@ pub async fn between_versions<C: GenericClient>(client: &C, a: Projection, b: Pr
     })
 }
 
+/// How many events of the log have their next version before them in `(tx_id, global_seq)`
+/// order: the case the version guard holds back. Tests use it to show the producer still
+/// makes it.
+pub async fn inverted_versions<C: GenericClient>(client: &C) -> Result<i64> {
+    Ok(client.query_one(include_str!("sql/inverted_versions.sql"), &[]).await?.get(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,11 +301,4 @@ mod tests {
         assert!(text.ends_with("\ndiffs: 1"), "{text}");
         assert!(text.contains("(missing)") && text.contains("MISMATCH") && text.contains("(unexpected)"));
     }
-}
-
-/// How many events of the log have their next version before them in `(tx_id, global_seq)`
-/// order: the case the version guard holds back. Tests use it to show the producer still
-/// makes it.
-pub async fn inverted_versions<C: GenericClient>(client: &C) -> Result<i64> {
-    Ok(client.query_one(include_str!("sql/inverted_versions.sql"), &[]).await?.get(0))
 }

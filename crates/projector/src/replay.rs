@@ -30,9 +30,9 @@ use crate::{metric, Result};
 
 /// Configuration of a replay.
 #[derive(Debug, Clone)]
-pub struct ReplayConfig {
+pub struct ReplayConfig<P: Projection> {
     pub database_url: String,
-    pub projection: Projection,
+    pub projection: P,
     /// Partitions folded at once (each with its own connection: the replay's bounded pool).
     pub workers: usize,
     /// Tail batch size for catch-up.
@@ -63,10 +63,10 @@ pub struct ReplayConfig {
     pub stall_after: Duration,
 }
 
-impl ReplayConfig {
+impl<P: Projection> ReplayConfig<P> {
     /// A full-speed replay of `projection` with the machine's cores as workers, 10k-event
     /// catch-up batches, catch-up to the head and stop there, no limits, no progress bars.
-    pub fn new(database_url: &str, projection: Projection) -> ReplayConfig {
+    pub fn new(database_url: &str, projection: P) -> ReplayConfig<P> {
         ReplayConfig {
             database_url: database_url.to_owned(),
             projection,
@@ -149,8 +149,8 @@ fn proc_status_kb(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-struct Shared {
-    config: ReplayConfig,
+struct Shared<P: Projection> {
+    config: ReplayConfig<P>,
     boundary: i64,
     queue: Mutex<VecDeque<u32>>,
     limiter: Option<Arc<RateLimiter>>,
@@ -170,7 +170,10 @@ struct Shared {
 ///
 /// With `config.adaptive`, the live API's baseline p99 is measured first (before any replay
 /// work), and a controller drives the shared limiter until the replay ends.
-pub async fn replay(config: &ReplayConfig, stop: tokio::sync::watch::Receiver<bool>) -> Result<ReplayReport> {
+pub async fn replay<P: Projection>(
+    config: &ReplayConfig<P>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<ReplayReport> {
     config.priority.apply_to_this_process();
     let controller = match &config.adaptive {
         Some(adaptive) => Some(Controller::start(adaptive, config.rate_limit, config.projection.name()).await?),
@@ -187,12 +190,12 @@ pub async fn replay(config: &ReplayConfig, stop: tokio::sync::watch::Receiver<bo
     }
 }
 
-async fn rebuild(
-    config: &ReplayConfig,
+async fn rebuild<P: Projection>(
+    config: &ReplayConfig<P>,
     stop: tokio::sync::watch::Receiver<bool>,
     adaptive: Option<Arc<RateLimiter>>,
 ) -> Result<ReplayReport> {
-    let projection = config.projection;
+    let projection = &config.projection;
     let mut client = eventlog::connect(&config.database_url).await?;
     config.priority.apply_to_backend(&client).await;
     let partitions = eventlog::partition_count(&client).await?;
@@ -350,7 +353,7 @@ async fn rebuild(
     if config.catch_up {
         let live = LiveConfig {
             database_url: config.database_url.clone(),
-            projection,
+            projection: projection.clone(),
             batch: config.batch,
             until: config.until,
             stop_at_head: config.stop_at_head,
@@ -369,7 +372,7 @@ async fn rebuild(
     Ok(report)
 }
 
-async fn worker(shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<bool>) -> Result<()> {
+async fn worker<P: Projection>(shared: Arc<Shared<P>>, stop: tokio::sync::watch::Receiver<bool>) -> Result<()> {
     let mut client = eventlog::connect(&shared.config.database_url).await?;
     shared.config.priority.apply_to_backend(&client).await;
     loop {
@@ -419,15 +422,15 @@ async fn worker(shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<bool>) -
 /// of the partition and the events held right now (see [`PartitionFold`]); the COPY stream
 /// itself holds at most a few socket reads (tokio-postgres hands each read to a channel of
 /// one slot and stops reading the socket while that slot is full).
-async fn fold_partition(
+async fn fold_partition<P: Projection>(
     client: &Client,
-    shared: &Shared,
+    shared: &Shared<P>,
     p: u32,
     stop: &tokio::sync::watch::Receiver<bool>,
-) -> Result<Option<(PartitionBatch, FoldFootprint)>> {
-    let projection = shared.config.projection;
+) -> Result<Option<(PartitionBatch<P>, FoldFootprint)>> {
+    let projection = &shared.config.projection;
     let version = projection.name();
-    let mut fold = PartitionFold::new(projection, p, shared.config.quarantine);
+    let mut fold = PartitionFold::new(projection.clone(), p, shared.config.quarantine);
     let mut pending_tokens = 0u64;
     let mut since_stop_check = 0u32;
     let mut unreported = Unreported::default();
@@ -497,7 +500,7 @@ impl Unreported {
 /// second also the progress record in `read.build_progress` (on a connection of its own, so
 /// the status of a version still building can be read from the database: `projections`,
 /// `GET /projections`). Runs until aborted.
-async fn progress_ticker(shared: Arc<Shared>, total: u64) {
+async fn progress_ticker<P: Projection>(shared: Arc<Shared<P>>, total: u64) {
     let version = shared.config.projection.name();
     let started = Instant::now();
     let started_at = chrono::Utc::now();

@@ -16,7 +16,7 @@ use crate::{metric, Result};
 
 /// One aggregate's share of a batch: its partition, its raw events by version (for held-event
 /// persistence and dead letters), and the decoded events in read order.
-type AggregateBatch = (u32, BTreeMap<i32, RawEvent>, Vec<fold::Event>);
+type AggregateBatch<E> = (u32, BTreeMap<i32, RawEvent>, Vec<fold::Envelope<E>>);
 
 /// What one step of the tailer did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,8 +32,8 @@ pub struct StepOutcome {
 }
 
 /// A tailer of one projection version. Holds the positions and held events it has committed.
-pub struct Tailer {
-    projection: Projection,
+pub struct Tailer<P: Projection> {
+    projection: P,
     reader: LogReader,
     positions: Vec<Position>,
     held: HashMap<i64, Vec<(u32, RawEvent)>>,
@@ -47,18 +47,18 @@ pub struct Tailer {
     caught_up_at: Instant,
 }
 
-impl Tailer {
+impl<P: Projection> Tailer<P> {
     /// Loads the version's committed positions and held events. `from_offset` moves every
     /// partition's read position back to that boundary (an overlap re-read: the guard turns it
     /// into no-ops, and stored positions never move backwards).
     pub async fn open(
         client: &Client,
-        projection: Projection,
+        projection: P,
         batch: usize,
         until: Option<i64>,
         quarantine: bool,
         from_offset: Option<i64>,
-    ) -> Result<Tailer> {
+    ) -> Result<Tailer<P>> {
         let reader = LogReader::prepare(client).await?;
         let mut positions = readmodel::offsets(client, projection.name()).await?;
         if let Some(from) = from_offset {
@@ -85,7 +85,7 @@ impl Tailer {
     }
 
     /// Caps the events per second this tailer reads (backpressure for catch-up).
-    pub fn with_rate_limit(mut self, limiter: Option<std::sync::Arc<crate::RateLimiter>>) -> Tailer {
+    pub fn with_rate_limit(mut self, limiter: Option<std::sync::Arc<crate::RateLimiter>>) -> Tailer<P> {
         self.limiter = limiter;
         self
     }
@@ -191,13 +191,13 @@ impl Tailer {
         client: &Client,
         events: Vec<(u32, RawEvent)>,
         new_positions: &[Position],
-    ) -> Result<(TailBatch, HashMap<i64, Vec<(u32, RawEvent)>>, usize)> {
-        let projection = self.projection;
+    ) -> Result<(TailBatch<P>, HashMap<i64, Vec<(u32, RawEvent)>>, usize)> {
+        let projection = &self.projection;
         let mut dead_letters = Vec::new();
         // Per aggregate: its partition, and its raw events by version (held first, then new).
-        let mut by_aggregate: BTreeMap<i64, AggregateBatch> = BTreeMap::new();
+        let mut by_aggregate: BTreeMap<i64, AggregateBatch<P::Event>> = BTreeMap::new();
         for (p, raw) in events {
-            match raw.decode() {
+            match raw.decode(projection) {
                 Ok(event) => {
                     let entry =
                         by_aggregate.entry(raw.aggregate_id).or_insert_with(|| (p, BTreeMap::new(), Vec::new()));
@@ -221,7 +221,7 @@ impl Tailer {
             }
         }
         let ids: Vec<i64> = by_aggregate.keys().copied().collect();
-        let mut stored = readmodel::load_accounts(client, projection, &ids).await?;
+        let mut stored = readmodel::load_rows(client, projection, &ids).await?;
         let mut held = self.held.clone();
         let mut held_changed = false;
         let mut rows = Vec::new();
@@ -231,9 +231,10 @@ impl Tailer {
             let before = stored.remove(&aggregate_id);
             let mut stream = Stream::new(before.clone());
             let previously_held = held.remove(&aggregate_id).unwrap_or_default();
-            let mut offered: Vec<fold::Event> = Vec::with_capacity(previously_held.len() + new_events.len());
+            let mut offered: Vec<fold::Envelope<P::Event>> =
+                Vec::with_capacity(previously_held.len() + new_events.len());
             for (_, raw) in &previously_held {
-                offered.push(raw.decode().map_err(|e| BadEvent {
+                offered.push(raw.decode(projection).map_err(|e| BadEvent {
                     partition: p,
                     global_seq: raw.global_seq,
                     aggregate_id,
@@ -251,10 +252,7 @@ impl Tailer {
                     }
                     Ok(Offer::Duplicate | Offer::Held) => {}
                     Err(e) => {
-                        let version = match &e {
-                            fold::ApplyError::NotOpened { version, .. }
-                            | fold::ApplyError::OpenedTwice { version, .. } => *version,
-                        };
+                        let version = e.aggregate_version;
                         let raw = raws.get(&version).cloned().expect("a failing event was offered from this batch");
                         let bad = BadEvent {
                             partition: p,
@@ -281,9 +279,9 @@ impl Tailer {
             if !now_held.is_empty() {
                 held.insert(aggregate_id, now_held);
             }
-            if stream.state != before {
-                if let Some(state) = stream.state {
-                    rows.push(state);
+            if stream.row != before {
+                if let Some(row) = stream.row {
+                    rows.push(row);
                 }
             }
         }
@@ -294,16 +292,16 @@ impl Tailer {
             .map(|(p, pos)| (p as u32, *pos, applied_by_partition.get(&(p as u32)).copied().unwrap_or(0)))
             .collect();
         let held_rows = held_changed.then(|| held.values().flatten().cloned().collect());
-        let batch = TailBatch { projection, rows, offsets, held: held_rows, dead_letters };
+        let batch = TailBatch { projection: projection.clone(), rows, offsets, held: held_rows, dead_letters };
         Ok((batch, held, applied_total))
     }
 }
 
 /// Configuration of a live projector.
 #[derive(Debug, Clone)]
-pub struct LiveConfig {
+pub struct LiveConfig<P: Projection> {
     pub database_url: String,
-    pub projection: Projection,
+    pub projection: P,
     /// Events per committed batch (at most).
     pub batch: usize,
     /// Apply only events of transactions below this xid, then stop.
@@ -327,9 +325,9 @@ pub struct LiveConfig {
     pub stall_after: Duration,
 }
 
-impl LiveConfig {
+impl<P: Projection> LiveConfig<P> {
     /// A live tail of `projection` in 10k-event batches, until stopped, without limits.
-    pub fn new(database_url: &str, projection: Projection) -> LiveConfig {
+    pub fn new(database_url: &str, projection: P) -> LiveConfig<P> {
         LiveConfig {
             database_url: database_url.to_owned(),
             projection,
@@ -474,7 +472,7 @@ pub struct LiveReport {
 
 /// Takes the per-version advisory lock that keeps one writer per version, waiting up to 30s
 /// (a killed predecessor's session may take a moment to be reaped).
-pub(crate) async fn lock_version(client: &Client, projection: Projection) -> Result<()> {
+pub(crate) async fn lock_version<P: Projection>(client: &Client, projection: &P) -> Result<()> {
     client.batch_execute("SET lock_timeout = '30s'").await?;
     let key = format!("reproject:{}", projection.name());
     match client.execute("SELECT pg_advisory_lock(hashtext($1))", &[&key]).await {
@@ -494,20 +492,23 @@ pub(crate) async fn lock_version(client: &Client, projection: Projection) -> Res
 /// `building` version becomes `ready`; if no version is active yet, it is activated (the first
 /// version has nothing to cut over from). A version retired while its projector runs stops
 /// it; a projector started on a retired version keeps it caught up for a rollback.
-pub async fn run_live(config: &LiveConfig, stop: tokio::sync::watch::Receiver<bool>) -> Result<LiveReport> {
+pub async fn run_live<P: Projection>(
+    config: &LiveConfig<P>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<LiveReport> {
     let mut client = eventlog::connect(&config.database_url).await?;
     run_tail(&mut client, config, stop, None).await
 }
 
 /// The tail loop; `limiter`, if given, replaces `config.rate_limit` (the replay's adaptive
 /// limiter, shared with its bulk phase).
-pub(crate) async fn run_tail(
+pub(crate) async fn run_tail<P: Projection>(
     client: &mut Client,
-    config: &LiveConfig,
+    config: &LiveConfig<P>,
     stop: tokio::sync::watch::Receiver<bool>,
     limiter: Option<std::sync::Arc<crate::RateLimiter>>,
 ) -> Result<LiveReport> {
-    let projection = config.projection;
+    let projection = &config.projection;
     let partitions = eventlog::partition_count(client).await?;
     readmodel::ensure_schema(client).await?;
     lock_version(client, projection).await?;
@@ -531,7 +532,7 @@ pub(crate) async fn run_tail(
     let started_retired = info.state == State::Retired;
     readmodel::add_primary_key(client, projection).await?;
     let mut tailer =
-        Tailer::open(client, projection, config.batch, config.until, config.quarantine, config.from_offset)
+        Tailer::open(client, projection.clone(), config.batch, config.until, config.quarantine, config.from_offset)
             .await?
             .with_rate_limit(
                 limiter.or_else(|| config.rate_limit.map(|r| std::sync::Arc::new(crate::RateLimiter::new(r)))),
@@ -592,12 +593,19 @@ pub(crate) async fn run_tail(
             readmodel::set_state(client, projection.name(), State::Ready).await?;
             state = State::Ready;
             info!(version = projection.name(), "caught up with the log: ready");
-            let any_active = readmodel::list(client).await?.iter().any(|p| p.state == State::Active);
-            if !any_active {
+            let family_active = readmodel::list(client)
+                .await?
+                .iter()
+                .any(|p| p.family == projection.family() && p.state == State::Active);
+            if !family_active {
                 readmodel::cutover(client, projection.name()).await?;
                 state = State::Active;
                 report.activated = true;
-                info!(version = projection.name(), "no version was active: activated");
+                info!(
+                    version = projection.name(),
+                    family = projection.family(),
+                    "no version of its family was active: activated"
+                );
             }
         }
         if let Some(target) = target {

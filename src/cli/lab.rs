@@ -140,7 +140,7 @@ pub async fn produce(g: &Global, a: ProduceArgs) -> Result<ExitCode> {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// The version to check.
-    #[arg(long = "version", value_name = "VERSION")]
+    #[arg(long = "projection", visible_alias = "version", value_name = "PROJECTION")]
     pub projection: String,
     /// `expected` (the generator's true state: the bank's accounts only), `log` (a fold of the
     /// log up to the version's positions: any projection), or another version of the family.
@@ -194,7 +194,7 @@ async fn frozen_at(client: &tokio_postgres::Client, projection: Known, at: i64) 
     if !off.is_empty() {
         bail!(
             "{projection} is not frozen at {at}: {} of {} partitions are elsewhere (e.g. {}); \
-             run `reproject projector --mode live --version {projection} --until {at}`",
+             run `reproject projector --mode live --projection {projection} --until {at}`",
             off.len(),
             positions.len(),
             off[0]

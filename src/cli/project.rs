@@ -33,7 +33,7 @@ pub struct ProjectorArgs {
     pub mode: Mode,
     /// Projection version to build: v3 (the bank's two-year-old accounts model), v4 (the fixed
     /// one), activity_v1 (a second read model of the same events).
-    #[arg(long = "version", value_name = "VERSION")]
+    #[arg(long = "projection", visible_alias = "version", value_name = "PROJECTION")]
     pub projection: String,
     /// Events per committed tail batch.
     #[arg(long, default_value_t = 10_000)]
@@ -158,7 +158,7 @@ fn adaptive_config(a: &ProjectorArgs) -> Result<Option<projector::AdaptiveConfig
 
 /// Validates a version name before any work starts.
 pub fn projection(name: &str) -> Result<Known> {
-    Known::parse(name).with_context(|| format!("--version {name}"))
+    Known::parse(name).with_context(|| format!("--projection {name}"))
 }
 
 pub async fn projector(g: &Global, a: ProjectorArgs) -> Result<ExitCode> {
@@ -245,7 +245,7 @@ async fn run_projector<P: fold::Projection>(
 #[derive(Debug, Args)]
 pub struct RepairArgs {
     /// Projection version whose row to repair.
-    #[arg(long = "version", value_name = "VERSION")]
+    #[arg(long = "projection", visible_alias = "version", value_name = "PROJECTION")]
     pub projection: String,
     /// The aggregate to re-fold.
     #[arg(long)]
@@ -264,7 +264,7 @@ pub async fn repair(g: &Global, a: RepairArgs) -> Result<ExitCode> {
 #[derive(Debug, Args)]
 pub struct SnapshotArgs {
     /// The fold whose snapshots to store (time travel with ?version= uses that fold's).
-    #[arg(long = "version", value_name = "VERSION")]
+    #[arg(long = "projection", visible_alias = "version", value_name = "PROJECTION")]
     pub projection: String,
     /// Snapshot an aggregate each time its version crosses a multiple of this: time travel then
     /// folds at most about this many events past the snapshot.
@@ -295,7 +295,7 @@ pub async fn snapshot(g: &Global, a: SnapshotArgs) -> Result<ExitCode> {
 #[derive(Debug, Args)]
 pub struct CutoverArgs {
     /// The ready version to promote.
-    #[arg(long = "version", value_name = "VERSION")]
+    #[arg(long = "projection", visible_alias = "version", value_name = "PROJECTION")]
     pub projection: String,
     /// Wait until the version has caught up with the active one, then switch.
     #[arg(long)]

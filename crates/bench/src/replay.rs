@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use fold::Stream;
+use fold::Guarded;
 use futures::{pin_mut, StreamExt};
 use lab::bank::V4;
 use serde::Serialize;
@@ -83,7 +83,7 @@ pub async fn naive(
              applied_seq = EXCLUDED.applied_seq WHERE a.aggregate_version < EXCLUDED.aggregate_version",
         )
         .await?;
-    let mut streams: std::collections::HashMap<i64, Stream<V4>> = std::collections::HashMap::new();
+    let mut streams: std::collections::HashMap<i64, Guarded<V4>> = std::collections::HashMap::new();
     let started = Instant::now();
     let mut events = 0u64;
     for row in rows {

@@ -99,7 +99,7 @@ pub async fn batch_sweep(config: &SweepConfig) -> Result<Sweep> {
         readmodel::drop_version(&mut client, &V4).await.context("resetting v4 (is it active?)")?;
         readmodel::register(&mut client, &V4, readmodel::State::Building, partitions).await?;
         readmodel::add_primary_key(&client, &V4).await?;
-        let mut tailer = projector::Tailer::open(&client, V4, batch, None, false, None).await?;
+        let mut tailer = projector::Tailer::open(&client, V4, projector::TailOptions::batch(batch)).await?;
         let before = stats(&client).await?;
         let started = Instant::now();
         let (mut events, mut commits) = (0u64, 0u64);

@@ -1,7 +1,7 @@
 //! The version guard: apply an event only when it is the next version of its aggregate.
 //!
 //! Every path that folds (live tail, bulk replay, catch-up, repair, time travel) offers events
-//! through [`Stream::offer`], so "apply twice == apply once" and "a gap waits, never skips" hold
+//! through [`Guarded::offer`], so "apply twice == apply once" and "a gap waits, never skips" hold
 //! in one place rather than in each driver.
 
 use std::collections::BTreeMap;
@@ -22,21 +22,21 @@ pub enum Offer {
 
 /// One aggregate's row (state and guard) plus the events that arrived ahead of a gap.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Stream<P: Projection> {
+pub struct Guarded<P: Projection> {
     pub row: Option<Row<P::State>>,
     pub pending: BTreeMap<i32, Envelope<P::Event>>,
 }
 
-impl<P: Projection> Default for Stream<P> {
+impl<P: Projection> Default for Guarded<P> {
     fn default() -> Self {
-        Stream { row: None, pending: BTreeMap::new() }
+        Guarded { row: None, pending: BTreeMap::new() }
     }
 }
 
-impl<P: Projection> Stream<P> {
+impl<P: Projection> Guarded<P> {
     /// A stream starting from a stored row (or from nothing).
-    pub fn new(row: Option<Row<P::State>>) -> Stream<P> {
-        Stream { row, pending: BTreeMap::new() }
+    pub fn new(row: Option<Row<P::State>>) -> Guarded<P> {
+        Guarded { row, pending: BTreeMap::new() }
     }
 
     /// The aggregate version of the last applied event, 0 before the first.
@@ -107,7 +107,7 @@ pub fn decode_event<P: Projection>(
 pub fn fold_prefix<P: Projection>(
     projection: &P,
     events: impl IntoIterator<Item = Envelope<P::Event>>,
-) -> Result<Stream<P>, ApplyError> {
+) -> Result<Guarded<P>, ApplyError> {
     fold_from(projection, None, events)
 }
 
@@ -117,8 +117,8 @@ pub fn fold_from<P: Projection>(
     projection: &P,
     row: Option<Row<P::State>>,
     events: impl IntoIterator<Item = Envelope<P::Event>>,
-) -> Result<Stream<P>, ApplyError> {
-    let mut stream = Stream::new(row);
+) -> Result<Guarded<P>, ApplyError> {
+    let mut stream = Guarded::new(row);
     for event in events {
         stream.offer(projection, event)?;
     }
@@ -198,7 +198,7 @@ mod tests {
     #[test]
     fn a_gap_holds_and_then_releases() {
         let events = history(&[3, 4, 5]);
-        let mut s = Stream::default();
+        let mut s = Guarded::default();
         assert_eq!(s.offer(&Ledger, events[2].clone()), Ok(Offer::Held));
         assert_eq!(s.offer(&Ledger, events[0].clone()), Ok(Offer::Applied(1)));
         assert_eq!(s.version(), 1, "version 3 must wait for version 2");
@@ -214,7 +214,7 @@ mod tests {
     #[test]
     fn a_refused_event_leaves_the_row_as_it_was() {
         let events = history(&[3, -1]);
-        let mut s = Stream::default();
+        let mut s = Guarded::default();
         s.offer(&Ledger, events[0].clone()).unwrap();
         let e = s.offer(&Ledger, events[1].clone()).unwrap_err();
         assert_eq!(e.to_string(), "aggregate 1 version 2: negative");

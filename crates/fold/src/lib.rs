@@ -16,6 +16,6 @@ mod upcast;
 
 pub use codec::{Column, ColumnType, RowError, Value, ENGINE_COLUMNS};
 pub use erased::{row_from_json, row_from_values, row_json, row_values, AnyProjection, FoldError, FoldedJson};
-pub use guard::{decode_event, fold_from, fold_prefix, Offer, Stream};
+pub use guard::{decode_event, fold_from, fold_prefix, Guarded, Offer};
 pub use projection::{ApplyError, DecodeError, Envelope, Meta, Projection, Row};
 pub use upcast::{Payload, Upcaster};

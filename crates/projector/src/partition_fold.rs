@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 
 use eventlog::{Position, RawEvent};
-use fold::{Offer, Projection, Stream};
+use fold::{Guarded, Offer, Projection};
 use readmodel::{DeadLetter, PartitionBatch};
 
 use crate::error::{BadEvent, Error};
@@ -26,7 +26,7 @@ pub struct PartitionFold<P: Projection> {
     projection: P,
     partition: u32,
     quarantine: bool,
-    streams: HashMap<i64, Stream<P>>,
+    streams: HashMap<i64, Guarded<P>>,
     /// Raw events the guard holds right now, by `(aggregate_id, version)`.
     held_raw: HashMap<(i64, i32), RawEvent>,
     dead_letters: Vec<DeadLetter>,

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use fold::{Envelope, Projection, Stream};
+use fold::{Envelope, Guarded, Projection};
 use futures::{pin_mut, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use readmodel::Snapshot;
@@ -62,7 +62,7 @@ pub struct SnapshotReport {
 /// (concurrent loaders interleave pages), so events are applied here one version at a time,
 /// which puts a snapshot at exactly every multiple of `every` and keeps the maxima exact.
 struct Folding<P: Projection> {
-    stream: Stream<P>,
+    stream: Guarded<P>,
     max_seq: i64,
     max_ts: DateTime<Utc>,
     held: BTreeMap<i32, Envelope<P::Event>>,
@@ -194,7 +194,7 @@ async fn fold_partition<P: Projection>(
         };
         let event = raw.decode(&config.projection).map_err(|e| bad(e.to_string()))?;
         let f = folding.entry(raw.aggregate_id).or_insert_with(|| Folding {
-            stream: Stream::default(),
+            stream: Guarded::default(),
             max_seq: i64::MIN,
             max_ts: DateTime::<Utc>::MIN_UTC,
             held: BTreeMap::new(),

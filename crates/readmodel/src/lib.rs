@@ -13,7 +13,8 @@ mod status;
 mod write;
 
 pub use registry::{
-    cutover, held_events, lag_events, list, offsets, register, set_state, version_info, Cutover, ProjectionInfo, State,
+    cutover, held_events, lag_events, list, offsets, register, set_bulk_boundary, set_state, version_info, Cutover,
+    ProjectionInfo, State,
 };
 pub use rows::{column_list, column_types, load_all_rows, load_rows, row_from_sql, sql_type, table_checksum, SqlValue};
 pub use schema::{

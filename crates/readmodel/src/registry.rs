@@ -137,6 +137,18 @@ pub async fn list<C: GenericClient>(client: &C) -> Result<Vec<ProjectionInfo>> {
         .collect())
 }
 
+/// Records the bulk boundary W a replay of `version` folds below (fixed on its first run, so a
+/// restarted replay keeps it).
+pub async fn set_bulk_boundary<C: GenericClient>(client: &C, version: &str, boundary: i64) -> Result<()> {
+    let n = client
+        .execute("UPDATE read.projections SET bulk_boundary = $2 WHERE version = $1", &[&version, &boundary])
+        .await?;
+    if n != 1 {
+        return Err(Error::UnknownVersion(version.to_owned()));
+    }
+    Ok(())
+}
+
 /// Moves `version` to `state`. `ready` and `active` record their timestamps.
 pub async fn set_state<C: GenericClient>(client: &C, version: &str, state: State) -> Result<()> {
     let n = client

@@ -175,7 +175,7 @@ pub async fn project<P: fold::Projection>(client: &Client, projection: &P) {
         )
         .await
         .unwrap();
-    let mut streams: BTreeMap<i64, fold::Stream<P>> = BTreeMap::new();
+    let mut streams: BTreeMap<i64, fold::Guarded<P>> = BTreeMap::new();
     for r in rows {
         let kind: String = r.get(3);
         let payload: String = r.get(5);

@@ -1,7 +1,7 @@
 //! Single-aggregate repair: one row re-folded from its stream, every other row untouched.
 
 use lab::bank::V4;
-use projector::Tailer;
+use projector::{TailOptions, Tailer};
 
 use crate::support::*;
 
@@ -22,7 +22,7 @@ async fn repair_refolds_one_aggregate_and_leaves_every_other_row_byte_for_byte()
     let (_url, mut client) = fresh_log(4).await;
     prepare_version(&mut client, &V4).await;
     bulk_events(&client, 500, 4).await;
-    let mut tailer = Tailer::open(&client, V4, 1_000, None, false, None).await.unwrap();
+    let mut tailer = Tailer::open(&client, V4, TailOptions::batch(1_000)).await.unwrap();
     drain(&mut tailer, &mut client).await;
     let good = row(&client, &V4, 42).await.unwrap();
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use fold::Projection;
 use lab::bank::{V3, V4};
-use projector::{ReplayConfig, Tailer};
+use projector::{ReplayConfig, TailOptions, Tailer};
 
 use crate::support::*;
 
@@ -24,7 +24,7 @@ async fn a_replay_equals_the_tail_and_leaves_the_live_version_untouched() {
     let (url, mut client) = fresh_log(8).await;
     bulk_events(&client, 3_000, 4).await;
     prepare_version(&mut client, &V3).await;
-    let mut live = Tailer::open(&client, V3, 2_000, None, false, None).await.unwrap();
+    let mut live = Tailer::open(&client, V3, TailOptions::batch(2_000)).await.unwrap();
     drain(&mut live, &mut client).await;
     readmodel::set_state(&client, "v3", readmodel::State::Ready).await.unwrap();
     readmodel::cutover(&mut client, "v3").await.unwrap();

@@ -1,7 +1,7 @@
 //! The tail path: gap-safe reading, the version guard, held events, bad input, overlap.
 
 use lab::bank::V4;
-use projector::Tailer;
+use projector::{TailOptions, Tailer};
 
 use crate::support::*;
 
@@ -20,7 +20,7 @@ async fn a_transaction_that_commits_late_is_still_applied_once_in_order() {
     let b_seqs = append(&mut b, &[opened(2), deposited(2, 2, 5)]).await;
     assert!(b_seqs[0] > late_seq, "B's sequence values come after A's");
 
-    let mut tailer = Tailer::open(&client, V4, 100, None, false, None).await.unwrap();
+    let mut tailer = Tailer::open(&client, V4, TailOptions::batch(100)).await.unwrap();
     drain_available(&mut tailer, &mut client).await;
     assert_eq!(row(&client, &V4, 1).await.unwrap().aggregate_version, 1, "A has not committed: only version 1");
     assert!(row(&client, &V4, 2).await.is_none(), "B sits above the boundary while A runs: not read yet");
@@ -50,7 +50,7 @@ async fn a_version_read_before_its_predecessor_is_held_across_a_crash() {
     b_tx.commit().await.unwrap();
 
     // Batch size 1: step until version 2 has been read and held, then "crash" (drop the tailer).
-    let mut tailer = Tailer::open(&client, V4, 1, None, false, None).await.unwrap();
+    let mut tailer = Tailer::open(&client, V4, TailOptions::batch(1)).await.unwrap();
     let mut steps = 0;
     while tailer.held_count() == 0 {
         tailer.step(&mut client).await.unwrap();
@@ -60,7 +60,7 @@ async fn a_version_read_before_its_predecessor_is_held_across_a_crash() {
     assert!(row(&client, &V4, 10).await.is_none(), "version 1 not applied yet");
     drop(tailer);
 
-    let mut restarted = Tailer::open(&client, V4, 1, None, false, None).await.unwrap();
+    let mut restarted = Tailer::open(&client, V4, TailOptions::batch(1)).await.unwrap();
     assert_eq!(restarted.held_count(), 1, "the held event was persisted with its batch");
     drain(&mut restarted, &mut client).await;
     let ten = row(&client, &V4, 10).await.unwrap();
@@ -77,7 +77,7 @@ async fn a_bad_event_stops_the_batch_naming_it_and_commits_nothing() {
     append(&mut client, &[opened(1), deposited(1, 2, 10)]).await;
     let bad_seq = append(&mut client, &[event(2, 1, "teleported", "{}".into())]).await[0];
 
-    let mut tailer = Tailer::open(&client, V4, 100, None, false, None).await.unwrap();
+    let mut tailer = Tailer::open(&client, V4, TailOptions::batch(100)).await.unwrap();
     let err = tailer.step(&mut client).await.expect_err("an unknown type must stop the projector");
     let msg = err.to_string();
     assert!(msg.contains(&format!("global_seq {bad_seq}")), "{msg}");
@@ -89,7 +89,8 @@ async fn a_bad_event_stops_the_batch_naming_it_and_commits_nothing() {
     // With quarantine: the bad event is dead-lettered, its aggregate quarantined, later events
     // of it held, and everything else applied.
     append(&mut client, &[deposited(2, 2, 99)]).await;
-    let mut quarantining = Tailer::open(&client, V4, 100, None, true, None).await.unwrap();
+    let mut quarantining =
+        Tailer::open(&client, V4, TailOptions { quarantine: true, ..TailOptions::batch(100) }).await.unwrap();
     drain(&mut quarantining, &mut client).await;
     assert_eq!(row(&client, &V4, 1).await.unwrap().state.balance, 10);
     assert!(row(&client, &V4, 2).await.is_none());
@@ -110,12 +111,13 @@ async fn replaying_an_overlap_of_ten_thousand_events_changes_nothing() {
     let (_url, mut client) = fresh_log(4).await;
     prepare_version(&mut client, &V4).await;
     bulk_events(&client, 2_000, 5).await;
-    let mut tailer = Tailer::open(&client, V4, 1_000, None, false, None).await.unwrap();
+    let mut tailer = Tailer::open(&client, V4, TailOptions::batch(1_000)).await.unwrap();
     assert_eq!(drain(&mut tailer, &mut client).await, 12_000);
     let before = readmodel::table_checksum(&client, &V4).await.unwrap();
     let info_before = readmodel::version_info(&client, "v4").await.unwrap();
 
-    let mut overlap = Tailer::open(&client, V4, 1_000, None, false, Some(0)).await.unwrap();
+    let mut overlap =
+        Tailer::open(&client, V4, TailOptions { from_offset: Some(0), ..TailOptions::batch(1_000) }).await.unwrap();
     assert_eq!(drain(&mut overlap, &mut client).await, 0, "12k re-read events are all no-ops");
     assert_eq!(readmodel::table_checksum(&client, &V4).await.unwrap(), before);
     let info_after = readmodel::version_info(&client, "v4").await.unwrap();

@@ -158,3 +158,48 @@ async fn a_repeated_parameter_is_refused_and_a_long_id_is_not_echoed_whole() {
     let message = body["error"].as_str().unwrap();
     assert!(message.len() < 200 && message.contains("positive integer"), "{message}");
 }
+
+/// Reads from `stream` until the end of one response head and a `Content-Length` body.
+async fn read_response(stream: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the server closed before a whole response: {}", String::from_utf8_lossy(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some(head_end) = text.find("\r\n\r\n") {
+            let length = text[..head_end]
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().to_owned()))
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            if buf.len() >= head_end + 4 + length {
+                return text;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn at_the_connection_cap_a_new_client_waits_until_one_leaves() {
+    let f = fixture(1, false).await;
+    let mut cfg = config(&f.url, None);
+    cfg.limits.max_connections = 1;
+    let (base, _stop) = serve(cfg).await;
+    let addr = base.trim_start_matches("http://").to_owned();
+    // The first client is served and keeps its connection open (keep-alive): it holds the cap.
+    let mut first = TcpStream::connect(&addr).await.unwrap();
+    first.write_all(b"GET /aggregate/1 HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    assert!(read_response(&mut first).await.starts_with("HTTP/1.1 200"));
+    // The second one is accepted by the kernel but not served while the first stays.
+    let mut second = TcpStream::connect(&addr).await.unwrap();
+    second.write_all(b"GET /aggregate/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut byte = [0u8; 1];
+    let waited = tokio::time::timeout(Duration::from_millis(500), second.read(&mut byte)).await;
+    assert!(waited.is_err(), "a connection past the cap was served while the first was open");
+    // The first leaves: the second is served.
+    drop(first);
+    let reply = tokio::time::timeout(CLOSE_BOUND, read_response(&mut second)).await.expect("served once the cap frees");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+}

@@ -368,13 +368,8 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
             curve,
             curve_rounds,
         } => {
-            let cores = projector::priority::online_cores();
-            if cpu_split && cores < 2 {
-                bail!("--cpu-split needs at least 2 cores; this machine has {cores}");
-            }
-            let live_cores = cores.div_ceil(2);
             let (live_cpus, replay_cpus) = match cpu_split {
-                true => (projector::priority::cores(0..live_cores), projector::priority::cores(live_cores..cores)),
+                true => bench::split_cores().map_err(anyhow::Error::msg)?,
                 false => (0, 0),
             };
             let curve =

@@ -3,6 +3,7 @@
 //! `results/` and an SVG plot, and ends with one JSON line of its figures.
 
 mod converge;
+mod cpu_split;
 mod isolation;
 pub mod large;
 pub mod plot;
@@ -12,6 +13,7 @@ mod serving;
 mod sweep;
 
 pub use converge::{converge, Converge, ConvergeConfig, ConvergeRun};
+pub use cpu_split::split_cores;
 pub use isolation::{isolation_bench, IsolationBench, IsolationConfig, IsolationPhase};
 pub use produce::{produce_bench, ProduceBench, ProduceBenchConfig, ProducePhase};
 pub use replay::{naive, replay_bench, scan, NaiveResult, ReplayBench, ReplayBenchConfig, ScanResult};

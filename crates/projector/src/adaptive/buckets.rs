@@ -36,7 +36,8 @@ impl Buckets {
             debug!(error = ?error, "lines of the live latency histogram not understood");
         }
         let mut sums: Vec<(f64, u64)> = Vec::new();
-        for (bound, count) in metrics.iter().filter(|m| is_live_latency(m)).flat_map(|m| &m.samples).filter_map(live_bucket)
+        for (bound, count) in
+            metrics.iter().filter(|m| is_live_latency(m)).flat_map(|m| &m.samples).filter_map(live_bucket)
         {
             match sums.iter_mut().find(|(b, _)| *b == bound) {
                 Some((_, c)) => *c += count,
@@ -87,8 +88,15 @@ fn family_lines(exposition: &str) -> String {
     exposition.lines().filter(|l| of_family(l)).flat_map(|l| [l, "\n"]).collect()
 }
 
+/// The live latency histogram: declared as one (`# TYPE ... histogram`), or its `_bucket`
+/// samples with no declaration, which the format reads as untyped (Prometheus's
+/// `histogram_quantile` reads them all the same).
 fn is_live_latency(metric: &Metric) -> bool {
-    metric.kind == Type::Histogram && metric.name == LIVE_LATENCY_METRIC
+    match metric.kind {
+        Type::Histogram => metric.name == LIVE_LATENCY_METRIC,
+        Type::Untyped => metric.name.strip_prefix(LIVE_LATENCY_METRIC) == Some("_bucket"),
+        _ => false,
+    }
 }
 
 /// One bucket of the live route, answered by the read path: `(upper bound, cumulative count)`.
@@ -135,6 +143,9 @@ mod tests {
         let b = Buckets::parse(&exposition([10, 20, 30, 31], [1, 2, 2, 2], [500, 500, 500, 500]));
         assert_eq!(b.0, vec![(0.0005, 11), (0.001, 22), (0.002, 32), (f64::INFINITY, 33)]);
         assert_eq!(Buckets::parse("no metrics here\n"), Buckets::default());
+        let undeclared = exposition([10, 20, 30, 31], [1, 2, 2, 2], [500, 500, 500, 500])
+            .replace("# TYPE reproject_api_request_duration_seconds histogram\n", "");
+        assert_eq!(Buckets::parse(&undeclared), b, "buckets without their # TYPE line");
     }
 
     #[test]

@@ -83,7 +83,8 @@ impl Controller {
         );
         let limiter = Arc::new(RateLimiter::new(aimd.rate()));
         let (stop, stop_rx) = watch::channel(false);
-        let handle = tokio::spawn(control(aimd, baselines, probe, limiter.clone(), version, Timing::DEFAULT, stop_rx));
+        let control = ControlLoop::new(aimd, baselines, probe, limiter.clone(), version, Timing::DEFAULT);
+        let handle = tokio::spawn(control.run(stop_rx));
         Ok(Controller { limiter, stop, handle: Some(handle) })
     }
 
@@ -122,29 +123,6 @@ async fn measure_paused(probe: &mut dyn Probe, timing: Timing) -> Option<Vec<Dur
         window(probe, timing.interval).await?;
     }
     window(probe, timing.interval * timing.measure_windows).await
-}
-
-/// Runs the controller until `stop` says so (or its sender is gone): a pause to measure the
-/// baseline again when one is due, else a window of reads and, once enough are pooled, a
-/// decision.
-async fn control(
-    aimd: Aimd,
-    baselines: Baselines,
-    probe: Box<dyn Probe>,
-    limiter: Arc<RateLimiter>,
-    version: &'static str,
-    timing: Timing,
-    mut stop: watch::Receiver<bool>,
-) -> AdaptiveReport {
-    let mut run = ControlLoop::new(aimd, baselines, probe, limiter, version, timing);
-    while !*stop.borrow() {
-        let flow =
-            if run.rebase_due() { run.pause_and_rebase(&mut stop).await } else { run.run_window(&mut stop).await };
-        if flow.is_break() {
-            break;
-        }
-    }
-    run.finish()
 }
 
 /// The gauges the controller keeps (label `version`).
@@ -212,6 +190,23 @@ impl ControlLoop {
         };
         run.set_rate(run.aimd.rate());
         run
+    }
+
+    /// Runs the controller until `stop` says so (or its sender is gone): a pause to measure the
+    /// baseline again when one is due, else a window of reads and, once enough are pooled, a
+    /// decision.
+    async fn run(mut self, mut stop: watch::Receiver<bool>) -> AdaptiveReport {
+        while !*stop.borrow() {
+            let flow = if self.rebase_due() {
+                self.pause_and_rebase(&mut stop).await
+            } else {
+                self.run_window(&mut stop).await
+            };
+            if flow.is_break() {
+                break;
+            }
+        }
+        self.finish()
     }
 
     /// Sets the limiter and its gauge.
@@ -378,8 +373,8 @@ mod tests {
         let limiter = Arc::new(RateLimiter::new(aimd.rate()));
         let (stop, stop_rx) = watch::channel(false);
         let took = probe.took;
-        let handle =
-            tokio::spawn(control(aimd, first_baseline(), Box::new(probe), limiter, "v9", Timing::DEFAULT, stop_rx));
+        let control = ControlLoop::new(aimd, first_baseline(), Box::new(probe), limiter, "v9", Timing::DEFAULT);
+        let handle = tokio::spawn(control.run(stop_rx));
         // Stop in the middle of the window after the last one counted.
         tokio::time::sleep(took * windows + took / 2).await;
         stop.send(true).unwrap();
@@ -447,7 +442,8 @@ mod tests {
                 }
             })
         };
-        let report = control(aimd, first_baseline(), Box::new(probe), limiter, "v9", timing, stop_rx).await;
+        let report =
+            ControlLoop::new(aimd, first_baseline(), Box::new(probe), limiter, "v9", timing).run(stop_rx).await;
         consumer.abort();
         report
     }

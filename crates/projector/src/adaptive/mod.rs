@@ -38,6 +38,6 @@ pub use aimd::{Aimd, AimdParams, Decision, DEFAULT_CEILING, FLOOR};
 pub use baseline::{measure_baseline, Baselines, BASELINE, BASELINE_SETS};
 pub use buckets::{Buckets, LIVE_LATENCY_METRIC};
 pub use config::{AdaptiveConfig, LatencySource, Timing, INTERVAL};
-pub(crate) use controller::Controller;
 pub use controller::AdaptiveReport;
+pub(crate) use controller::Controller;
 pub use probe::{p99, HttpProbe, MetricsProbe, Probe, PROBES_PER_SECOND};

@@ -535,7 +535,12 @@ async fn replay(url: String, out: &Path, p: ReplayPlan) -> Result<()> {
     );
     println!(
         "replay ({} workers):          {:>10.0} events/s  {:>7.1} MB/s  {:>7.2}s (bulk {:.2}s + barrier {:.2}s)",
-        r.workers, r.replay_events_per_s, r.replay_mb_per_s, r.replay_seconds, r.replay_bulk_seconds, r.replay_barrier_seconds
+        r.workers,
+        r.replay_events_per_s,
+        r.replay_mb_per_s,
+        r.replay_seconds,
+        r.replay_bulk_seconds,
+        r.replay_barrier_seconds
     );
     println!("naive (1 event/stmt/commit): {:>10.0} events/s (synchronous_commit=on)", r.naive_events_per_s);
     println!("naive, async commit:         {:>10.0} events/s", r.naive_async_events_per_s);

@@ -385,9 +385,7 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, Error> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.display().to_string(), source })?;
         }
-        report
-            .write_csv(path)
-            .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+        report.write_csv(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
     }
     tracing::info!(
         requests,

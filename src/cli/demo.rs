@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use fold::Projection;
+use lab::bank::{V3, V4};
 
 use super::{database_url, Global};
 
@@ -40,8 +40,8 @@ fn say(step: &str) {
     println!("\n== {step}");
 }
 
-fn live_v3_to_head(url: &str) -> projector::LiveConfig {
-    projector::LiveConfig { stop_at_head: true, ..projector::LiveConfig::new(url, Projection::V3) }
+fn live_v3_to_head(url: &str) -> projector::LiveConfig<V3> {
+    projector::LiveConfig { stop_at_head: true, ..projector::LiveConfig::new(url, V3) }
 }
 
 pub async fn run(g: &Global, a: DemoArgs) -> Result<ExitCode> {
@@ -99,15 +99,15 @@ pub async fn run(g: &Global, a: DemoArgs) -> Result<ExitCode> {
 
     say("verify v3 against the generator's true state (its fee bug must show, exactly)");
     let client = eventlog::connect(&url).await?;
-    let r3 = lab::verify::against_expected(&client, Projection::V3).await?;
+    let r3 = lab::verify::against_expected(&client, &V3).await?;
     println!("{}", r3.render());
     say("verify v4 against the generator's true state");
-    let r4 = lab::verify::against_expected(&client, Projection::V4).await?;
+    let r4 = lab::verify::against_expected(&client, &V4).await?;
     println!("-- SQL:\n{}\n{}", r4.sql.trim(), r4.render());
     let explained = c.diffs == 0;
 
     say("time travel: v4 snapshots every 100 versions, then the busiest account as of mid-log");
-    let t = bench::time_travel_check(&url, Projection::V4).await.context("time travel")?;
+    let t = bench::time_travel_check(&url, V4).await.context("time travel")?;
     println!(
         "snapshots: {} stored in {:.1}s ({:.1} MB)",
         t.snapshot.total_rows,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use fold::Projection;
+use lab::catalog::Known;
 
 use super::{database_url, parse_duration, project::projection, Global};
 
@@ -139,9 +139,10 @@ pub async fn produce(g: &Global, a: ProduceArgs) -> Result<ExitCode> {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// The version to check.
-    #[arg(long = "version", value_name = "VERSION")]
+    #[arg(long = "projection", visible_alias = "version", value_name = "PROJECTION")]
     pub projection: String,
-    /// `expected` (the generator's true state) or another version.
+    /// `expected` (the generator's true state: the bank's accounts only), `log` (a fold of the
+    /// log up to the version's positions: any projection), or another version of the family.
     #[arg(long, default_value = "expected")]
     pub against: String,
     /// Require both versions to be frozen at this position (`projector --until X`) first.
@@ -154,23 +155,28 @@ pub struct VerifyArgs {
 
 pub async fn verify(g: &Global, a: VerifyArgs) -> Result<ExitCode> {
     let left = projection(&a.projection)?;
-    let right = if a.against == "expected" {
-        None
-    } else {
-        Some(Projection::parse(&a.against).with_context(|| format!("--against {}", a.against))?)
+    let right = match a.against.as_str() {
+        "expected" | "log" => None,
+        other => Some(Known::parse(other).with_context(|| format!("--against {other} (expected, log or a version)"))?),
     };
     if a.at.is_some() && right.is_none() {
         bail!("--at compares two versions: give --against VERSION");
     }
-    let client = eventlog::connect(&database_url(g)?).await.context("connecting")?;
+    let mut client = eventlog::connect(&database_url(g)?).await.context("connecting")?;
+    if a.against == "log" {
+        let report = lab::dispatch!(left, p => projector::verify_against_log(&mut client, &p).await)
+            .with_context(|| format!("verifying {left} against the log"))?;
+        println!("{}", report.render());
+        return Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+    }
     let report = match right {
-        None => lab::verify::against_expected(&client, left).await?,
+        None => lab::verify::against_expected(&client, left.as_any()).await?,
         Some(right) => {
             if let Some(at) = a.at {
                 frozen_at(&client, left, at).await?;
                 frozen_at(&client, right, at).await?;
             }
-            lab::verify::between_versions(&client, left, right).await?
+            lab::verify::between_versions(&client, left.as_any(), right.as_any()).await?
         }
     };
     if a.show_sql {
@@ -181,13 +187,13 @@ pub async fn verify(g: &Global, a: VerifyArgs) -> Result<ExitCode> {
 }
 
 /// Checks that every partition of `projection` sits exactly at the boundary `at`.
-async fn frozen_at(client: &tokio_postgres::Client, projection: Projection, at: i64) -> Result<()> {
+async fn frozen_at(client: &tokio_postgres::Client, projection: Known, at: i64) -> Result<()> {
     let positions = readmodel::offsets(client, projection.name()).await?;
     let off: Vec<_> = positions.iter().filter(|p| **p != eventlog::Position::boundary(at)).collect();
     if !off.is_empty() {
         bail!(
             "{projection} is not frozen at {at}: {} of {} partitions are elsewhere (e.g. {}); \
-             run `reproject projector --mode live --version {projection} --until {at}`",
+             run `reproject projector --mode live --projection {projection} --until {at}`",
             off.len(),
             positions.len(),
             off[0]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use fold::Projection;
+use lab::catalog::Known;
 
 use super::{database_url, parse_duration, Global};
 
@@ -31,8 +31,9 @@ pub struct ProjectorArgs {
     /// live or replay.
     #[arg(long, value_enum)]
     pub mode: Mode,
-    /// Projection version to build (v3: the two-year-old model; v4: the fixed one).
-    #[arg(long = "version", value_name = "VERSION")]
+    /// Projection version to build: v3 (the bank's two-year-old accounts model), v4 (the fixed
+    /// one), activity_v1 (a second read model of the same events).
+    #[arg(long = "projection", visible_alias = "version", value_name = "PROJECTION")]
     pub projection: String,
     /// Events per committed tail batch.
     #[arg(long, default_value_t = 10_000)]
@@ -156,8 +157,8 @@ fn adaptive_config(a: &ProjectorArgs) -> Result<Option<projector::AdaptiveConfig
 }
 
 /// Validates a version name before any work starts.
-pub fn projection(name: &str) -> Result<Projection> {
-    Projection::parse(name).with_context(|| format!("--version {name}"))
+pub fn projection(name: &str) -> Result<Known> {
+    Known::parse(name).with_context(|| format!("--projection {name}"))
 }
 
 pub async fn projector(g: &Global, a: ProjectorArgs) -> Result<ExitCode> {
@@ -184,6 +185,17 @@ pub async fn projector(g: &Global, a: ProjectorArgs) -> Result<ExitCode> {
         tracing::info!(%bound, "metrics on /metrics");
     }
     let stop = super::ctrl_c();
+    lab::dispatch!(projection, p => run_projector(p, &a, url, adaptive, stop).await)
+}
+
+/// The projector of one concrete projection, from validated flags.
+async fn run_projector<P: fold::Projection>(
+    projection: P,
+    a: &ProjectorArgs,
+    url: String,
+    adaptive: Option<projector::AdaptiveConfig>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<ExitCode> {
     match a.mode {
         Mode::Live => {
             let config = projector::LiveConfig {
@@ -233,7 +245,7 @@ pub async fn projector(g: &Global, a: ProjectorArgs) -> Result<ExitCode> {
 #[derive(Debug, Args)]
 pub struct RepairArgs {
     /// Projection version whose row to repair.
-    #[arg(long = "version", value_name = "VERSION")]
+    #[arg(long = "projection", visible_alias = "version", value_name = "PROJECTION")]
     pub projection: String,
     /// The aggregate to re-fold.
     #[arg(long)]
@@ -243,8 +255,7 @@ pub struct RepairArgs {
 pub async fn repair(g: &Global, a: RepairArgs) -> Result<ExitCode> {
     let projection = projection(&a.projection)?;
     let mut client = eventlog::connect(&database_url(g)?).await.context("connecting")?;
-    let report = projector::repair(&mut client, projection, a.aggregate)
-        .await
+    let report = lab::dispatch!(projection, p => projector::repair(&mut client, &p, a.aggregate).await)
         .with_context(|| format!("repairing aggregate {} of {}", a.aggregate, projection))?;
     println!("{}", serde_json::to_string(&report)?);
     Ok(ExitCode::SUCCESS)
@@ -253,7 +264,7 @@ pub async fn repair(g: &Global, a: RepairArgs) -> Result<ExitCode> {
 #[derive(Debug, Args)]
 pub struct SnapshotArgs {
     /// The fold whose snapshots to store (time travel with ?version= uses that fold's).
-    #[arg(long = "version", value_name = "VERSION")]
+    #[arg(long = "projection", visible_alias = "version", value_name = "PROJECTION")]
     pub projection: String,
     /// Snapshot an aggregate each time its version crosses a multiple of this: time travel then
     /// folds at most about this many events past the snapshot.
@@ -266,13 +277,17 @@ pub struct SnapshotArgs {
 
 pub async fn snapshot(g: &Global, a: SnapshotArgs) -> Result<ExitCode> {
     let projection = projection(&a.projection)?;
-    let config = projector::SnapshotConfig {
-        every: a.every,
-        workers: a.workers,
-        progress: true,
-        ..projector::SnapshotConfig::new(&database_url(g)?, projection)
-    };
-    let report = projector::build_snapshots(&config).await.with_context(|| format!("snapshotting {projection}"))?;
+    let url = database_url(g)?;
+    let report = lab::dispatch!(projection, p => {
+        let config = projector::SnapshotConfig {
+            every: a.every,
+            workers: a.workers,
+            progress: true,
+            ..projector::SnapshotConfig::new(&url, p)
+        };
+        projector::build_snapshots(&config).await
+    })
+    .with_context(|| format!("snapshotting {projection}"))?;
     println!("{}", serde_json::to_string(&report)?);
     Ok(ExitCode::SUCCESS)
 }
@@ -280,7 +295,7 @@ pub async fn snapshot(g: &Global, a: SnapshotArgs) -> Result<ExitCode> {
 #[derive(Debug, Args)]
 pub struct CutoverArgs {
     /// The ready version to promote.
-    #[arg(long = "version", value_name = "VERSION")]
+    #[arg(long = "projection", visible_alias = "version", value_name = "PROJECTION")]
     pub projection: String,
     /// Wait until the version has caught up with the active one, then switch.
     #[arg(long)]
@@ -298,6 +313,9 @@ pub async fn cutover(g: &Global, a: CutoverArgs) -> Result<ExitCode> {
 
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
+    /// The read model whose last cutover to undo.
+    #[arg(long, default_value = "accounts")]
+    pub family: String,
     /// Wait until the retired version has caught up with the active one, then switch.
     #[arg(long)]
     pub wait: bool,
@@ -310,7 +328,10 @@ pub struct RollbackArgs {
 pub async fn rollback(g: &Global, a: RollbackArgs) -> Result<ExitCode> {
     let mut client = eventlog::connect(&database_url(g)?).await.context("connecting")?;
     let infos = readmodel::list(&client).await.context("reading the registry")?;
-    let active = infos.iter().find(|p| p.state == readmodel::State::Active).context("no version is active")?;
+    let active = infos
+        .iter()
+        .find(|p| p.state == readmodel::State::Active && p.family == a.family)
+        .with_context(|| format!("no version of {} is active", a.family))?;
     let previous =
         active.cutover.as_ref().and_then(|c| c.get("previous")?.as_str().map(str::to_owned)).with_context(|| {
             format!("{} was not activated by a cutover from another version: nothing to roll back to", active.version)
@@ -322,7 +343,7 @@ pub async fn rollback(g: &Global, a: RollbackArgs) -> Result<ExitCode> {
 /// Cuts over to `projection` (or rolls back to it), waiting for it to catch up if asked.
 async fn switch(
     client: &mut tokio_postgres::Client,
-    projection: fold::Projection,
+    projection: Known,
     wait: bool,
     timeout: Duration,
 ) -> Result<ExitCode> {

@@ -82,7 +82,7 @@ pub async fn api(g: &Global, a: ApiArgs) -> Result<ExitCode> {
     // Validated before the database is touched: a bad token or an exposed address fails first.
     let token = admin_token(&a)?;
     api::check_exposure(a.listen, token.as_ref()).context("--listen")?;
-    let mut config = api::ApiConfig::new(database_url(g)?, a.listen, a.pool);
+    let mut config = api::ApiConfig::new(database_url(g)?, a.listen, a.pool, lab::catalog::Known::catalog());
     config.admin_token = token;
     config.limits.header_read_timeout = a.header_read_timeout;
     config.limits.idle_timeout = a.idle_timeout;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use fold::Projection;
+use lab::bank::V4;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -48,7 +48,7 @@ async fn the_live_projector_killed_at_random_points_under_four_writers_ends_exac
     let produced = producer.await.unwrap();
     assert!(produced.events > 0, "the producer wrote while the projector crashed");
     run_ok(&url, &["projector", "--mode", "live", "--version", "v4", "--stop-at-head"]);
-    let report = verify_expected(&url, Projection::V4).await;
+    let report = verify_expected(&url, &V4).await;
     assert_eq!(report.diffs, 0, "seed {seed}: {}", report.render());
 }
 
@@ -93,7 +93,7 @@ async fn a_replay_killed_in_bulk_and_catch_up_ends_identical_to_a_clean_pass() {
         &url,
         &["projector", "--mode", "replay", "--version", "v4", "--catch-up", "--stop-at-head", "--progress", "false"],
     );
-    let report = verify_expected(&url, Projection::V4).await;
+    let report = verify_expected(&url, &V4).await;
     assert_eq!(report.diffs, 0, "seed {seed}: {}", report.render());
 }
 
@@ -135,6 +135,6 @@ async fn the_live_projector_killed_repeatedly_under_an_unpaced_batched_producer_
         "the batched producer still writes version n+1 before version n in (tx_id, global_seq) order"
     );
     run_ok(&url, &["projector", "--mode", "live", "--version", "v4", "--stop-at-head"]);
-    let report = verify_expected(&url, Projection::V4).await;
+    let report = verify_expected(&url, &V4).await;
     assert_eq!(report.diffs, 0, "seed {seed}: {}", report.render());
 }

@@ -15,7 +15,8 @@ fn fails_naming(args: &[&str], needle: &str) {
 
 #[test]
 fn bad_flags_are_refused_before_any_work() {
-    fails_naming(&["projector", "--mode", "live", "--version", "v9"], "--version v9");
+    fails_naming(&["projector", "--mode", "live", "--version", "v9"], "--projection v9");
+    fails_naming(&["projector", "--mode", "live", "--projection", "v9"], "known: v3, v4, activity_v1");
     fails_naming(&["projector", "--mode", "live", "--version", "v4", "--batch", "0"], "--batch");
     fails_naming(&["projector", "--mode", "sideways", "--version", "v4"], "--mode");
     fails_naming(&["projector", "--mode", "replay", "--version", "v4", "--rate-limit=-3"], "--rate-limit");
@@ -23,9 +24,9 @@ fn bad_flags_are_refused_before_any_work() {
     fails_naming(&["projector", "--mode", "live", "--version", "v4", "--catch-up"], "--catch-up");
     fails_naming(&["projector", "--mode", "live", "--version", "v4", "--poll", "fast"], "--poll");
     fails_naming(&["repair", "--version", "v4", "--aggregate", "x1"], "--aggregate");
-    fails_naming(&["cutover", "--version", "v5"], "--version v5");
+    fails_naming(&["cutover", "--version", "v5"], "--projection v5");
     fails_naming(&["snapshot", "--version", "v4", "--every", "0"], "--every");
-    fails_naming(&["snapshot", "--version", "v7"], "--version v7");
+    fails_naming(&["snapshot", "--version", "v7"], "--projection v7");
     fails_naming(&["bench", "time-travel", "--snapshot-every=-5"], "--snapshot-every");
     fails_naming(&["bench", "isolation", "--block", "1500ms"], "--block");
     fails_naming(&["bench", "isolation", "--rounds", "0"], "--rounds");

@@ -60,7 +60,7 @@ pub async fn seeded(events: u64, aggregates: u64, partitions: u32) -> String {
 }
 
 /// Verifies a version against the generator's true state.
-pub async fn verify_expected(url: &str, projection: fold::Projection) -> lab::VerifyReport {
+pub async fn verify_expected(url: &str, projection: &dyn fold::AnyProjection) -> lab::VerifyReport {
     let client = eventlog::connect(url).await.expect("connect");
     lab::verify::against_expected(&client, projection).await.expect("verify")
 }

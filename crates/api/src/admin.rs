@@ -106,8 +106,18 @@ pub(crate) async fn projections(State(state): State<Arc<AppState>>) -> Result<Js
     let counts = readmodel::counts(&client).await?;
     let progress = readmodel::build_progress(&client).await?;
     let now = chrono::Utc::now();
-    let active = infos.iter().find(|p| p.state == readmodel::State::Active).map(|p| p.version.clone());
+    // "active" is the default family's active version; "active_by_family" has every family's.
+    let default_family = state.default_family();
+    let active = infos
+        .iter()
+        .find(|p| p.state == readmodel::State::Active && p.family == default_family)
+        .map(|p| p.version.clone());
     state.active.observe(active.as_deref());
+    let active_by_family: serde_json::Map<String, Value> = infos
+        .iter()
+        .filter(|p| p.state == readmodel::State::Active)
+        .map(|p| (p.family.clone(), json!(p.version)))
+        .collect();
     let mut out = Vec::with_capacity(infos.len());
     for p in infos {
         let (lag, lag_exact) = match readmodel::lag_events(&client, &p.positions).await {
@@ -138,6 +148,7 @@ pub(crate) async fn projections(State(state): State<Arc<AppState>>) -> Result<Js
             .collect();
         out.push(json!({
             "version": p.version,
+            "family": p.family,
             "state": p.state,
             "table": p.table_name,
             "partitions": p.partitions,
@@ -157,7 +168,13 @@ pub(crate) async fn projections(State(state): State<Arc<AppState>>) -> Result<Js
         }));
     }
     let horizon = horizon(&client).await?;
-    Ok(Json(json!({ "active": active, "log_events_estimate": log_estimate, "projections": out, "horizon": horizon })))
+    Ok(Json(json!({
+        "active": active,
+        "active_by_family": active_by_family,
+        "log_events_estimate": log_estimate,
+        "projections": out,
+        "horizon": horizon,
+    })))
 }
 
 /// The horizon every version's projector waits on: its xid, its age, whether events wait

@@ -37,6 +37,25 @@ pub struct AppState {
     pub finality: finality::Finality,
     /// The token `POST /cutover` requires; `None` disables the endpoint.
     pub admin_token: Option<AdminToken>,
+    /// The projections this build can fold (time travel), in the catalog's order; the first
+    /// one's family is the one `GET /aggregate/{id}` serves without `?family=`.
+    pub projections: Catalog,
+}
+
+/// The projections a service knows, by trait object: time travel folds one aggregate at a
+/// time with them, so a dynamic call per request costs nothing that matters.
+pub type Catalog = Vec<&'static dyn fold::AnyProjection>;
+
+impl AppState {
+    /// The projection named `version`.
+    pub fn projection(&self, version: &str) -> Option<&'static dyn fold::AnyProjection> {
+        self.projections.iter().copied().find(|p| p.name() == version)
+    }
+
+    /// The family served when a request names none.
+    pub fn default_family(&self) -> &'static str {
+        self.projections.first().map_or("accounts", |p| p.family())
+    }
 }
 
 /// How to serve.
@@ -53,17 +72,25 @@ pub struct ApiConfig {
     pub admin_token: Option<AdminToken>,
     /// Timeouts, connection cap and size limits of the HTTP layer.
     pub limits: HttpLimits,
+    /// The projections the service can fold for time travel (see [`AppState::projections`]).
+    pub projections: Catalog,
 }
 
 impl ApiConfig {
     /// A config with no admin token and the default limits.
-    pub fn new(database_url: impl Into<String>, listen: SocketAddr, pool_size: usize) -> ApiConfig {
+    pub fn new(
+        database_url: impl Into<String>,
+        listen: SocketAddr,
+        pool_size: usize,
+        projections: Catalog,
+    ) -> ApiConfig {
         ApiConfig {
             database_url: database_url.into(),
             listen,
             pool_size,
             admin_token: None,
             limits: HttpLimits::default(),
+            projections,
         }
     }
 }
@@ -90,12 +117,14 @@ pub async fn state(
     database_url: &str,
     pool_size: usize,
     admin_token: Option<AdminToken>,
+    projections: Catalog,
 ) -> Result<Arc<AppState>, Error> {
     let state = Arc::new(AppState {
         pool: Pool::connect(database_url, pool_size).await?,
         active: ActiveGauge::default(),
         finality: finality::Finality::default(),
         admin_token,
+        projections,
     });
     tokio::spawn(finality::run(Arc::downgrade(&state), database_url.to_owned()));
     Ok(state)
@@ -118,7 +147,8 @@ pub async fn serve(
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), Error> {
     check_exposure(config.listen, config.admin_token.as_ref())?;
-    let state = state(&config.database_url, config.pool_size, config.admin_token.clone()).await?;
+    let state =
+        state(&config.database_url, config.pool_size, config.admin_token.clone(), config.projections.clone()).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Listen { addr: config.listen, source })?;

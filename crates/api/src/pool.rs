@@ -8,14 +8,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::{OnceCell, RwLock, RwLockReadGuard};
 use tokio_postgres::{Client, Statement};
 
-const CURRENT_ACCOUNT: &str = include_str!("sql/current_account.sql");
+const CURRENT_ROW: &str = include_str!("sql/current_row.sql");
 
 /// One pooled connection and the statements prepared on it.
 pub struct Conn {
     client: Client,
     /// Prepared on first use rather than at connect, so the API can start before the read
     /// schema exists.
-    current_account: OnceCell<Statement>,
+    current_row: OnceCell<Statement>,
     /// Time travel's statements: one aggregate's events after a version, and its latest
     /// snapshot inside a cut (prepared once the snapshot table exists).
     aggregate_events: OnceCell<Statement>,
@@ -26,15 +26,15 @@ impl Conn {
     async fn open(url: &str) -> Result<Conn, tokio_postgres::Error> {
         Ok(Conn {
             client: eventlog::connect(url).await?,
-            current_account: OnceCell::new(),
+            current_row: OnceCell::new(),
             aggregate_events: OnceCell::new(),
             latest_snapshot: OnceCell::new(),
         })
     }
 
-    /// The prepared `read.current_account($1)` call: one round trip per read instead of two.
-    pub async fn current_account(&self) -> Result<&Statement, tokio_postgres::Error> {
-        self.current_account.get_or_try_init(|| self.client.prepare(CURRENT_ACCOUNT)).await
+    /// The prepared `read.current_row($1, $2)` call: one round trip per read instead of two.
+    pub async fn current_row(&self) -> Result<&Statement, tokio_postgres::Error> {
+        self.current_row.get_or_try_init(|| self.client.prepare(CURRENT_ROW)).await
     }
 
     /// The prepared `eventlog::aggregate_events_after` statement.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use fold::Projection;
+use lab::bank::V4;
 use serde::Serialize;
 
 /// Configuration of the convergence runs.
@@ -99,7 +99,7 @@ pub async fn converge(config: &ConvergeConfig) -> Result<Converge> {
                 workers: config.workers,
                 catch_up_rate_limit: config.replay_rate_limit,
                 stop_at_head: false,
-                ..projector::ReplayConfig::new(&config.database_url, Projection::V4)
+                ..projector::ReplayConfig::new(&config.database_url, V4)
             };
             tokio::spawn(async move { projector::replay(&cfg, replay_stop).await })
         };

@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use fold::Projection;
+use lab::bank::{V3, V4};
 use projector::CpuPriority;
 use serde::Serialize;
 
@@ -207,7 +208,7 @@ impl ReplayChild {
     fn spawn(config: &IsolationConfig, spec: &ReplaySpec) -> Result<Self> {
         let exe = std::env::current_exe().context("locating this binary to run the replay")?;
         let mut cmd = tokio::process::Command::new(&exe);
-        cmd.args(["--log", "warn", "projector", "--mode", "replay", "--version", Projection::V4.name()])
+        cmd.args(["--log", "warn", "projector", "--mode", "replay", "--version", V4.name()])
             .args(["--workers", &config.workers.to_string(), "--batch", "10000", "--stop-at-head"])
             .args(["--progress", "false", "--database-url", &config.database_url])
             .args(["--nice", &spec.priority.nice.to_string()]);
@@ -314,7 +315,7 @@ impl Bench<'_> {
     /// Drops v4 and starts a replay of it from scratch in a child process.
     async fn spawn_replay(&self, spec: &ReplaySpec, phase: &str) -> Result<ReplayChild> {
         let mut client = eventlog::connect(&self.config.database_url).await?;
-        readmodel::drop_version(&mut client, Projection::V4).await.context("dropping v4")?;
+        readmodel::drop_version(&mut client, &V4).await.context("dropping v4")?;
         ReplayChild::spawn(self.config, spec).with_context(|| format!("replay in phase {phase}"))
     }
 
@@ -737,7 +738,7 @@ pub async fn isolation_bench(config: &IsolationConfig) -> Result<IsolationBench>
     let url = config.database_url.clone();
     reset_read_side(&url).await?;
     tracing::info!("building v3 (the live, active version)");
-    build_active(&url, Projection::V3, config.workers).await?;
+    build_active(&url, V3, config.workers).await?;
     let client = eventlog::connect(&url).await?;
     let aggregates: i64 = client.query_one("SELECT count(*) FROM lab.expected_accounts", &[]).await?.get(0);
     let log_events: i64 = client.query_one("SELECT count(*) FROM log.events", &[]).await?.get(0);
@@ -797,7 +798,7 @@ pub async fn isolation_bench(config: &IsolationConfig) -> Result<IsolationBench>
     )?;
     let (curve, curve_failed) = bench.curve(full.replay_events_per_s).await?;
     let mut cleanup = eventlog::connect(&url).await?;
-    readmodel::drop_version(&mut cleanup, Projection::V4).await.context("dropping v4 after the run")?;
+    readmodel::drop_version(&mut cleanup, &V4).await.context("dropping v4 after the run")?;
     let mut notes = presence.notes;
     let phases = vec![none, full, fixed, adaptive.first, adaptive.second, after, presence.first, presence.second];
     for p in phases.iter().filter(|p| p.replay_finished_early) {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use fold::Projection;
+use lab::bank::{V3, V4};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
@@ -312,7 +312,7 @@ pub async fn run(config: &LargeConfig) -> Result<LargeReport> {
         let cfg = projector::ReplayConfig {
             workers: config.workers,
             progress: true,
-            ..projector::ReplayConfig::new(url, Projection::V3)
+            ..projector::ReplayConfig::new(url, V3)
         };
         let report = projector::replay(&cfg, never).await.context("building v3")?;
         let active = readmodel::version_info(&client, "v3").await?.state == readmodel::State::Active;
@@ -391,7 +391,7 @@ async fn rebuild_and_cutover(config: &LargeConfig) -> Result<RebuildFigures> {
         tokio::spawn(async move { lab::produce::run(&url, cfg, stop).await })
     };
     let live_v3 = {
-        let cfg = projector::LiveConfig::new(&url, Projection::V3);
+        let cfg = projector::LiveConfig::new(&url, V3);
         let stop = stop_rx.clone();
         tokio::spawn(async move { projector::run_live(&cfg, stop).await })
     };
@@ -415,7 +415,7 @@ async fn rebuild_and_cutover(config: &LargeConfig) -> Result<RebuildFigures> {
             workers: config.workers,
             stop_at_head: false,
             progress: true,
-            ..projector::ReplayConfig::new(&url, Projection::V4)
+            ..projector::ReplayConfig::new(&url, V4)
         };
         let stop = stop_rx.clone();
         tokio::spawn(async move {
@@ -507,15 +507,15 @@ async fn verify(url: &str) -> Result<VerifyFigures> {
     let client = eventlog::connect(url).await?;
     let x = eventlog::snapshot_xmax(&client).await?;
     let never = tokio::sync::watch::channel(false).1;
-    for projection in [Projection::V3, Projection::V4] {
-        let cfg = projector::LiveConfig { until: Some(x), ..projector::LiveConfig::new(url, projection) };
-        projector::run_live(&cfg, never.clone()).await.with_context(|| format!("freezing {projection} at {x}"))?;
-    }
-    let v4 = lab::verify::against_expected(&client, Projection::V4).await?;
+    let v3 = projector::LiveConfig { until: Some(x), ..projector::LiveConfig::new(url, V3) };
+    projector::run_live(&v3, never.clone()).await.with_context(|| format!("freezing v3 at {x}"))?;
+    let v4 = projector::LiveConfig { until: Some(x), ..projector::LiveConfig::new(url, V4) };
+    projector::run_live(&v4, never.clone()).await.with_context(|| format!("freezing v4 at {x}"))?;
+    let v4 = lab::verify::against_expected(&client, &V4).await?;
     println!("{}", v4.render());
-    let v3 = lab::verify::against_expected(&client, Projection::V3).await?;
+    let v3 = lab::verify::against_expected(&client, &V3).await?;
     println!("{}", v3.render());
-    let between = lab::verify::between_versions(&client, Projection::V4, Projection::V3).await?;
+    let between = lab::verify::between_versions(&client, &V4, &V3).await?;
     println!("{}", between.render());
     let figures = VerifyFigures {
         frozen_at: x,

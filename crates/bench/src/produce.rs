@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use fold::Projection;
+use lab::bank::V4;
 use serde::Serialize;
 
 /// Configuration of the producer benchmark.
@@ -81,7 +81,7 @@ pub async fn produce_bench(config: &ProduceBenchConfig) -> Result<ProduceBench> 
             let cfg = projector::ReplayConfig {
                 workers: config.replay_workers,
                 stop_at_head: true,
-                ..projector::ReplayConfig::new(&config.database_url, Projection::V4)
+                ..projector::ReplayConfig::new(&config.database_url, V4)
             };
             let never = tokio::sync::watch::channel(false).1;
             let left = config.duration.saturating_sub(started.elapsed());

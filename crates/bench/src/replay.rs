@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use fold::{Projection, Stream};
+use fold::Guarded;
 use futures::{pin_mut, StreamExt};
+use lab::bank::V4;
 use serde::Serialize;
 use tokio_postgres::Client;
 
@@ -82,7 +83,7 @@ pub async fn naive(
              applied_seq = EXCLUDED.applied_seq WHERE a.aggregate_version < EXCLUDED.aggregate_version",
         )
         .await?;
-    let mut streams: std::collections::HashMap<i64, Stream> = std::collections::HashMap::new();
+    let mut streams: std::collections::HashMap<i64, Guarded<V4>> = std::collections::HashMap::new();
     let started = Instant::now();
     let mut events = 0u64;
     for row in rows {
@@ -95,12 +96,16 @@ pub async fn naive(
             payload: row.get::<_, eventlog::Jsonb>(5).0,
             tx_id: row.get(6),
         };
-        let event = raw.decode().with_context(|| format!("decoding global_seq {}", raw.global_seq))?;
+        let event = raw.decode(&V4).with_context(|| format!("decoding global_seq {}", raw.global_seq))?;
         let stream = streams.entry(raw.aggregate_id).or_default();
-        stream.offer(Projection::V4, event)?;
-        if let Some(a) = &stream.state {
+        stream.offer(&V4, event)?;
+        if let Some(r) = &stream.row {
+            let a = &r.state;
             client
-                .execute(&upsert, &[&a.aggregate_id, &a.balance, &a.status.as_str(), &a.version, &a.applied_seq])
+                .execute(
+                    &upsert,
+                    &[&r.aggregate_id, &a.balance, &a.status.as_str(), &r.aggregate_version, &r.applied_seq],
+                )
                 .await?;
         }
         events += 1;
@@ -168,7 +173,7 @@ pub async fn replay_bench(config: &ReplayBenchConfig) -> Result<ReplayBench> {
     let wall = Instant::now();
     let mut client = eventlog::connect(&config.database_url).await.context("connecting")?;
     readmodel::ensure_schema(&mut client).await?;
-    readmodel::drop_version(&mut client, Projection::V4).await.context("resetting v4 (is it active?)")?;
+    readmodel::drop_version(&mut client, &V4).await.context("resetting v4 (is it active?)")?;
     let aggregates: i64 = client.query_one("SELECT count(DISTINCT aggregate_id) FROM log.events", &[]).await?.get(0);
     let payload_type: String = client
         .query_one(
@@ -191,7 +196,7 @@ pub async fn replay_bench(config: &ReplayBenchConfig) -> Result<ReplayBench> {
         catch_up: false,
         poll: Duration::from_millis(50),
         progress: true,
-        ..projector::ReplayConfig::new(&config.database_url, Projection::V4)
+        ..projector::ReplayConfig::new(&config.database_url, V4)
     };
     let replay = projector::replay(&replay_config, stop).await.context("replay")?;
     let replay_seconds = replay.bulk_seconds + replay.barrier_seconds;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use fold::Projection;
+use lab::bank::{V3, V4};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
@@ -23,7 +24,8 @@ pub fn admin_token() -> &'static api::AdminToken {
 
 /// Starts the API in this process on a free loopback port, with [`admin_token`].
 pub async fn start_api(url: &str) -> Result<SocketAddr> {
-    let state = api::state(url, 8, Some(admin_token().clone())).await.context("api pool")?;
+    let state =
+        api::state(url, 8, Some(admin_token().clone()), lab::catalog::Known::catalog()).await.context("api pool")?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
@@ -34,7 +36,7 @@ pub async fn start_api(url: &str) -> Result<SocketAddr> {
     Ok(addr)
 }
 
-fn live(url: &str, projection: Projection, stop_at_head: bool, until: Option<i64>) -> projector::LiveConfig {
+fn live<P: Projection>(url: &str, projection: P, stop_at_head: bool, until: Option<i64>) -> projector::LiveConfig<P> {
     projector::LiveConfig { stop_at_head, until, ..projector::LiveConfig::new(url, projection) }
 }
 
@@ -47,7 +49,7 @@ pub async fn reset_read_side(url: &str) -> Result<()> {
 }
 
 /// Builds `projection` by replay and catch-up, and activates it if nothing is active.
-pub async fn build_active(url: &str, projection: Projection, workers: usize) -> Result<()> {
+pub async fn build_active<P: Projection>(url: &str, projection: P, workers: usize) -> Result<()> {
     let never = tokio::sync::watch::channel(false).1;
     let config = projector::ReplayConfig { workers, ..projector::ReplayConfig::new(url, projection) };
     projector::replay(&config, never).await?;
@@ -102,10 +104,10 @@ pub async fn cutover_bench(config: &CutoverBenchConfig) -> Result<CutoverBench> 
     if !(config.reuse_active_v3 && v3_active) {
         reset_read_side(&url).await?;
         tracing::info!("building v3 (the live, active version)");
-        build_active(&url, Projection::V3, config.workers).await?;
+        build_active(&url, V3, config.workers).await?;
     } else {
         let mut c = eventlog::connect(&url).await?;
-        let _ = readmodel::drop_version(&mut c, Projection::V4).await;
+        let _ = readmodel::drop_version(&mut c, &V4).await;
     }
     let aggregates: i64 = client.query_one("SELECT count(*) FROM lab.expected_accounts", &[]).await?.get(0);
     let addr = start_api(&url).await?;
@@ -118,7 +120,7 @@ pub async fn cutover_bench(config: &CutoverBenchConfig) -> Result<CutoverBench> 
         tokio::spawn(async move { lab::produce::run(&url, cfg, stop).await })
     };
     let live_v3 = {
-        let (cfg, stop) = (live(&url, Projection::V3, false, None), stop_rx.clone());
+        let (cfg, stop) = (live(&url, V3, false, None), stop_rx.clone());
         tokio::spawn(async move { projector::run_live(&cfg, stop).await })
     };
     let load = {
@@ -140,7 +142,7 @@ pub async fn cutover_bench(config: &CutoverBenchConfig) -> Result<CutoverBench> 
         let cfg = projector::ReplayConfig {
             workers: config.workers,
             stop_at_head: false,
-            ..projector::ReplayConfig::new(&url, Projection::V4)
+            ..projector::ReplayConfig::new(&url, V4)
         };
         let stop = stop_rx.clone();
         tokio::spawn(async move { projector::replay(&cfg, stop).await })
@@ -187,10 +189,10 @@ pub async fn cutover_bench(config: &CutoverBenchConfig) -> Result<CutoverBench> 
 
     let x = eventlog::snapshot_xmax(&client).await?;
     let never = tokio::sync::watch::channel(false).1;
-    projector::run_live(&live(&url, Projection::V3, false, Some(x)), never.clone()).await.context("freezing v3")?;
-    projector::run_live(&live(&url, Projection::V4, false, Some(x)), never).await.context("freezing v4")?;
-    let between = lab::verify::between_versions(&client, Projection::V4, Projection::V3).await?;
-    let v4 = lab::verify::against_expected(&client, Projection::V4).await?;
+    projector::run_live(&live(&url, V3, false, Some(x)), never.clone()).await.context("freezing v3")?;
+    projector::run_live(&live(&url, V4, false, Some(x)), never).await.context("freezing v4")?;
+    let between = lab::verify::between_versions(&client, &V4, &V3).await?;
+    let v4 = lab::verify::against_expected(&client, &V4).await?;
     println!("-- frozen comparison at X = {x}:\n{}\n{}", between.sql.trim(), between.render());
     crate::plot::lines(
         &config.out_dir.join("cutover.svg"),
@@ -255,10 +257,10 @@ pub async fn time_travel_bench(
     snapshot_every: i32,
     out_dir: &std::path::Path,
 ) -> Result<TimeTravelBench> {
-    let projection = fold::Projection::V4;
+    let projection = V4;
     let mut client = eventlog::connect(url).await?;
     readmodel::ensure_schema(&mut client).await?;
-    readmodel::drop_snapshots(&client, projection).await?;
+    readmodel::drop_snapshots(&client, &projection).await?;
     let addr = start_api(url).await?;
     let http = reqwest::Client::new();
     let mut targets = Vec::new();
@@ -291,7 +293,7 @@ pub async fn time_travel_bench(
             let mut events_read = 0u64;
             for i in 0..requests + 20 {
                 let offset = rng.gen_range(1..=last_seq);
-                let path = format!("http://{addr}/aggregate/{id}/as-of?offset={offset}&version={projection}");
+                let path = format!("http://{addr}/aggregate/{id}/as-of?offset={offset}&version={}", projection.name());
                 let t0 = Instant::now();
                 let resp = http.get(path).send().await?;
                 let status = resp.status();
@@ -388,8 +390,8 @@ pub struct TimeTravelCheck {
 
 /// Stores `projection`'s snapshots, then asks the API for the busiest aggregate as of the
 /// middle of the log and checks the answer against a fold of the log prefix.
-pub async fn time_travel_check(url: &str, projection: Projection) -> Result<TimeTravelCheck> {
-    let snapshot = projector::build_snapshots(&projector::SnapshotConfig::new(url, projection)).await?;
+pub async fn time_travel_check<P: Projection>(url: &str, projection: P) -> Result<TimeTravelCheck> {
+    let snapshot = projector::build_snapshots(&projector::SnapshotConfig::new(url, projection.clone())).await?;
     let client = eventlog::connect(url).await?;
     let row = client
         .query_one(
@@ -400,7 +402,7 @@ pub async fn time_travel_check(url: &str, projection: Projection) -> Result<Time
         .await?;
     let (id, offset): (i64, i64) = (row.get(0), row.get(1));
     let addr = start_api(url).await?;
-    let path = format!("http://{addr}/aggregate/{id}/as-of?offset={offset}&version={projection}");
+    let path = format!("http://{addr}/aggregate/{id}/as-of?offset={offset}&version={}", projection.name());
     let t0 = Instant::now();
     let resp = reqwest::get(&path).await?;
     let ms = t0.elapsed().as_secs_f64() * 1e3;
@@ -409,9 +411,9 @@ pub async fn time_travel_check(url: &str, projection: Projection) -> Result<Time
     }
     let body: serde_json::Value = resp.json().await?;
     let raws = eventlog::aggregate_events(&client, id, chrono::DateTime::<chrono::Utc>::MAX_UTC, offset).await?;
-    let events = raws.iter().map(|r| r.decode()).collect::<Result<Vec<_>, _>>()?;
-    let expected = fold::fold_prefix(projection, events)?.state;
-    let served = readmodel::account_from_json(projection, &body);
+    let events = raws.iter().map(|r| r.decode(&projection)).collect::<Result<Vec<_>, _>>()?;
+    let expected = fold::fold_prefix(&projection, events)?.row;
+    let served = fold::row_from_json(&projection, &body).ok();
     Ok(TimeTravelCheck {
         snapshot,
         aggregate_id: id,

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use fold::Projection;
+use lab::bank::V4;
 use serde::Serialize;
 use tokio_postgres::Client;
 
@@ -96,10 +96,10 @@ pub async fn batch_sweep(config: &SweepConfig) -> Result<Sweep> {
         .await?;
     let mut points = Vec::new();
     for &batch in &config.batches {
-        readmodel::drop_version(&mut client, Projection::V4).await.context("resetting v4 (is it active?)")?;
-        readmodel::register(&mut client, Projection::V4, readmodel::State::Building, partitions).await?;
-        readmodel::add_primary_key(&client, Projection::V4).await?;
-        let mut tailer = projector::Tailer::open(&client, Projection::V4, batch, None, false, None).await?;
+        readmodel::drop_version(&mut client, &V4).await.context("resetting v4 (is it active?)")?;
+        readmodel::register(&mut client, &V4, readmodel::State::Building, partitions).await?;
+        readmodel::add_primary_key(&client, &V4).await?;
+        let mut tailer = projector::Tailer::open(&client, V4, projector::TailOptions::batch(batch)).await?;
         let before = stats(&client).await?;
         let started = Instant::now();
         let (mut events, mut commits) = (0u64, 0u64);
@@ -131,7 +131,7 @@ pub async fn batch_sweep(config: &SweepConfig) -> Result<Sweep> {
         tracing::info!(batch, events, events_per_s = events_per_s as u64, wal_syncs = point.wal_syncs, "sweep point");
         points.push(point);
     }
-    readmodel::drop_version(&mut client, Projection::V4).await?;
+    readmodel::drop_version(&mut client, &V4).await?;
     let best = points.iter().map(|p| p.events_per_s).fold(0.0, f64::max);
     let knee_batch = points.iter().find(|p| p.events_per_s >= 0.9 * best).map_or(0, |p| p.batch);
     crate::write_csv(

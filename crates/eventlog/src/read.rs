@@ -38,15 +38,19 @@ impl RawEvent {
         self.payload.len() + self.event_type.len() + 36
     }
 
-    /// Decodes type and payload into a fold event.
-    pub fn decode(&self) -> Result<fold::Event, fold::DecodeError> {
-        Ok(fold::Event {
+    /// The event's place in the log, as a projection sees it.
+    pub fn meta(&self) -> fold::Meta {
+        fold::Meta {
             global_seq: self.global_seq,
             aggregate_id: self.aggregate_id,
-            version: self.version,
+            aggregate_version: self.version,
             ts: self.ts,
-            body: fold::decode(&self.event_type, &self.payload)?,
-        })
+        }
+    }
+
+    /// Decodes type and payload for `projection` (its upcasters first).
+    pub fn decode<P: fold::Projection>(&self, projection: &P) -> Result<fold::Envelope<P::Event>, fold::DecodeError> {
+        fold::decode_event(projection, self.meta(), &self.event_type, &self.payload)
     }
 
     fn from_row(row: &Row) -> Result<RawEvent> {

@@ -65,7 +65,7 @@ pub struct GenEvent {
     pub global_seq: i64,
     pub aggregate_id: i64,
     pub version: i32,
-    pub event_type: fold::EventType,
+    pub event_type: crate::bank::EventType,
     /// Unix microseconds.
     pub ts_micros: i64,
     /// JSON text.
@@ -289,10 +289,10 @@ mod tests {
             let v = versions.entry(e.aggregate_id).or_insert(0);
             *v += 1;
             assert_eq!(e.version, *v, "versions are dense from 1");
-            assert_eq!(e.version == 1, e.event_type == fold::EventType::AccountOpened);
-            if e.event_type == fold::EventType::TransferSent {
+            assert_eq!(e.version == 1, e.event_type == crate::bank::EventType::AccountOpened);
+            if e.event_type == crate::bank::EventType::TransferSent {
                 let next = &events[i + 1];
-                assert_eq!(next.event_type, fold::EventType::TransferReceived, "transfer pairs are consecutive");
+                assert_eq!(next.event_type, crate::bank::EventType::TransferReceived, "transfer pairs are consecutive");
             }
         }
         assert_eq!(versions.len(), 5_000, "every aggregate opens");
@@ -311,7 +311,7 @@ mod tests {
     fn as_many_events_as_aggregates_is_all_openings() {
         let events = first(GenConfig::new(1, 100, 100), 1_000);
         assert_eq!(events.len(), 100);
-        assert!(events.iter().all(|e| e.event_type == fold::EventType::AccountOpened));
+        assert!(events.iter().all(|e| e.event_type == crate::bank::EventType::AccountOpened));
         assert!(Generator::new(GenConfig::new(1, 99, 100)).is_err());
     }
 }

@@ -1,11 +1,16 @@
-//! The lab around the product: a deterministic log generator with a known final state, the
-//! bulk seeder, a live producer that keeps appending, and the verification that compares read
-//! models with the generator's truth.
+//! The bank example and the lab around the product: the bank's projections ([`bank`]: accounts
+//! v3 and v4) and a second read model of the same events ([`activity`]), the [`catalog`] of
+//! every projection this build knows, a deterministic log generator with a known final state,
+//! the bulk seeder, a live producer that keeps appending, and the verification that compares
+//! read models with the generator's truth.
 //!
 //! The lab never trusts a projection: [`model`] is its own, independent account model, and
 //! both the generator and the producer record what they wrote in `lab.expected_accounts`, so
 //! [`verify`] can check any read model against it.
 
+pub mod activity;
+pub mod bank;
+pub mod catalog;
 mod copy;
 pub mod generate;
 pub mod model;
@@ -38,6 +43,8 @@ pub enum Error {
     Busy,
     #[error("the lab's expected state is missing (run `reproject seed` first)")]
     NotSeeded,
+    #[error("{0} has no expected state in the lab (only the bank's accounts do): verify it against the log")]
+    NoExpectedState(String),
     #[error("table {0} does not exist")]
     MissingTable(String),
     #[error("the generator thread failed: {0}")]

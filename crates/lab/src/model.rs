@@ -11,8 +11,8 @@
 
 use std::fmt::Write as _;
 
+use crate::bank::{EventType, Status};
 use chrono::{DateTime, Utc};
-use fold::{EventType, Status};
 use rand::Rng;
 
 /// The currencies accounts are opened in; an account stores an index into this list.
@@ -22,7 +22,7 @@ pub const CURRENCIES: [&str; 5] = ["EUR", "USD", "GBP", "CHF", "SEK"];
 const CURRENCY_WEIGHTS: [u32; 5] = [60, 20, 10, 6, 4];
 
 /// The first instant, in Unix microseconds, at which fees use the nested v2 payload.
-pub const FEE_ENGINE_V2_SINCE_MICROS: i64 = fold::FEE_ENGINE_V2_SINCE_UNIX * 1_000_000;
+pub const FEE_ENGINE_V2_SINCE_MICROS: i64 = crate::bank::FEE_ENGINE_V2_SINCE_UNIX * 1_000_000;
 
 /// The owner text of an account: derived from its id, so the model need not store it.
 pub fn owner_of(aggregate_id: i64) -> String {
@@ -535,14 +535,18 @@ mod tests {
             for change in &changes {
                 let payload = render_payload(&mut rng, 42, 1, change, ts);
                 assert!((120..=420).contains(&payload.len()), "{} bytes: {payload}", payload.len());
-                let body = fold::decode(change.event_type().as_str(), payload.as_bytes())
-                    .unwrap_or_else(|e| panic!("{e}: {payload}"));
+                let body =
+                    crate::bank::decode(change.event_type().as_str(), &fold::Payload::Stored(payload.as_bytes()))
+                        .unwrap_or_else(|e| panic!("{e}: {payload}"));
                 match (change, body) {
-                    (Change::FeeCharged { .. }, fold::EventBody::FeeCharged { top_level_cents, nested_cents }) => {
+                    (
+                        Change::FeeCharged { .. },
+                        crate::bank::BankEvent::FeeCharged { top_level_cents, nested_cents },
+                    ) => {
                         let expected = if ts >= AFTER_V2 { (None, Some(7)) } else { (Some(7), None) };
                         assert_eq!((top_level_cents, nested_cents), expected);
                     }
-                    (Change::Opened { .. }, fold::EventBody::AccountOpened { owner, currency }) => {
+                    (Change::Opened { .. }, crate::bank::BankEvent::AccountOpened { owner, currency }) => {
                         assert_eq!((owner.as_str(), currency.as_str()), ("cust-000000042", "USD"));
                     }
                     _ => {}

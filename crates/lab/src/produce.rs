@@ -715,7 +715,7 @@ async fn cross_range(
             busy += 1;
             continue;
         };
-        if c.from == c.to || from.status != fold::Status::Open || from.balance < c.cents || !to.can_receive() {
+        if c.from == c.to || from.status != crate::bank::Status::Open || from.balance < c.cents || !to.can_receive() {
             continue;
         }
         transfer(&mut events, rng, &mut from, &mut to, c.cents, ts);
@@ -883,7 +883,7 @@ fn account_from_row(r: &Row) -> Result<AccountModel, Attempt> {
         aggregate_id: r.get(0),
         currency: CURRENCIES.iter().position(|c| *c == currency).ok_or_else(|| bad(format!("currency {currency}")))?
             as u8,
-        status: fold::Status::parse(status).ok_or_else(|| bad(format!("status {status}")))?,
+        status: crate::bank::Status::parse(status).ok_or_else(|| bad(format!("status {status}")))?,
         balance: r.get(3),
         lifetime_deposits: r.get(4),
         last_activity_micros: last.timestamp_micros(),

@@ -1,6 +1,11 @@
 //! The projectors: a live tailer and a partition-parallel replay, both folding through the same
 //! version guard and differing only in where events come from and how results are batched.
 
+/// The guide to writing a projection (`docs/PROJECTIONS.md`); its example is compiled and run
+/// as a doc test of this crate.
+#[doc = include_str!("../../../docs/PROJECTIONS.md")]
+pub mod guide {}
+
 pub mod adaptive;
 mod error;
 pub mod partition_fold;
@@ -10,6 +15,7 @@ mod repair;
 mod replay;
 mod snapshot;
 mod tail;
+mod verify;
 
 pub use adaptive::{AdaptiveConfig, AdaptiveReport, LatencySource};
 pub use error::{BadEvent, Error};
@@ -18,7 +24,8 @@ pub use ratelimit::RateLimiter;
 pub use repair::{repair, RepairReport};
 pub use replay::{current_rss_bytes, peak_rss_bytes, replay, reset_peak_rss, ReplayConfig, ReplayReport};
 pub use snapshot::{build_snapshots, SnapshotConfig, SnapshotReport};
-pub use tail::{run_live, LiveConfig, LiveReport, StallWatch, StepOutcome, Tailer};
+pub use tail::{run_live, LiveConfig, LiveReport, StallWatch, StepOutcome, TailOptions, Tailer};
+pub use verify::{verify_against_log, LogDiff, LogVerifyReport};
 
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 
 use eventlog::{Position, RawEvent};
-use fold::{Offer, Projection, Stream};
+use fold::{Guarded, Offer, Projection};
 use readmodel::{DeadLetter, PartitionBatch};
 
 use crate::error::{BadEvent, Error};
@@ -22,11 +22,11 @@ use crate::Result;
 use tracing::warn;
 
 /// The fold of one partition in progress.
-pub struct PartitionFold {
-    projection: Projection,
+pub struct PartitionFold<P: Projection> {
+    projection: P,
     partition: u32,
     quarantine: bool,
-    streams: HashMap<i64, Stream>,
+    streams: HashMap<i64, Guarded<P>>,
     /// Raw events the guard holds right now, by `(aggregate_id, version)`.
     held_raw: HashMap<(i64, i32), RawEvent>,
     dead_letters: Vec<DeadLetter>,
@@ -49,10 +49,10 @@ pub struct FoldFootprint {
     pub held_peak: u64,
 }
 
-impl PartitionFold {
+impl<P: Projection> PartitionFold<P> {
     /// An empty fold of `partition`; with `quarantine`, bad events become dead letters
     /// instead of errors.
-    pub fn new(projection: Projection, partition: u32, quarantine: bool) -> PartitionFold {
+    pub fn new(projection: P, partition: u32, quarantine: bool) -> PartitionFold<P> {
         PartitionFold {
             projection,
             partition,
@@ -70,7 +70,7 @@ impl PartitionFold {
     /// Offers one event of the partition, in any order.
     pub fn offer(&mut self, raw: RawEvent) -> Result<()> {
         self.events += 1;
-        let event = match raw.decode() {
+        let event = match raw.decode(&self.projection) {
             Ok(e) => e,
             Err(e) if self.quarantine => {
                 warn!(bad = %self.bad_event(e.to_string(), &raw), "event dead-lettered, aggregate quarantined");
@@ -82,7 +82,7 @@ impl PartitionFold {
         let stream = self.streams.entry(raw.aggregate_id).or_default();
         let before = stream.version();
         let had_held = !stream.pending.is_empty();
-        let outcome = stream.offer(self.projection, event);
+        let outcome = stream.offer(&self.projection, event);
         let after = stream.version();
         if had_held && after > before + 1 {
             // The guard applied held events behind this one: their raw copies go too.
@@ -148,7 +148,7 @@ impl PartitionFold {
 
     /// The partition's batch: one row per aggregate with state, the events still held (to be
     /// persisted with the rows), the dead letters, and `position`.
-    pub fn finish(mut self, position: Position) -> PartitionBatch {
+    pub fn finish(mut self, position: Position) -> PartitionBatch<P> {
         let mut rows = Vec::with_capacity(self.streams.len());
         let mut held = Vec::with_capacity(self.held_raw.len());
         for (id, stream) in self.streams {
@@ -157,8 +157,8 @@ impl PartitionFold {
                     held.push(raw);
                 }
             }
-            if let Some(state) = stream.state {
-                rows.push(state);
+            if let Some(row) = stream.row {
+                rows.push(row);
             }
         }
         PartitionBatch {
@@ -177,6 +177,7 @@ impl PartitionFold {
 mod tests {
     use super::*;
     use chrono::{TimeZone, Utc};
+    use lab::bank::V4;
 
     fn raw(aggregate_id: i64, version: i32) -> RawEvent {
         let (event_type, payload) = if version == 1 {
@@ -200,7 +201,7 @@ mod tests {
     /// one per aggregate at a time. The fold must keep only what is held right now.
     #[test]
     fn raw_copies_of_held_events_are_dropped_once_applied() {
-        let mut fold = PartitionFold::new(Projection::V4, 0, false);
+        let mut fold = PartitionFold::new(V4, 0, false);
         let (aggregates, versions) = (50i64, 2_000i32);
         for pair in 0..versions / 2 {
             for id in 1..=aggregates {
@@ -219,7 +220,10 @@ mod tests {
         assert_eq!(fold.held(), 0);
         let batch = fold.finish(Position::boundary(5_000));
         assert_eq!(batch.rows.len(), aggregates as usize);
-        assert!(batch.rows.iter().all(|a| a.version == versions && a.balance == 100 * (versions as i64 - 1)));
+        assert!(batch
+            .rows
+            .iter()
+            .all(|r| r.aggregate_version == versions && r.state.balance == 100 * (versions as i64 - 1)));
         assert_eq!(batch.applied, aggregates * versions as i64);
         assert!(batch.held.is_empty());
     }
@@ -228,7 +232,7 @@ mod tests {
     /// be persisted with the partition, and only those.
     #[test]
     fn events_held_at_the_end_are_returned_with_the_batch() {
-        let mut fold = PartitionFold::new(Projection::V4, 3, false);
+        let mut fold = PartitionFold::new(V4, 3, false);
         for v in [1, 3, 2, 5, 6] {
             fold.offer(raw(7, v)).unwrap();
         }

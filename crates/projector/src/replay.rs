@@ -30,9 +30,9 @@ use crate::{metric, Result};
 
 /// Configuration of a replay.
 #[derive(Debug, Clone)]
-pub struct ReplayConfig {
+pub struct ReplayConfig<P: Projection> {
     pub database_url: String,
-    pub projection: Projection,
+    pub projection: P,
     /// Partitions folded at once (each with its own connection: the replay's bounded pool).
     pub workers: usize,
     /// Tail batch size for catch-up.
@@ -63,10 +63,10 @@ pub struct ReplayConfig {
     pub stall_after: Duration,
 }
 
-impl ReplayConfig {
+impl<P: Projection> ReplayConfig<P> {
     /// A full-speed replay of `projection` with the machine's cores as workers, 10k-event
     /// catch-up batches, catch-up to the head and stop there, no limits, no progress bars.
-    pub fn new(database_url: &str, projection: Projection) -> ReplayConfig {
+    pub fn new(database_url: &str, projection: P) -> ReplayConfig<P> {
         ReplayConfig {
             database_url: database_url.to_owned(),
             projection,
@@ -149,8 +149,8 @@ fn proc_status_kb(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-struct Shared {
-    config: ReplayConfig,
+struct Shared<P: Projection> {
+    config: ReplayConfig<P>,
     boundary: i64,
     queue: Mutex<VecDeque<u32>>,
     limiter: Option<Arc<RateLimiter>>,
@@ -170,7 +170,10 @@ struct Shared {
 ///
 /// With `config.adaptive`, the live API's baseline p99 is measured first (before any replay
 /// work), and a controller drives the shared limiter until the replay ends.
-pub async fn replay(config: &ReplayConfig, stop: tokio::sync::watch::Receiver<bool>) -> Result<ReplayReport> {
+pub async fn replay<P: Projection>(
+    config: &ReplayConfig<P>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<ReplayReport> {
     config.priority.apply_to_this_process();
     let controller = match &config.adaptive {
         Some(adaptive) => Some(Controller::start(adaptive, config.rate_limit, config.projection.name()).await?),
@@ -187,21 +190,56 @@ pub async fn replay(config: &ReplayConfig, stop: tokio::sync::watch::Receiver<bo
     }
 }
 
-async fn rebuild(
-    config: &ReplayConfig,
+async fn rebuild<P: Projection>(
+    config: &ReplayConfig<P>,
     stop: tokio::sync::watch::Receiver<bool>,
     adaptive: Option<Arc<RateLimiter>>,
 ) -> Result<ReplayReport> {
-    let projection = config.projection;
+    let projection = &config.projection;
     let mut client = eventlog::connect(&config.database_url).await?;
     config.priority.apply_to_backend(&client).await;
     let partitions = eventlog::partition_count(&client).await?;
-    readmodel::ensure_schema(&mut client).await?;
-    lock_version(&client, projection).await?;
-    let info = match readmodel::version_info(&client, projection.name()).await {
+    let boundary = claim_version(&mut client, config, partitions).await?;
+    let mut report = ReplayReport {
+        version: projection.name().to_owned(),
+        bulk_boundary: boundary,
+        partitions,
+        ..ReplayReport::default()
+    };
+    if !readmodel::has_primary_key(&client, projection).await? {
+        let bulk_started = Instant::now();
+        bulk_phase(&client, config, boundary, partitions, adaptive.clone(), stop.clone(), &mut report).await?;
+        report.bulk_seconds = bulk_started.elapsed().as_secs_f64();
+        if *stop.borrow() {
+            // Stopped mid-bulk: the figures say how far it got (events read, including those of
+            // partitions abandoned in memory); committed partitions are skipped on restart.
+            report.bulk_events_per_s = report.bulk_events as f64 / report.bulk_seconds.max(1e-9);
+            report.bulk_mb_per_s = report.bulk_bytes as f64 / 1e6 / report.bulk_seconds.max(1e-9);
+            report.peak_rss_bytes = peak_rss_bytes();
+            return Ok(report);
+        }
+        pass_barrier(&client, projection, &mut report).await?;
+    }
+    let total = report.bulk_seconds + report.barrier_seconds;
+    report.bulk_events_per_s = report.bulk_events as f64 / total.max(1e-9);
+    report.bulk_mb_per_s = report.bulk_bytes as f64 / 1e6 / total.max(1e-9);
+    report.peak_rss_bytes = peak_rss_bytes();
+    if config.catch_up {
+        report.catch_up = Some(catch_up(&mut client, config, stop, adaptive).await?);
+    }
+    Ok(report)
+}
+
+/// Takes the version's writer lock, registers it if new (a retired version is refused), and
+/// returns its bulk boundary W, fixing it on the first run (a restart keeps the first W).
+async fn claim_version<P: Projection>(client: &mut Client, config: &ReplayConfig<P>, partitions: u32) -> Result<i64> {
+    let projection = &config.projection;
+    readmodel::ensure_schema(client).await?;
+    lock_version(client, projection).await?;
+    let info = match readmodel::version_info(&*client, projection.name()).await {
         Ok(info) => info,
         Err(readmodel::Error::UnknownVersion(_)) => {
-            readmodel::register(&mut client, projection, State::Building, partitions).await?
+            readmodel::register(client, projection, State::Building, partitions).await?
         }
         Err(e) => return Err(e.into()),
     };
@@ -212,164 +250,165 @@ async fn rebuild(
             hint: "a retired version is not rebuilt in place; drop it first",
         });
     }
-    let boundary = match info.bulk_boundary {
-        Some(w) => w,
-        None => {
-            let mut w = eventlog::boundary(&client).await?;
-            if let Some(until) = config.until {
-                w = w.min(until);
-            }
-            client
-                .execute("UPDATE read.projections SET bulk_boundary = $2 WHERE version = $1", &[&projection.name(), &w])
-                .await?;
-            w
-        }
-    };
-    let mut report = ReplayReport {
-        version: projection.name().to_owned(),
-        bulk_boundary: boundary,
-        partitions,
-        ..ReplayReport::default()
-    };
-    let bulk_started = Instant::now();
-    if !readmodel::has_primary_key(&client, projection).await? {
-        let positions = readmodel::offsets(&client, projection.name()).await?;
-        let todo: VecDeque<u32> =
-            (0..partitions).filter(|p| positions[*p as usize] < Position::boundary(boundary)).collect();
-        report.partitions_replayed = todo.len() as u32;
-        info!(
-            version = projection.name(),
-            boundary,
-            partitions = todo.len(),
-            skipped = partitions as usize - todo.len(),
-            "bulk phase"
-        );
-        let bar = if config.progress {
-            let bar = ProgressBar::new(todo.len() as u64);
-            bar.set_style(
-                ProgressStyle::with_template("bulk {bar:30} {pos}/{len} partitions  {msg}  [{elapsed_precise}]")
-                    .expect("valid template"),
-            );
-            bar
-        } else {
-            ProgressBar::hidden()
-        };
-        let sizes = match readmodel::log_partition_sizes(&client, partitions).await {
-            Ok(sizes) => sizes,
-            Err(e) => {
-                warn!(error = %e, "log partition sizes unknown: progress and ETA will not be reported");
-                vec![0; partitions as usize]
-            }
-        };
-        let total: u64 = todo.iter().map(|p| sizes[*p as usize]).sum();
-        for p in 0..partitions {
-            let done = if todo.contains(&p) { 0.0 } else { 1.0 };
-            metrics::gauge!(metric::PARTITION_PROGRESS, "version" => projection.name(), "partition" => p.to_string())
-                .set(done);
-        }
-        let shared = Arc::new(Shared {
-            config: config.clone(),
-            boundary,
-            queue: Mutex::new(todo),
-            limiter: adaptive.clone().or_else(|| config.rate_limit.map(|r| Arc::new(RateLimiter::new(r)))),
-            events: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
-            rows: AtomicU64::new(0),
-            held: AtomicU64::new(0),
-            footprint: Mutex::new(FoldFootprint::default()),
-            bar,
-            sizes,
-        });
-        let ticker = tokio::spawn(progress_ticker(shared.clone(), total));
-        let mut handles = Vec::new();
-        for _ in 0..config.workers.max(1) {
-            let shared = shared.clone();
-            let stop = stop.clone();
-            handles.push(tokio::spawn(async move { worker(shared, stop).await }));
-        }
-        let mut first_error = None;
-        for h in handles {
-            let outcome = h.await.map_err(|e| Error::Worker(e.to_string())).and_then(|r| r);
-            if let Err(e) = outcome {
-                first_error.get_or_insert(e);
-            }
-        }
-        ticker.abort();
-        shared.bar.finish_and_clear();
-        if let Some(e) = first_error {
-            return Err(e);
-        }
-        report.bulk_events = shared.events.load(Ordering::Relaxed);
-        report.bulk_bytes = shared.bytes.load(Ordering::Relaxed);
-        report.bulk_rows = shared.rows.load(Ordering::Relaxed);
-        report.held_after_bulk = shared.held.load(Ordering::Relaxed);
-        let footprint = *shared.footprint.lock().expect("footprint lock");
-        report.largest_partition_events = footprint.events;
-        report.largest_partition_aggregates = footprint.aggregates;
-        report.bulk_held_total = footprint.held_total;
-        report.bulk_held_peak = footprint.held_peak;
-        report.bulk_seconds = bulk_started.elapsed().as_secs_f64();
-        if *stop.borrow() {
-            // Stopped mid-bulk: the figures say how far it got (events read, including those of
-            // partitions abandoned in memory); committed partitions are skipped on restart.
-            report.bulk_events_per_s = report.bulk_events as f64 / report.bulk_seconds.max(1e-9);
-            report.bulk_mb_per_s = report.bulk_bytes as f64 / 1e6 / report.bulk_seconds.max(1e-9);
-            report.peak_rss_bytes = peak_rss_bytes();
-            return Ok(report);
-        }
-        let barrier = Instant::now();
-        readmodel::add_primary_key(&client, projection).await?;
-        report.barrier_seconds = barrier.elapsed().as_secs_f64();
-        let rate = report.bulk_events as f64 / (report.bulk_seconds + report.barrier_seconds).max(1e-9);
-        let done = BuildProgress {
-            version: projection.name().to_owned(),
-            phase: BuildPhase::CatchUp,
-            events_done: report.bulk_events as i64,
-            events_total: report.bulk_events as i64,
-            events_per_s: rate,
-            started_at: chrono::Utc::now()
-                - chrono::Duration::milliseconds(((report.bulk_seconds + report.barrier_seconds) * 1e3) as i64),
-            updated_at: chrono::Utc::now(),
-        };
-        readmodel::record_build_progress(&client, &done).await?;
-        metrics::gauge!(metric::BUILD_PROGRESS, "version" => projection.name()).set(1.0);
-        metrics::gauge!(metric::BUILD_ETA, "version" => projection.name()).set(0.0);
-        info!(
-            version = projection.name(),
-            events = report.bulk_events,
-            rows = report.bulk_rows,
-            seconds = report.bulk_seconds,
-            barrier_seconds = report.barrier_seconds,
-            "bulk phase done, barrier passed"
-        );
+    if let Some(w) = info.bulk_boundary {
+        return Ok(w);
     }
-    let total = report.bulk_seconds + report.barrier_seconds;
-    report.bulk_events_per_s = report.bulk_events as f64 / total.max(1e-9);
-    report.bulk_mb_per_s = report.bulk_bytes as f64 / 1e6 / total.max(1e-9);
-    report.peak_rss_bytes = peak_rss_bytes();
-    if config.catch_up {
-        let live = LiveConfig {
-            database_url: config.database_url.clone(),
-            projection,
-            batch: config.batch,
-            until: config.until,
-            stop_at_head: config.stop_at_head,
-            quarantine: config.quarantine,
-            from_offset: config.from_offset,
-            poll: config.poll,
-            synchronous_commit: false,
-            rate_limit: config.catch_up_rate_limit.or(config.rate_limit),
-            progress: config.progress,
-            stall_after: config.stall_after,
-        };
-        // The adaptive limiter keeps driving catch-up unless catch-up has a cap of its own.
-        let tail_limiter = adaptive.filter(|_| config.catch_up_rate_limit.is_none());
-        report.catch_up = Some(run_tail(&mut client, &live, stop, tail_limiter).await?);
+    let mut w = eventlog::boundary(client).await?;
+    if let Some(until) = config.until {
+        w = w.min(until);
     }
-    Ok(report)
+    readmodel::set_bulk_boundary(&*client, projection.name(), w).await?;
+    Ok(w)
 }
 
-async fn worker(shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<bool>) -> Result<()> {
+/// The bulk phase: every partition not yet at `boundary` folded and written by the workers;
+/// fills the report's bulk figures (but not its time).
+async fn bulk_phase<P: Projection>(
+    client: &Client,
+    config: &ReplayConfig<P>,
+    boundary: i64,
+    partitions: u32,
+    adaptive: Option<Arc<RateLimiter>>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    report: &mut ReplayReport,
+) -> Result<()> {
+    let projection = &config.projection;
+    let positions = readmodel::offsets(client, projection.name()).await?;
+    let todo: VecDeque<u32> =
+        (0..partitions).filter(|p| positions[*p as usize] < Position::boundary(boundary)).collect();
+    report.partitions_replayed = todo.len() as u32;
+    info!(
+        version = projection.name(),
+        boundary,
+        partitions = todo.len(),
+        skipped = partitions as usize - todo.len(),
+        "bulk phase"
+    );
+    let bar = if config.progress {
+        let bar = ProgressBar::new(todo.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("bulk {bar:30} {pos}/{len} partitions  {msg}  [{elapsed_precise}]")
+                .expect("valid template"),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let sizes = match readmodel::log_partition_sizes(client, partitions).await {
+        Ok(sizes) => sizes,
+        Err(e) => {
+            warn!(error = %e, "log partition sizes unknown: progress and ETA will not be reported");
+            vec![0; partitions as usize]
+        }
+    };
+    let total: u64 = todo.iter().map(|p| sizes[*p as usize]).sum();
+    for p in 0..partitions {
+        let done = if todo.contains(&p) { 0.0 } else { 1.0 };
+        metrics::gauge!(metric::PARTITION_PROGRESS, "version" => projection.name(), "partition" => p.to_string())
+            .set(done);
+    }
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        boundary,
+        queue: Mutex::new(todo),
+        limiter: adaptive.or_else(|| config.rate_limit.map(|r| Arc::new(RateLimiter::new(r)))),
+        events: AtomicU64::new(0),
+        bytes: AtomicU64::new(0),
+        rows: AtomicU64::new(0),
+        held: AtomicU64::new(0),
+        footprint: Mutex::new(FoldFootprint::default()),
+        bar,
+        sizes,
+    });
+    let ticker = tokio::spawn(progress_ticker(shared.clone(), total));
+    let mut handles = Vec::new();
+    for _ in 0..config.workers.max(1) {
+        let shared = shared.clone();
+        let stop = stop.clone();
+        handles.push(tokio::spawn(async move { worker(shared, stop).await }));
+    }
+    let mut first_error = None;
+    for h in handles {
+        let outcome = h.await.map_err(|e| Error::Worker(e.to_string())).and_then(|r| r);
+        if let Err(e) = outcome {
+            first_error.get_or_insert(e);
+        }
+    }
+    ticker.abort();
+    shared.bar.finish_and_clear();
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    report.bulk_events = shared.events.load(Ordering::Relaxed);
+    report.bulk_bytes = shared.bytes.load(Ordering::Relaxed);
+    report.bulk_rows = shared.rows.load(Ordering::Relaxed);
+    report.held_after_bulk = shared.held.load(Ordering::Relaxed);
+    let footprint = *shared.footprint.lock().expect("footprint lock");
+    report.largest_partition_events = footprint.events;
+    report.largest_partition_aggregates = footprint.aggregates;
+    report.bulk_held_total = footprint.held_total;
+    report.bulk_held_peak = footprint.held_peak;
+    Ok(())
+}
+
+/// The barrier after the bulk phase: the primary key built (the table is whole), the build
+/// recorded as past its bulk phase.
+async fn pass_barrier<P: Projection>(client: &Client, projection: &P, report: &mut ReplayReport) -> Result<()> {
+    let barrier = Instant::now();
+    readmodel::add_primary_key(client, projection).await?;
+    report.barrier_seconds = barrier.elapsed().as_secs_f64();
+    let rate = report.bulk_events as f64 / (report.bulk_seconds + report.barrier_seconds).max(1e-9);
+    let done = BuildProgress {
+        version: projection.name().to_owned(),
+        phase: BuildPhase::CatchUp,
+        events_done: report.bulk_events as i64,
+        events_total: report.bulk_events as i64,
+        events_per_s: rate,
+        started_at: chrono::Utc::now()
+            - chrono::Duration::milliseconds(((report.bulk_seconds + report.barrier_seconds) * 1e3) as i64),
+        updated_at: chrono::Utc::now(),
+    };
+    readmodel::record_build_progress(client, &done).await?;
+    metrics::gauge!(metric::BUILD_PROGRESS, "version" => projection.name()).set(1.0);
+    metrics::gauge!(metric::BUILD_ETA, "version" => projection.name()).set(0.0);
+    info!(
+        version = projection.name(),
+        events = report.bulk_events,
+        rows = report.bulk_rows,
+        seconds = report.bulk_seconds,
+        barrier_seconds = report.barrier_seconds,
+        "bulk phase done, barrier passed"
+    );
+    Ok(())
+}
+
+/// Catch-up: the tail path from the bulk positions to the head (or on, if not stopping there).
+async fn catch_up<P: Projection>(
+    client: &mut Client,
+    config: &ReplayConfig<P>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    adaptive: Option<Arc<RateLimiter>>,
+) -> Result<LiveReport> {
+    let live = LiveConfig {
+        database_url: config.database_url.clone(),
+        projection: config.projection.clone(),
+        batch: config.batch,
+        until: config.until,
+        stop_at_head: config.stop_at_head,
+        quarantine: config.quarantine,
+        from_offset: config.from_offset,
+        poll: config.poll,
+        synchronous_commit: false,
+        rate_limit: config.catch_up_rate_limit.or(config.rate_limit),
+        progress: config.progress,
+        stall_after: config.stall_after,
+    };
+    // The adaptive limiter keeps driving catch-up unless catch-up has a cap of its own.
+    let tail_limiter = adaptive.filter(|_| config.catch_up_rate_limit.is_none());
+    run_tail(client, &live, stop, tail_limiter).await
+}
+
+async fn worker<P: Projection>(shared: Arc<Shared<P>>, stop: tokio::sync::watch::Receiver<bool>) -> Result<()> {
     let mut client = eventlog::connect(&shared.config.database_url).await?;
     shared.config.priority.apply_to_backend(&client).await;
     loop {
@@ -419,15 +458,15 @@ async fn worker(shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<bool>) -
 /// of the partition and the events held right now (see [`PartitionFold`]); the COPY stream
 /// itself holds at most a few socket reads (tokio-postgres hands each read to a channel of
 /// one slot and stops reading the socket while that slot is full).
-async fn fold_partition(
+async fn fold_partition<P: Projection>(
     client: &Client,
-    shared: &Shared,
+    shared: &Shared<P>,
     p: u32,
     stop: &tokio::sync::watch::Receiver<bool>,
-) -> Result<Option<(PartitionBatch, FoldFootprint)>> {
-    let projection = shared.config.projection;
+) -> Result<Option<(PartitionBatch<P>, FoldFootprint)>> {
+    let projection = &shared.config.projection;
     let version = projection.name();
-    let mut fold = PartitionFold::new(projection, p, shared.config.quarantine);
+    let mut fold = PartitionFold::new(projection.clone(), p, shared.config.quarantine);
     let mut pending_tokens = 0u64;
     let mut since_stop_check = 0u32;
     let mut unreported = Unreported::default();
@@ -497,7 +536,7 @@ impl Unreported {
 /// second also the progress record in `read.build_progress` (on a connection of its own, so
 /// the status of a version still building can be read from the database: `projections`,
 /// `GET /projections`). Runs until aborted.
-async fn progress_ticker(shared: Arc<Shared>, total: u64) {
+async fn progress_ticker<P: Projection>(shared: Arc<Shared<P>>, total: u64) {
     let version = shared.config.projection.name();
     let started = Instant::now();
     let started_at = chrono::Utc::now();

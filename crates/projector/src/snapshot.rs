@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use fold::{Event, Projection, Stream};
+use fold::{Envelope, Guarded, Projection};
 use futures::{pin_mut, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use readmodel::Snapshot;
@@ -22,9 +22,9 @@ use crate::Result;
 
 /// What to snapshot.
 #[derive(Debug, Clone)]
-pub struct SnapshotConfig {
+pub struct SnapshotConfig<P: Projection> {
     pub database_url: String,
-    pub projection: Projection,
+    pub projection: P,
     /// Snapshot an aggregate each time its version crosses a multiple of this.
     pub every: i32,
     /// Partitions folded concurrently, each on its own connection.
@@ -32,9 +32,9 @@ pub struct SnapshotConfig {
     pub progress: bool,
 }
 
-impl SnapshotConfig {
+impl<P: Projection> SnapshotConfig<P> {
     /// Every 100 versions, 2 workers, no progress bar.
-    pub fn new(database_url: &str, projection: Projection) -> SnapshotConfig {
+    pub fn new(database_url: &str, projection: P) -> SnapshotConfig<P> {
         SnapshotConfig { database_url: database_url.to_owned(), projection, every: 100, workers: 2, progress: false }
     }
 }
@@ -61,26 +61,27 @@ pub struct SnapshotReport {
 /// applied events, and the events read ahead of a gap. Storage order is not version order
 /// (concurrent loaders interleave pages), so events are applied here one version at a time,
 /// which puts a snapshot at exactly every multiple of `every` and keeps the maxima exact.
-struct Folding {
-    stream: Stream,
+struct Folding<P: Projection> {
+    stream: Guarded<P>,
     max_seq: i64,
     max_ts: DateTime<Utc>,
-    held: BTreeMap<i32, Event>,
+    held: BTreeMap<i32, Envelope<P::Event>>,
 }
 
-impl Folding {
+impl<P: Projection> Folding<P> {
     /// Applies `event` (the next version) and every held event it releases; pushes a snapshot
     /// at each multiple of `every` passed. An event the fold refuses is the error, named.
     fn apply_run(
         &mut self,
-        config: &SnapshotConfig,
+        config: &SnapshotConfig<P>,
         partition: u32,
-        mut event: Event,
-        taken: &mut Vec<Snapshot>,
+        mut event: Envelope<P::Event>,
+        taken: &mut Vec<Snapshot<P::State>>,
     ) -> Result<(), BadEvent> {
         loop {
-            let (seq, ts, aggregate_id, at) = (event.global_seq, event.ts, event.aggregate_id, event.version);
-            self.stream.offer(config.projection, event).map_err(|e| BadEvent {
+            let (seq, ts, aggregate_id, at) =
+                (event.meta.global_seq, event.meta.ts, event.meta.aggregate_id, event.meta.aggregate_version);
+            self.stream.offer(&config.projection, event).map_err(|e| BadEvent {
                 partition,
                 global_seq: seq,
                 aggregate_id,
@@ -91,8 +92,8 @@ impl Folding {
             self.max_ts = self.max_ts.max(ts);
             let version = self.stream.version();
             if version % config.every == 0 {
-                let state = self.stream.state.clone().expect("a stream past version 0 has a state");
-                taken.push(Snapshot { aggregate_id, state, max_seq: self.max_seq, max_ts: self.max_ts });
+                let row = self.stream.row.clone().expect("a stream past version 0 has a row");
+                taken.push(Snapshot { row, max_seq: self.max_seq, max_ts: self.max_ts });
             }
             match self.held.remove(&(version + 1)) {
                 Some(next) => event = next,
@@ -103,7 +104,7 @@ impl Folding {
 }
 
 /// Folds the whole committed log and stores `config.projection`'s snapshots.
-pub async fn build_snapshots(config: &SnapshotConfig) -> Result<SnapshotReport> {
+pub async fn build_snapshots<P: Projection>(config: &SnapshotConfig<P>) -> Result<SnapshotReport> {
     if config.every < 1 {
         return Err(crate::Error::Config(format!("--every must be at least 1, got {}", config.every)));
     }
@@ -112,7 +113,7 @@ pub async fn build_snapshots(config: &SnapshotConfig) -> Result<SnapshotReport> 
     readmodel::ensure_schema(&mut client).await?;
     let partitions = eventlog::partition_count(&client).await?;
     let boundary = eventlog::boundary(&client).await?;
-    info!(version = %config.projection, every = config.every, boundary, partitions, "snapshotting");
+    info!(version = config.projection.name(), every = config.every, boundary, partitions, "snapshotting");
     let bar = if config.progress { ProgressBar::new(partitions as u64) } else { ProgressBar::hidden() };
     bar.set_style(
         ProgressStyle::with_template("snapshots {bar:30} {pos}/{len} partitions [{elapsed_precise}]")
@@ -128,7 +129,7 @@ pub async fn build_snapshots(config: &SnapshotConfig) -> Result<SnapshotReport> 
                 return Ok::<_, crate::Error>(());
             }
             let (read, taken) = fold_partition(&client, config, p, boundary).await?;
-            let new = readmodel::write_snapshots(&mut client, config.projection, &taken).await?;
+            let new = readmodel::write_snapshots(&mut client, &config.projection, &taken).await?;
             events.fetch_add(read, Ordering::Relaxed);
             snapshots.fetch_add(taken.len() as u64, Ordering::Relaxed);
             inserted.fetch_add(new, Ordering::Relaxed);
@@ -144,7 +145,7 @@ pub async fn build_snapshots(config: &SnapshotConfig) -> Result<SnapshotReport> 
     };
     futures::future::try_join_all((0..config.workers.clamp(1, partitions.max(1))).map(|_| worker())).await?;
     bar.finish_and_clear();
-    let (total_rows, table_bytes) = readmodel::snapshot_stats(&client, config.projection).await?;
+    let (total_rows, table_bytes) = readmodel::snapshot_stats(&client, &config.projection).await?;
     let seconds = started.elapsed().as_secs_f64();
     let events = events.into_inner();
     let report = SnapshotReport {
@@ -170,13 +171,13 @@ pub async fn build_snapshots(config: &SnapshotConfig) -> Result<SnapshotReport> 
 }
 
 /// Folds partition `p` below `boundary`; returns the events read and the snapshots taken.
-async fn fold_partition(
+async fn fold_partition<P: Projection>(
     client: &tokio_postgres::Client,
-    config: &SnapshotConfig,
+    config: &SnapshotConfig<P>,
     p: u32,
     boundary: i64,
-) -> Result<(u64, Vec<Snapshot>)> {
-    let mut folding: HashMap<i64, Folding> = HashMap::new();
+) -> Result<(u64, Vec<Snapshot<P::State>>)> {
+    let mut folding: HashMap<i64, Folding<P>> = HashMap::new();
     let mut taken = Vec::new();
     let mut read = 0u64;
     let events = eventlog::copy_partition(client, p, eventlog::Position::START, boundary).await?;
@@ -191,18 +192,18 @@ async fn fold_partition(
             version: raw.version,
             reason,
         };
-        let event = raw.decode().map_err(|e| bad(e.to_string()))?;
+        let event = raw.decode(&config.projection).map_err(|e| bad(e.to_string()))?;
         let f = folding.entry(raw.aggregate_id).or_insert_with(|| Folding {
-            stream: Stream::default(),
+            stream: Guarded::default(),
             max_seq: i64::MIN,
             max_ts: DateTime::<Utc>::MIN_UTC,
             held: BTreeMap::new(),
         });
         let next = f.stream.version() + 1;
-        match event.version.cmp(&next) {
+        match event.meta.aggregate_version.cmp(&next) {
             std::cmp::Ordering::Less => {}
             std::cmp::Ordering::Greater => {
-                f.held.entry(event.version).or_insert(event);
+                f.held.entry(event.meta.aggregate_version).or_insert(event);
             }
             std::cmp::Ordering::Equal => f.apply_run(config, p, event, &mut taken)?,
         }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use eventlog::{LogReader, Position, RawEvent};
-use fold::{Offer, Projection, Stream};
+use fold::{Guarded, Offer, Projection};
 use readmodel::{DeadLetter, State, TailBatch};
 use tokio_postgres::Client;
 use tracing::{info, warn};
@@ -16,7 +16,7 @@ use crate::{metric, Result};
 
 /// One aggregate's share of a batch: its partition, its raw events by version (for held-event
 /// persistence and dead letters), and the decoded events in read order.
-type AggregateBatch = (u32, BTreeMap<i32, RawEvent>, Vec<fold::Event>);
+type AggregateBatch<E> = (u32, BTreeMap<i32, RawEvent>, Vec<fold::Envelope<E>>);
 
 /// What one step of the tailer did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,9 +31,31 @@ pub struct StepOutcome {
     pub drained: bool,
 }
 
+/// How a [`Tailer`] reads: batch size, where to stop, what to do with bad events, and an
+/// overlap to re-read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TailOptions {
+    /// Events per committed batch, at most (at least 1).
+    pub batch: usize,
+    /// Read only transactions below this xid.
+    pub until: Option<i64>,
+    /// Dead-letter bad events and quarantine their aggregate instead of failing.
+    pub quarantine: bool,
+    /// Move every partition's read position back to this boundary (an overlap re-read: the
+    /// guard turns it into no-ops, and stored positions never move backwards).
+    pub from_offset: Option<i64>,
+}
+
+impl TailOptions {
+    /// `batch` events per batch, no bound, no quarantine, no overlap.
+    pub fn batch(batch: usize) -> TailOptions {
+        TailOptions { batch, until: None, quarantine: false, from_offset: None }
+    }
+}
+
 /// A tailer of one projection version. Holds the positions and held events it has committed.
-pub struct Tailer {
-    projection: Projection,
+pub struct Tailer<P: Projection> {
+    projection: P,
     reader: LogReader,
     positions: Vec<Position>,
     held: HashMap<i64, Vec<(u32, RawEvent)>>,
@@ -47,18 +69,10 @@ pub struct Tailer {
     caught_up_at: Instant,
 }
 
-impl Tailer {
-    /// Loads the version's committed positions and held events. `from_offset` moves every
-    /// partition's read position back to that boundary (an overlap re-read: the guard turns it
-    /// into no-ops, and stored positions never move backwards).
-    pub async fn open(
-        client: &Client,
-        projection: Projection,
-        batch: usize,
-        until: Option<i64>,
-        quarantine: bool,
-        from_offset: Option<i64>,
-    ) -> Result<Tailer> {
+impl<P: Projection> Tailer<P> {
+    /// Loads the version's committed positions and held events (see [`TailOptions`]).
+    pub async fn open(client: &Client, projection: P, options: TailOptions) -> Result<Tailer<P>> {
+        let TailOptions { batch, until, quarantine, from_offset } = options;
         let reader = LogReader::prepare(client).await?;
         let mut positions = readmodel::offsets(client, projection.name()).await?;
         if let Some(from) = from_offset {
@@ -85,7 +99,7 @@ impl Tailer {
     }
 
     /// Caps the events per second this tailer reads (backpressure for catch-up).
-    pub fn with_rate_limit(mut self, limiter: Option<std::sync::Arc<crate::RateLimiter>>) -> Tailer {
+    pub fn with_rate_limit(mut self, limiter: Option<std::sync::Arc<crate::RateLimiter>>) -> Tailer<P> {
         self.limiter = limiter;
         self
     }
@@ -191,100 +205,37 @@ impl Tailer {
         client: &Client,
         events: Vec<(u32, RawEvent)>,
         new_positions: &[Position],
-    ) -> Result<(TailBatch, HashMap<i64, Vec<(u32, RawEvent)>>, usize)> {
-        let projection = self.projection;
+    ) -> Result<(TailBatch<P>, HashMap<i64, Vec<(u32, RawEvent)>>, usize)> {
+        let projection = &self.projection;
         let mut dead_letters = Vec::new();
-        // Per aggregate: its partition, and its raw events by version (held first, then new).
-        let mut by_aggregate: BTreeMap<i64, AggregateBatch> = BTreeMap::new();
-        for (p, raw) in events {
-            match raw.decode() {
-                Ok(event) => {
-                    let entry =
-                        by_aggregate.entry(raw.aggregate_id).or_insert_with(|| (p, BTreeMap::new(), Vec::new()));
-                    entry.2.push(event);
-                    entry.1.insert(raw.version, raw);
-                }
-                Err(e) => {
-                    let bad = BadEvent {
-                        partition: p,
-                        global_seq: raw.global_seq,
-                        aggregate_id: raw.aggregate_id,
-                        version: raw.version,
-                        reason: e.to_string(),
-                    };
-                    if !self.quarantine {
-                        return Err(bad.into());
-                    }
-                    warn!(%bad, "event dead-lettered, aggregate quarantined");
-                    dead_letters.push(DeadLetter { partition: p, event: raw, error: e.to_string() });
-                }
-            }
-        }
+        let by_aggregate = self.decode_by_aggregate(events, &mut dead_letters)?;
         let ids: Vec<i64> = by_aggregate.keys().copied().collect();
-        let mut stored = readmodel::load_accounts(client, projection, &ids).await?;
+        let mut stored = readmodel::load_rows(client, projection, &ids).await?;
         let mut held = self.held.clone();
         let mut held_changed = false;
         let mut rows = Vec::new();
         let mut applied_by_partition: HashMap<u32, i64> = HashMap::new();
         let mut applied_total = 0usize;
-        for (aggregate_id, (p, mut raws, new_events)) in by_aggregate {
+        for (aggregate_id, batch) in by_aggregate {
+            let p = batch.0;
             let before = stored.remove(&aggregate_id);
-            let mut stream = Stream::new(before.clone());
             let previously_held = held.remove(&aggregate_id).unwrap_or_default();
-            let mut offered: Vec<fold::Event> = Vec::with_capacity(previously_held.len() + new_events.len());
-            for (_, raw) in &previously_held {
-                offered.push(raw.decode().map_err(|e| BadEvent {
-                    partition: p,
-                    global_seq: raw.global_seq,
-                    aggregate_id,
-                    version: raw.version,
-                    reason: e.to_string(),
-                })?);
-                raws.entry(raw.version).or_insert_with(|| raw.clone());
+            let folded =
+                self.fold_aggregate(aggregate_id, before.clone(), &previously_held, batch, &mut dead_letters)?;
+            applied_total += folded.applied;
+            if folded.applied > 0 {
+                *applied_by_partition.entry(p).or_default() += folded.applied as i64;
             }
-            offered.extend(new_events);
-            for event in offered {
-                match stream.offer(projection, event) {
-                    Ok(Offer::Applied(n)) => {
-                        applied_total += n;
-                        *applied_by_partition.entry(p).or_default() += n as i64;
-                    }
-                    Ok(Offer::Duplicate | Offer::Held) => {}
-                    Err(e) => {
-                        let version = match &e {
-                            fold::ApplyError::NotOpened { version, .. }
-                            | fold::ApplyError::OpenedTwice { version, .. } => *version,
-                        };
-                        let raw = raws.get(&version).cloned().expect("a failing event was offered from this batch");
-                        let bad = BadEvent {
-                            partition: p,
-                            global_seq: raw.global_seq,
-                            aggregate_id,
-                            version,
-                            reason: e.to_string(),
-                        };
-                        if !self.quarantine {
-                            return Err(bad.into());
-                        }
-                        warn!(%bad, "event dead-lettered, aggregate quarantined");
-                        dead_letters.push(DeadLetter { partition: p, event: raw, error: e.to_string() });
-                    }
-                }
-            }
-            let now_held: Vec<(u32, RawEvent)> =
-                stream.pending.keys().filter_map(|v| raws.get(v).map(|r| (p, r.clone()))).collect();
             let mut before_seqs: Vec<i64> = previously_held.iter().map(|(_, r)| r.global_seq).collect();
-            let mut after_seqs: Vec<i64> = now_held.iter().map(|(_, r)| r.global_seq).collect();
+            let mut after_seqs: Vec<i64> = folded.held.iter().map(|(_, r)| r.global_seq).collect();
             before_seqs.sort_unstable();
             after_seqs.sort_unstable();
             held_changed |= before_seqs != after_seqs;
-            if !now_held.is_empty() {
-                held.insert(aggregate_id, now_held);
+            if !folded.held.is_empty() {
+                held.insert(aggregate_id, folded.held);
             }
-            if stream.state != before {
-                if let Some(state) = stream.state {
-                    rows.push(state);
-                }
+            if folded.row != before {
+                rows.extend(folded.row);
             }
         }
         let offsets = new_positions
@@ -294,16 +245,102 @@ impl Tailer {
             .map(|(p, pos)| (p as u32, *pos, applied_by_partition.get(&(p as u32)).copied().unwrap_or(0)))
             .collect();
         let held_rows = held_changed.then(|| held.values().flatten().cloned().collect());
-        let batch = TailBatch { projection, rows, offsets, held: held_rows, dead_letters };
+        let batch = TailBatch { projection: projection.clone(), rows, offsets, held: held_rows, dead_letters };
         Ok((batch, held, applied_total))
     }
+
+    /// Decodes a batch's events and groups them by aggregate (in read order); an event that
+    /// does not decode is an error, or with quarantine a dead letter.
+    fn decode_by_aggregate(
+        &self,
+        events: Vec<(u32, RawEvent)>,
+        dead_letters: &mut Vec<DeadLetter>,
+    ) -> Result<BTreeMap<i64, AggregateBatch<P::Event>>> {
+        let mut by_aggregate: BTreeMap<i64, AggregateBatch<P::Event>> = BTreeMap::new();
+        for (p, raw) in events {
+            match raw.decode(&self.projection) {
+                Ok(event) => {
+                    let entry =
+                        by_aggregate.entry(raw.aggregate_id).or_insert_with(|| (p, BTreeMap::new(), Vec::new()));
+                    entry.2.push(event);
+                    entry.1.insert(raw.version, raw);
+                }
+                Err(e) => self.refuse(p, raw, e.to_string(), dead_letters)?,
+            }
+        }
+        Ok(by_aggregate)
+    }
+
+    /// Folds one aggregate's held and new events on top of its stored row.
+    fn fold_aggregate(
+        &self,
+        aggregate_id: i64,
+        before: Option<fold::Row<P::State>>,
+        previously_held: &[(u32, RawEvent)],
+        (p, mut raws, new_events): AggregateBatch<P::Event>,
+        dead_letters: &mut Vec<DeadLetter>,
+    ) -> Result<FoldedAggregate<P::State>> {
+        let mut guarded = Guarded::<P>::new(before);
+        let mut offered: Vec<fold::Envelope<P::Event>> = Vec::with_capacity(previously_held.len() + new_events.len());
+        for (_, raw) in previously_held {
+            offered.push(raw.decode(&self.projection).map_err(|e| BadEvent {
+                partition: p,
+                global_seq: raw.global_seq,
+                aggregate_id,
+                version: raw.version,
+                reason: e.to_string(),
+            })?);
+            raws.entry(raw.version).or_insert_with(|| raw.clone());
+        }
+        offered.extend(new_events);
+        let mut applied = 0;
+        for event in offered {
+            match guarded.offer(&self.projection, event) {
+                Ok(Offer::Applied(n)) => applied += n,
+                Ok(Offer::Duplicate | Offer::Held) => {}
+                Err(e) => {
+                    let raw =
+                        raws.get(&e.aggregate_version).cloned().expect("a failing event was offered from this batch");
+                    self.refuse(p, raw, e.to_string(), dead_letters)?;
+                }
+            }
+        }
+        let held = guarded.pending.keys().filter_map(|v| raws.get(v).map(|r| (p, r.clone()))).collect();
+        Ok(FoldedAggregate { row: guarded.row, held, applied })
+    }
+
+    /// An event that cannot be folded: the error, or with quarantine a dead letter (and a
+    /// warning) while the batch goes on.
+    fn refuse(&self, partition: u32, raw: RawEvent, reason: String, dead_letters: &mut Vec<DeadLetter>) -> Result<()> {
+        let bad = BadEvent {
+            partition,
+            global_seq: raw.global_seq,
+            aggregate_id: raw.aggregate_id,
+            version: raw.version,
+            reason: reason.clone(),
+        };
+        if !self.quarantine {
+            return Err(bad.into());
+        }
+        warn!(%bad, "event dead-lettered, aggregate quarantined");
+        dead_letters.push(DeadLetter { partition, event: raw, error: reason });
+        Ok(())
+    }
+}
+
+/// One aggregate after a tail batch: its row, the events it still holds, and how many events
+/// were applied.
+struct FoldedAggregate<S> {
+    row: Option<fold::Row<S>>,
+    held: Vec<(u32, RawEvent)>,
+    applied: usize,
 }
 
 /// Configuration of a live projector.
 #[derive(Debug, Clone)]
-pub struct LiveConfig {
+pub struct LiveConfig<P: Projection> {
     pub database_url: String,
-    pub projection: Projection,
+    pub projection: P,
     /// Events per committed batch (at most).
     pub batch: usize,
     /// Apply only events of transactions below this xid, then stop.
@@ -327,9 +364,9 @@ pub struct LiveConfig {
     pub stall_after: Duration,
 }
 
-impl LiveConfig {
+impl<P: Projection> LiveConfig<P> {
     /// A live tail of `projection` in 10k-event batches, until stopped, without limits.
-    pub fn new(database_url: &str, projection: Projection) -> LiveConfig {
+    pub fn new(database_url: &str, projection: P) -> LiveConfig<P> {
         LiveConfig {
             database_url: database_url.to_owned(),
             projection,
@@ -474,7 +511,7 @@ pub struct LiveReport {
 
 /// Takes the per-version advisory lock that keeps one writer per version, waiting up to 30s
 /// (a killed predecessor's session may take a moment to be reaped).
-pub(crate) async fn lock_version(client: &Client, projection: Projection) -> Result<()> {
+pub(crate) async fn lock_version<P: Projection>(client: &Client, projection: &P) -> Result<()> {
     client.batch_execute("SET lock_timeout = '30s'").await?;
     let key = format!("reproject:{}", projection.name());
     match client.execute("SELECT pg_advisory_lock(hashtext($1))", &[&key]).await {
@@ -488,33 +525,17 @@ pub(crate) async fn lock_version(client: &Client, projection: Projection) -> Res
     Ok(())
 }
 
-/// Tails the log into `config.projection` until stopped (or until the head / `until`).
-///
-/// Registers the version if it is new. The first time the version has drained the log, a
-/// `building` version becomes `ready`; if no version is active yet, it is activated (the first
-/// version has nothing to cut over from). A version retired while its projector runs stops
-/// it; a projector started on a retired version keeps it caught up for a rollback.
-pub async fn run_live(config: &LiveConfig, stop: tokio::sync::watch::Receiver<bool>) -> Result<LiveReport> {
-    let mut client = eventlog::connect(&config.database_url).await?;
-    run_tail(&mut client, config, stop, None).await
-}
-
-/// The tail loop; `limiter`, if given, replaces `config.rate_limit` (the replay's adaptive
-/// limiter, shared with its bulk phase).
-pub(crate) async fn run_tail(
-    client: &mut Client,
-    config: &LiveConfig,
-    stop: tokio::sync::watch::Receiver<bool>,
-    limiter: Option<std::sync::Arc<crate::RateLimiter>>,
-) -> Result<LiveReport> {
-    let projection = config.projection;
+/// Takes the version's writer lock and registers it if new (a retired version may be tailed
+/// again, to keep it ready for a rollback); its primary key is built. Returns its registry row.
+async fn open_version<P: Projection>(client: &mut Client, config: &LiveConfig<P>) -> Result<readmodel::ProjectionInfo> {
+    let projection = &config.projection;
     let partitions = eventlog::partition_count(client).await?;
     readmodel::ensure_schema(client).await?;
     lock_version(client, projection).await?;
     if config.synchronous_commit {
         client.batch_execute("SET synchronous_commit = on").await?;
     }
-    let info = match readmodel::version_info(client, projection.name()).await {
+    let info = match readmodel::version_info(&*client, projection.name()).await {
         Ok(info) => info,
         Err(readmodel::Error::UnknownVersion(_)) => {
             let info = readmodel::register(client, projection, State::Building, partitions).await?;
@@ -528,14 +549,70 @@ pub(crate) async fn run_tail(
     if info.state == State::Retired && config.until.is_none() {
         info!(version = projection.name(), "tailing a retired version: it can be rolled back to once caught up");
     }
-    let started_retired = info.state == State::Retired;
     readmodel::add_primary_key(client, projection).await?;
-    let mut tailer =
-        Tailer::open(client, projection, config.batch, config.until, config.quarantine, config.from_offset)
-            .await?
-            .with_rate_limit(
-                limiter.or_else(|| config.rate_limit.map(|r| std::sync::Arc::new(crate::RateLimiter::new(r)))),
-            );
+    Ok(info)
+}
+
+/// A building version that has drained the log becomes `ready`; the first version of its
+/// family is also activated (there is nothing to cut over from). Returns its new state.
+async fn mark_ready<P: Projection>(client: &mut Client, projection: &P) -> Result<State> {
+    readmodel::set_state(&*client, projection.name(), State::Ready).await?;
+    info!(version = projection.name(), "caught up with the log: ready");
+    let family_active =
+        readmodel::list(&*client).await?.iter().any(|p| p.family == projection.family() && p.state == State::Active);
+    if family_active {
+        return Ok(State::Ready);
+    }
+    readmodel::cutover(client, projection.name()).await?;
+    info!(version = projection.name(), family = projection.family(), "no version of its family was active: activated");
+    Ok(State::Active)
+}
+
+/// The tail's progress line on stderr, or a hidden one.
+fn progress_bar(shown: bool) -> indicatif::ProgressBar {
+    if !shown {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("tail {spinner} {msg} [{elapsed_precise}]").expect("valid template"),
+    );
+    bar
+}
+
+/// Tails the log into `config.projection` until stopped (or until the head / `until`).
+///
+/// Registers the version if it is new. The first time the version has drained the log, a
+/// `building` version becomes `ready`; if no version is active yet, it is activated (the first
+/// version has nothing to cut over from). A version retired while its projector runs stops
+/// it; a projector started on a retired version keeps it caught up for a rollback.
+pub async fn run_live<P: Projection>(
+    config: &LiveConfig<P>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<LiveReport> {
+    let mut client = eventlog::connect(&config.database_url).await?;
+    run_tail(&mut client, config, stop, None).await
+}
+
+/// The tail loop; `limiter`, if given, replaces `config.rate_limit` (the replay's adaptive
+/// limiter, shared with its bulk phase).
+pub(crate) async fn run_tail<P: Projection>(
+    client: &mut Client,
+    config: &LiveConfig<P>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    limiter: Option<std::sync::Arc<crate::RateLimiter>>,
+) -> Result<LiveReport> {
+    let projection = &config.projection;
+    let info = open_version(client, config).await?;
+    let started_retired = info.state == State::Retired;
+    let options = TailOptions {
+        batch: config.batch,
+        until: config.until,
+        quarantine: config.quarantine,
+        from_offset: config.from_offset,
+    };
+    let limiter = limiter.or_else(|| config.rate_limit.map(|r| std::sync::Arc::new(crate::RateLimiter::new(r))));
+    let mut tailer = Tailer::open(client, projection.clone(), options).await?.with_rate_limit(limiter);
     let target = match (config.until, config.stop_at_head) {
         (Some(until), _) => Some(until),
         (None, true) => Some(eventlog::snapshot_xmax(client).await?),
@@ -546,16 +623,7 @@ pub(crate) async fn run_tail(
     let mut state = info.state;
     let mut last_state_check = Instant::now();
     info!(version = projection.name(), state = %state, ?target, "tailing");
-    let bar = if config.progress {
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("tail {spinner} {msg} [{elapsed_precise}]")
-                .expect("valid template"),
-        );
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = progress_bar(config.progress);
     let mut last_lag_check = Instant::now() - Duration::from_secs(10);
     let mut lag = None;
     let mut watch = StallWatch::new(projection.name(), config.stall_after);
@@ -589,16 +657,8 @@ pub(crate) async fn run_tail(
             bar.tick();
         }
         if outcome.drained && state == State::Building {
-            readmodel::set_state(client, projection.name(), State::Ready).await?;
-            state = State::Ready;
-            info!(version = projection.name(), "caught up with the log: ready");
-            let any_active = readmodel::list(client).await?.iter().any(|p| p.state == State::Active);
-            if !any_active {
-                readmodel::cutover(client, projection.name()).await?;
-                state = State::Active;
-                report.activated = true;
-                info!(version = projection.name(), "no version was active: activated");
-            }
+            state = mark_ready(client, projection).await?;
+            report.activated |= state == State::Active;
         }
         if let Some(target) = target {
             if tailer.reached(target) {

@@ -13,12 +13,13 @@ mod status;
 mod write;
 
 pub use registry::{
-    cutover, held_events, lag_events, list, offsets, register, set_state, version_info, Cutover, ProjectionInfo, State,
+    cutover, held_events, lag_events, list, offsets, register, set_bulk_boundary, set_state, version_info, Cutover,
+    ProjectionInfo, State,
 };
-pub use rows::{account_from_json, load_accounts, table_checksum, Columns};
+pub use rows::{column_list, column_types, load_all_rows, load_rows, row_from_sql, sql_type, table_checksum, SqlValue};
 pub use schema::{
-    add_primary_key, create_version_table, drop_version, ensure_schema, has_primary_key, qualified_table,
-    version_partition_table,
+    add_primary_key, check_identifiers, create_version_table, drop_version, ensure_schema, has_primary_key,
+    qualified_table, version_partition_table,
 };
 pub use snapshots::{
     drop_snapshots, latest_snapshot, prepare_latest_snapshot, snapshot_stats, write_snapshots, Snapshot, SnapshotHit,
@@ -27,7 +28,7 @@ pub use status::{
     build_progress, counts, log_partition_sizes, record_build_progress, BuildEstimate, BuildPhase, BuildProgress,
     Counts,
 };
-pub use write::{commit_tail_batch, write_partition, DeadLetter, PartitionBatch, TailBatch};
+pub use write::{commit_tail_batch, repair_row, write_partition, DeadLetter, PartitionBatch, TailBatch};
 
 /// Errors of the read side.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +47,10 @@ pub enum Error {
     Lagging { version: String, active: String, lag_events: i64, lagging: usize, partitions: usize },
     #[error("stored row of aggregate {aggregate_id} in {table} is invalid: {reason}")]
     BadRow { table: String, aggregate_id: i64, reason: String },
+    #[error(
+        "projection {version}: {what} name {name:?} is not a lowercase snake_case SQL identifier of at most 58 bytes"
+    )]
+    BadIdentifier { version: String, name: String, what: String },
     #[error("offsets of {version} did not advance on {missing} partitions: another writer moved them")]
     OffsetConflict { version: String, missing: usize },
 }

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use eventlog::{partition_table, Position, RawEvent};
-use fold::Projection;
+use fold::AnyProjection;
 use serde::Serialize;
 use tokio_postgres::{Client, GenericClient};
 
@@ -50,6 +50,8 @@ impl std::fmt::Display for State {
 #[derive(Debug, Clone, Serialize)]
 pub struct ProjectionInfo {
     pub version: String,
+    /// The read model this is a version of (`accounts`, `activity`).
+    pub family: String,
     pub state: State,
     pub table_name: String,
     pub partitions: u32,
@@ -65,7 +67,7 @@ pub struct ProjectionInfo {
 /// rows at the start of the log. Returns the registry row as it now stands.
 pub async fn register(
     client: &mut Client,
-    projection: Projection,
+    projection: &dyn AnyProjection,
     state: State,
     partitions: u32,
 ) -> Result<ProjectionInfo> {
@@ -73,9 +75,9 @@ pub async fn register(
     let tx = client.transaction().await?;
     let inserted = tx
         .execute(
-            "INSERT INTO read.projections (version, state, table_name, partitions) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (version) DO NOTHING",
-            &[&projection.name(), &state.as_str(), &projection.table(), &(partitions as i32)],
+            "INSERT INTO read.projections (version, family, state, table_name, partitions) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (version) DO NOTHING",
+            &[&projection.name(), &projection.family(), &state.as_str(), &projection.table(), &(partitions as i32)],
         )
         .await?;
     if inserted == 1 {
@@ -107,7 +109,7 @@ pub async fn list<C: GenericClient>(client: &C) -> Result<Vec<ProjectionInfo>> {
                     p.cutover, \
                     coalesce(array_agg(o.position_tx ORDER BY o.partition) FILTER (WHERE o.partition IS NOT NULL), '{}'), \
                     coalesce(array_agg(o.position_seq ORDER BY o.partition) FILTER (WHERE o.partition IS NOT NULL), '{}'), \
-                    coalesce(sum(o.events_applied), 0)::BIGINT \
+                    coalesce(sum(o.events_applied), 0)::BIGINT, p.family \
              FROM read.projections p LEFT JOIN read.projection_offsets o USING (version) \
              GROUP BY p.version ORDER BY p.created_at, p.version",
             &[],
@@ -120,6 +122,7 @@ pub async fn list<C: GenericClient>(client: &C) -> Result<Vec<ProjectionInfo>> {
             let seqs: Vec<i64> = r.get(9);
             ProjectionInfo {
                 version: r.get(0),
+                family: r.get(11),
                 state: State::parse(r.get(1)),
                 table_name: r.get(2),
                 partitions: r.get::<_, i32>(3) as u32,
@@ -132,6 +135,18 @@ pub async fn list<C: GenericClient>(client: &C) -> Result<Vec<ProjectionInfo>> {
             }
         })
         .collect())
+}
+
+/// Records the bulk boundary W a replay of `version` folds below (fixed on its first run, so a
+/// restarted replay keeps it).
+pub async fn set_bulk_boundary<C: GenericClient>(client: &C, version: &str, boundary: i64) -> Result<()> {
+    let n = client
+        .execute("UPDATE read.projections SET bulk_boundary = $2 WHERE version = $1", &[&version, &boundary])
+        .await?;
+    if n != 1 {
+        return Err(Error::UnknownVersion(version.to_owned()));
+    }
+    Ok(())
 }
 
 /// Moves `version` to `state`. `ready` and `active` record their timestamps.
@@ -242,9 +257,15 @@ pub struct Cutover {
 /// it to have kept up.
 pub async fn cutover(client: &mut Client, version: &str) -> Result<Cutover> {
     let tx = client.transaction().await?;
-    // Lock every registry row: cutovers serialise, and the active version cannot change under us.
-    let rows =
-        tx.query("SELECT version, state, cutover FROM read.projections ORDER BY version FOR UPDATE", &[]).await?;
+    // Lock the registry rows of the version's family: its cutovers serialise, and its active
+    // version cannot change under us. Other families switch independently.
+    let rows = tx
+        .query(
+            "SELECT version, state, cutover FROM read.projections \
+             WHERE family = (SELECT family FROM read.projections WHERE version = $1) ORDER BY version FOR UPDATE",
+            &[&version],
+        )
+        .await?;
     let target = rows
         .iter()
         .find(|r| r.get::<_, &str>(0) == version)

@@ -1,6 +1,6 @@
 //! Creating the read schema and the per-version tables.
 
-use fold::Projection;
+use fold::AnyProjection;
 use tokio_postgres::Client;
 
 use crate::Result;
@@ -19,32 +19,61 @@ pub async fn ensure_schema(client: &mut Client) -> Result<()> {
     Ok(())
 }
 
-/// `read."accounts_v4"`: the version's table, quoted. Table names come from [`Projection`],
-/// never from user text.
-pub fn qualified_table(projection: Projection) -> String {
+/// `read."accounts_v4"`: the version's table, quoted. Table names come from a projection
+/// (its code, not user text), and must be lowercase snake_case identifiers.
+pub fn qualified_table(projection: &dyn AnyProjection) -> String {
     format!("read.\"{}\"", projection.table())
 }
 
 /// The version table's partition `p`, quoted.
-pub fn version_partition_table(projection: Projection, p: u32) -> String {
+pub fn version_partition_table(projection: &dyn AnyProjection, p: u32) -> String {
     format!("read.\"{}_p{p:03}\"", projection.table())
+}
+
+/// Refuses a projection whose table or column names are not lowercase snake_case SQL
+/// identifiers short enough for the partition suffix, or whose columns repeat a name.
+pub fn check_identifiers(projection: &dyn AnyProjection) -> Result<()> {
+    let ok = |name: &str, max: usize| {
+        !name.is_empty()
+            && name.len() <= max
+            && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    };
+    let bad = |name: &str, what: &str| crate::Error::BadIdentifier {
+        version: projection.name().to_owned(),
+        name: name.to_owned(),
+        what: what.to_owned(),
+    };
+    // 63 bytes, less the partitions' `_p000` suffix.
+    let table = projection.table();
+    if !ok(&table, 58) {
+        return Err(bad(&table, "table"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for c in projection.all_columns() {
+        if !ok(c.name, 63) {
+            return Err(bad(c.name, "column"));
+        }
+        if !seen.insert(c.name) {
+            return Err(bad(c.name, "column (named twice)"));
+        }
+    }
+    Ok(())
 }
 
 /// Creates the version's table, hash-partitioned like the log so that log partition `p` folds
 /// into table partition `p`. Without a primary key: see [`add_primary_key`].
-pub async fn create_version_table(client: &Client, projection: Projection, partitions: u32) -> Result<()> {
-    let activity = if projection.has_activity_columns() {
-        "lifetime_deposits BIGINT NOT NULL, last_activity_at TIMESTAMPTZ,"
-    } else {
-        ""
-    };
+pub async fn create_version_table(client: &Client, projection: &dyn AnyProjection, partitions: u32) -> Result<()> {
+    check_identifiers(projection)?;
+    let columns: Vec<String> = projection
+        .all_columns()
+        .iter()
+        .map(|c| format!("{} {}{}", c.name, c.ty.sql(), if c.nullable { "" } else { " NOT NULL" }))
+        .collect();
     let mut sql = format!(
-        "CREATE TABLE IF NOT EXISTS {table} (\
-            aggregate_id BIGINT NOT NULL, owner TEXT NOT NULL, currency TEXT NOT NULL, \
-            status TEXT NOT NULL, balance BIGINT NOT NULL, {activity} \
-            aggregate_version INT NOT NULL, applied_seq BIGINT NOT NULL\
-         ) PARTITION BY HASH (aggregate_id);",
-        table = qualified_table(projection)
+        "CREATE TABLE IF NOT EXISTS {table} ({columns}) PARTITION BY HASH (aggregate_id);",
+        table = qualified_table(projection),
+        columns = columns.join(", ")
     );
     for p in 0..partitions {
         sql.push_str(&format!(
@@ -58,7 +87,7 @@ pub async fn create_version_table(client: &Client, projection: Projection, parti
 }
 
 /// Whether the version's table has its primary key (built once the bulk load is done).
-pub async fn has_primary_key(client: &Client, projection: Projection) -> Result<bool> {
+pub async fn has_primary_key(client: &Client, projection: &dyn AnyProjection) -> Result<bool> {
     let row = client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND contype = 'p')",
@@ -69,7 +98,7 @@ pub async fn has_primary_key(client: &Client, projection: Projection) -> Result<
 }
 
 /// Builds the primary key on `aggregate_id` (all partitions) and analyzes the table.
-pub async fn add_primary_key(client: &Client, projection: Projection) -> Result<()> {
+pub async fn add_primary_key(client: &Client, projection: &dyn AnyProjection) -> Result<()> {
     if !has_primary_key(client, projection).await? {
         client
             .batch_execute(&format!(
@@ -83,7 +112,7 @@ pub async fn add_primary_key(client: &Client, projection: Projection) -> Result<
 
 /// Drops a version's table and every trace of it in the registry, so it can be rebuilt from
 /// scratch. Refuses the active version.
-pub async fn drop_version(client: &mut Client, projection: Projection) -> Result<()> {
+pub async fn drop_version(client: &mut Client, projection: &dyn AnyProjection) -> Result<()> {
     let tx = client.transaction().await?;
     let state: Option<String> = tx
         .query_opt("SELECT state FROM read.projections WHERE version = $1 FOR UPDATE", &[&projection.name()])

@@ -10,7 +10,7 @@
 
 use chrono::{DateTime, Utc};
 use eventlog::Jsonb;
-use fold::{Account, Projection};
+use fold::{AnyProjection, Projection, Row};
 use postgres_types::Type;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
@@ -30,21 +30,21 @@ const LATEST: &str = "WITH s AS ( \
      FROM (SELECT) AS one LEFT JOIN s ON TRUE";
 
 /// Where a fold inside a cut can start, and where it can stop.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SnapshotHit {
-    /// The newest snapshot whose events all lie inside the cut.
-    pub state: Option<Account>,
+    /// The newest snapshot whose events all lie inside the cut: its version and its row as
+    /// JSON (`to_jsonb` of a row of the version's table).
+    pub snapshot: Option<(i32, serde_json::Value)>,
     /// The version of the next snapshot: some event at or below it lies outside the cut, so
     /// the guard can apply nothing past it and the fold need not read further.
     pub next_version: Option<i32>,
 }
 
 /// One snapshot row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Snapshot {
-    pub aggregate_id: i64,
-    /// The state after versions 1..=`state.version`.
-    pub state: Account,
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot<S> {
+    /// The row after versions 1..=`row.aggregate_version`.
+    pub row: Row<S>,
     /// The largest `global_seq` among those events.
     pub max_seq: i64,
     /// The latest `ts` among those events.
@@ -67,7 +67,7 @@ pub async fn prepare_latest_snapshot(client: &Client) -> Result<Option<Statement
 pub async fn latest_snapshot(
     client: &Client,
     statement: &Statement,
-    projection: Projection,
+    projection: &dyn AnyProjection,
     aggregate_id: i64,
     until_ts: DateTime<Utc>,
     until_seq: i64,
@@ -79,20 +79,26 @@ pub async fn latest_snapshot(
     };
     let next_version: Option<i32> = row.get(2);
     let (Some(version), Some(state)) = (row.get::<_, Option<i32>>(0), row.get::<_, Option<Jsonb>>(1)) else {
-        return Ok(SnapshotHit { state: None, next_version });
+        return Ok(SnapshotHit { snapshot: None, next_version });
     };
     let bad = |reason: String| Error::BadRow { table: "read.aggregate_snapshots".into(), aggregate_id, reason };
-    let account: Account = serde_json::from_slice(&state.0)
-        .map_err(|e| bad(format!("snapshot at version {version} of fold {projection}: {e}")))?;
-    if account.version != version || account.aggregate_id != aggregate_id {
-        return Err(bad(format!("snapshot keyed at version {version} holds version {}", account.version)));
+    let row: serde_json::Value = serde_json::from_slice(&state.0)
+        .map_err(|e| bad(format!("snapshot at version {version} of fold {}: {e}", projection.name())))?;
+    let held =
+        (row.get("aggregate_version").and_then(|v| v.as_i64()), row.get("aggregate_id").and_then(|v| v.as_i64()));
+    if held != (Some(version as i64), Some(aggregate_id)) {
+        return Err(bad(format!("snapshot keyed at version {version} holds (version, aggregate) {held:?}")));
     }
-    Ok(SnapshotHit { state: Some(account), next_version })
+    Ok(SnapshotHit { snapshot: Some((version, row)), next_version })
 }
 
 /// Stores `snapshots` of `projection`'s fold in one transaction; rows already present are
 /// left alone (a snapshot is a function of its key). Returns the rows inserted.
-pub async fn write_snapshots(client: &mut Client, projection: Projection, snapshots: &[Snapshot]) -> Result<u64> {
+pub async fn write_snapshots<P: Projection>(
+    client: &mut Client,
+    projection: &P,
+    snapshots: &[Snapshot<P::State>],
+) -> Result<u64> {
     let tx = client.transaction().await?;
     tx.batch_execute(
         "CREATE TEMP TABLE snapshot_stage (LIKE read.aggregate_snapshots INCLUDING DEFAULTS) ON COMMIT DROP",
@@ -107,10 +113,18 @@ pub async fn write_snapshots(client: &mut Client, projection: Projection, snapsh
     );
     futures::pin_mut!(writer);
     for s in snapshots {
-        let state = Jsonb(serde_json::to_vec(&s.state).expect("an account serializes"));
+        let json = serde_json::Value::Object(fold::row_json(projection, &s.row));
+        let state = Jsonb(serde_json::to_vec(&json).expect("a JSON value serializes"));
         writer
             .as_mut()
-            .write(&[&projection.name(), &s.aggregate_id, &s.state.version, &s.max_seq, &s.max_ts, &state])
+            .write(&[
+                &Projection::name(projection),
+                &s.row.aggregate_id,
+                &s.row.aggregate_version,
+                &s.max_seq,
+                &s.max_ts,
+                &state,
+            ])
             .await?;
     }
     writer.finish().await?;
@@ -127,7 +141,7 @@ pub async fn write_snapshots(client: &mut Client, projection: Projection, snapsh
 }
 
 /// Rows and on-disk bytes (table and index) of `projection`'s snapshots.
-pub async fn snapshot_stats(client: &Client, projection: Projection) -> Result<(i64, i64)> {
+pub async fn snapshot_stats(client: &Client, projection: &dyn AnyProjection) -> Result<(i64, i64)> {
     let row = client
         .query_one(
             "SELECT (SELECT count(*) FROM read.aggregate_snapshots WHERE fold = $1), \
@@ -139,6 +153,6 @@ pub async fn snapshot_stats(client: &Client, projection: Projection) -> Result<(
 }
 
 /// Deletes `projection`'s snapshots (time travel then folds from the first event).
-pub async fn drop_snapshots(client: &Client, projection: Projection) -> Result<u64> {
+pub async fn drop_snapshots(client: &Client, projection: &dyn AnyProjection) -> Result<u64> {
     Ok(client.execute("DELETE FROM read.aggregate_snapshots WHERE fold = $1", &[&projection.name()]).await?)
 }

@@ -2,12 +2,12 @@
 //! (one whole partition, truncated and COPYed in one transaction).
 
 use eventlog::{Jsonb, Position, RawEvent};
-use fold::{Account, Projection};
+use fold::{Projection, Row};
 use futures::pin_mut;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::{Client, Transaction};
 
-use crate::rows::Columns;
+use crate::rows::{column_list, column_types, SqlValue};
 use crate::schema::{qualified_table, version_partition_table};
 use crate::{Error, Result};
 
@@ -26,9 +26,9 @@ pub struct DeadLetter {
 /// applied-event count of each partition read, and the version's full set of held events when
 /// it changed.
 #[derive(Debug, Clone)]
-pub struct TailBatch {
-    pub projection: Projection,
-    pub rows: Vec<Account>,
+pub struct TailBatch<P: Projection> {
+    pub projection: P,
+    pub rows: Vec<Row<P::State>>,
     pub offsets: Vec<(u32, Position, i64)>,
     pub held: Option<Vec<(u32, RawEvent)>>,
     pub dead_letters: Vec<DeadLetter>,
@@ -36,37 +36,38 @@ pub struct TailBatch {
 
 /// One bulk-replayed partition: every row of it, its position, and what stays held.
 #[derive(Debug, Clone)]
-pub struct PartitionBatch {
-    pub projection: Projection,
+pub struct PartitionBatch<P: Projection> {
+    pub projection: P,
     pub partition: u32,
-    pub rows: Vec<Account>,
+    pub rows: Vec<Row<P::State>>,
     pub position: Position,
     pub applied: i64,
     pub held: Vec<RawEvent>,
     pub dead_letters: Vec<DeadLetter>,
 }
 
-async fn copy_rows(
+async fn copy_rows<P: Projection>(
     tx: &Transaction<'_>,
-    projection: Projection,
+    projection: &P,
     target: &str,
     options: &str,
-    rows: &[Account],
+    rows: &[Row<P::State>],
 ) -> Result<()> {
-    let cols = Columns::of(projection);
-    let sql = format!("COPY {target} ({}) FROM STDIN (FORMAT binary{options})", cols.list());
+    let sql = format!("COPY {target} ({}) FROM STDIN (FORMAT binary{options})", column_list(projection));
     let sink = tx.copy_in(sql.as_str()).await?;
-    let types = cols.types();
+    let types = column_types(projection);
     let writer = BinaryCopyInWriter::new(sink, &types);
     pin_mut!(writer);
-    for a in rows {
-        writer.as_mut().write(&cols.values(a)).await?;
+    for row in rows {
+        let values = fold::row_values(projection, row);
+        let params: Vec<SqlValue<'_>> = values.iter().map(SqlValue).collect();
+        writer.as_mut().write_raw(params.iter()).await?;
     }
     writer.finish().await?;
     Ok(())
 }
 
-async fn insert_held(tx: &Transaction<'_>, projection: Projection, held: &[(u32, RawEvent)]) -> Result<()> {
+async fn insert_held(tx: &Transaction<'_>, projection: &str, held: &[(u32, RawEvent)]) -> Result<()> {
     if held.is_empty() {
         return Ok(());
     }
@@ -82,7 +83,7 @@ async fn insert_held(tx: &Transaction<'_>, projection: Projection, held: &[(u32,
         tx.execute(
             &stmt,
             &[
-                &projection.name(),
+                &projection,
                 &(*p as i32),
                 &e.aggregate_id,
                 &e.version,
@@ -98,7 +99,7 @@ async fn insert_held(tx: &Transaction<'_>, projection: Projection, held: &[(u32,
     Ok(())
 }
 
-async fn insert_dead_letters(tx: &Transaction<'_>, projection: Projection, letters: &[DeadLetter]) -> Result<()> {
+async fn insert_dead_letters(tx: &Transaction<'_>, projection: &str, letters: &[DeadLetter]) -> Result<()> {
     for d in letters {
         // A payload that is not even JSON cannot come from a jsonb column, so this holds.
         let payload = Jsonb(d.event.payload.clone());
@@ -107,7 +108,7 @@ async fn insert_dead_letters(tx: &Transaction<'_>, projection: Projection, lette
              (version, global_seq, partition, aggregate_id, aggregate_version, type, payload, error) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
             &[
-                &projection.name(),
+                &projection,
                 &d.event.global_seq,
                 &(d.partition as i32),
                 &d.event.aggregate_id,
@@ -121,17 +122,26 @@ async fn insert_dead_letters(tx: &Transaction<'_>, projection: Projection, lette
         tx.execute(
             "INSERT INTO read.quarantined_aggregates (version, aggregate_id, global_seq, reason) \
              VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-            &[&projection.name(), &d.event.aggregate_id, &d.event.global_seq, &d.error],
+            &[&projection, &d.event.aggregate_id, &d.event.global_seq, &d.error],
         )
         .await?;
     }
     Ok(())
 }
 
+/// `owner = EXCLUDED.owner, ...`: every column but the key, for an upsert.
+pub(crate) fn assignments(projection: &dyn fold::AnyProjection) -> String {
+    let columns = projection.all_columns();
+    let set: Vec<String> =
+        columns.iter().filter(|c| c.name != "aggregate_id").map(|c| format!("{0} = EXCLUDED.{0}", c.name)).collect();
+    set.join(", ")
+}
+
 /// Commits one tail batch: rows through a staging table and a version-guarded upsert, the
 /// partitions' positions, held events and dead letters, all in one transaction.
-pub async fn commit_tail_batch(client: &mut Client, batch: &TailBatch) -> Result<()> {
-    let projection = batch.projection;
+pub async fn commit_tail_batch<P: Projection>(client: &mut Client, batch: &TailBatch<P>) -> Result<()> {
+    let projection = &batch.projection;
+    let name = projection.name();
     let tx = client.transaction().await?;
     if !batch.rows.is_empty() {
         let staging = format!("staging_{}", projection.table());
@@ -141,14 +151,11 @@ pub async fn commit_tail_batch(client: &mut Client, batch: &TailBatch) -> Result
         ))
         .await?;
         copy_rows(&tx, projection, &staging, "", &batch.rows).await?;
-        let cols = Columns::of(projection);
-        let assignments: Vec<String> =
-            cols.names().iter().filter(|c| **c != "aggregate_id").map(|c| format!("{c} = EXCLUDED.{c}")).collect();
         let sql = UPSERT
             .replace("{table}", &format!("\"{}\"", projection.table()))
-            .replace("{columns}", &cols.list())
+            .replace("{columns}", &column_list(projection))
             .replace("{staging}", &staging)
-            .replace("{assignments}", &assignments.join(", "));
+            .replace("{assignments}", &assignments(projection));
         tx.execute(sql.as_str(), &[]).await?;
     }
     if !batch.offsets.is_empty() {
@@ -156,19 +163,16 @@ pub async fn commit_tail_batch(client: &mut Client, batch: &TailBatch) -> Result
         let txs: Vec<i64> = batch.offsets.iter().map(|o| o.1.tx).collect();
         let seqs: Vec<i64> = batch.offsets.iter().map(|o| o.1.seq).collect();
         let applied: Vec<i64> = batch.offsets.iter().map(|o| o.2).collect();
-        let n = tx.execute(ADVANCE_OFFSETS, &[&projection.name(), &parts, &txs, &seqs, &applied]).await?;
+        let n = tx.execute(ADVANCE_OFFSETS, &[&name, &parts, &txs, &seqs, &applied]).await?;
         if n as usize != parts.len() {
-            return Err(Error::OffsetConflict {
-                version: projection.name().to_owned(),
-                missing: parts.len() - n as usize,
-            });
+            return Err(Error::OffsetConflict { version: name.to_owned(), missing: parts.len() - n as usize });
         }
     }
     if let Some(held) = &batch.held {
-        tx.execute("DELETE FROM read.held_events WHERE version = $1", &[&projection.name()]).await?;
-        insert_held(&tx, projection, held).await?;
+        tx.execute("DELETE FROM read.held_events WHERE version = $1", &[&name]).await?;
+        insert_held(&tx, name, held).await?;
     }
-    insert_dead_letters(&tx, projection, &batch.dead_letters).await?;
+    insert_dead_letters(&tx, name, &batch.dead_letters).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -176,31 +180,62 @@ pub async fn commit_tail_batch(client: &mut Client, batch: &TailBatch) -> Result
 /// Replaces one partition of a version's table with `batch.rows` and records its position, in
 /// one transaction: a crash rolls back exactly this partition. The partition is truncated in
 /// the same transaction, which lets COPY FREEZE write the rows already frozen.
-pub async fn write_partition(client: &mut Client, batch: &PartitionBatch) -> Result<()> {
-    let projection = batch.projection;
+pub async fn write_partition<P: Projection>(client: &mut Client, batch: &PartitionBatch<P>) -> Result<()> {
+    let projection = &batch.projection;
+    let name = projection.name();
     let p = batch.partition;
     let table = version_partition_table(projection, p);
     let tx = client.transaction().await?;
     tx.batch_execute(&format!("TRUNCATE {table}")).await?;
     copy_rows(&tx, projection, &table, ", FREEZE", &batch.rows).await?;
-    tx.execute(
-        "DELETE FROM read.held_events WHERE version = $1 AND partition = $2",
-        &[&projection.name(), &(p as i32)],
-    )
-    .await?;
+    tx.execute("DELETE FROM read.held_events WHERE version = $1 AND partition = $2", &[&name, &(p as i32)]).await?;
     let held: Vec<(u32, RawEvent)> = batch.held.iter().map(|e| (p, e.clone())).collect();
-    insert_held(&tx, projection, &held).await?;
-    insert_dead_letters(&tx, projection, &batch.dead_letters).await?;
+    insert_held(&tx, name, &held).await?;
+    insert_dead_letters(&tx, name, &batch.dead_letters).await?;
     let n = tx
         .execute(
             "UPDATE read.projection_offsets SET position_tx = $3, position_seq = $4, events_applied = $5, \
              updated_at = now() WHERE version = $1 AND partition = $2",
-            &[&projection.name(), &(p as i32), &batch.position.tx, &batch.position.seq, &batch.applied],
+            &[&name, &(p as i32), &batch.position.tx, &batch.position.seq, &batch.applied],
         )
         .await?;
     if n != 1 {
-        return Err(Error::UnknownVersion(projection.name().to_owned()));
+        return Err(Error::UnknownVersion(name.to_owned()));
     }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Repair's write: overwrites one aggregate's row with `row` (its whole history re-folded)
+/// when `row` is at or past the stored version, and lifts its quarantine, in one transaction.
+///
+/// The one write that does not move positions with its rows, and need not: the row is the fold
+/// of every event of the aggregate committed when the repair read them, so it is at or past
+/// what the positions cover; the tail path later meets those events again as duplicates (the
+/// guard's `<` refuses to move a row backwards). `<=` here, not `<`, so that a row of the same
+/// version but a wrong state (the reason to repair) is replaced.
+pub async fn repair_row<P: Projection>(client: &mut Client, projection: &P, row: &Row<P::State>) -> Result<()> {
+    let tx = client.transaction().await?;
+    let columns = projection.columns().len() + 3;
+    let placeholders: Vec<String> = (1..=columns).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "INSERT INTO {} AS a ({}) VALUES ({}) ON CONFLICT (aggregate_id) DO UPDATE SET {} \
+         WHERE a.aggregate_version <= EXCLUDED.aggregate_version",
+        qualified_table(projection),
+        column_list(projection),
+        placeholders.join(", "),
+        assignments(projection)
+    );
+    let values = fold::row_values(projection, row);
+    let params: Vec<SqlValue<'_>> = values.iter().map(SqlValue).collect();
+    let params: Vec<&(dyn postgres_types::ToSql + Sync)> =
+        params.iter().map(|p| p as &(dyn postgres_types::ToSql + Sync)).collect();
+    tx.execute(sql.as_str(), &params).await?;
+    tx.execute(
+        "DELETE FROM read.quarantined_aggregates WHERE version = $1 AND aggregate_id = $2",
+        &[&projection.name(), &row.aggregate_id],
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }

@@ -1,3 +1,3 @@
 SELECT version
 FROM read.projections
-WHERE state = 'active'
+WHERE state = 'active' AND family = $1

@@ -5,13 +5,12 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use eventlog::NewEvent;
-use fold::Projection;
+use fold::Row;
+use lab::bank::{Account, V4};
 use serde_json::Value;
 use tokio_postgres::Client;
 
 use crate::support::*;
-
-const V4: Projection = Projection::V4;
 
 /// The next version of aggregate `id` in the log.
 async fn next_version(client: &Client, id: i64) -> i32 {
@@ -29,9 +28,9 @@ fn deposit(id: i64, version: i32, ts: DateTime<Utc>) -> NewEvent {
 }
 
 /// The fold of aggregate `id`'s events with `global_seq <= offset` and `ts <= ts`.
-async fn fold_of_prefix(client: &Client, id: i64, ts: DateTime<Utc>, offset: i64) -> fold::Account {
+async fn fold_of_prefix(client: &Client, id: i64, ts: DateTime<Utc>, offset: i64) -> Row<Account> {
     let events = eventlog::aggregate_events(client, id, ts, offset).await.unwrap();
-    fold::fold_prefix(V4, events.iter().map(|e| e.decode().unwrap())).unwrap().state.unwrap()
+    fold::fold_prefix(&V4, events.iter().map(|e| e.decode(&V4).unwrap())).unwrap().row.unwrap()
 }
 
 /// Polls `path` until its answer is final (10 s at most).
@@ -90,8 +89,8 @@ async fn an_offset_cut_is_not_final_while_a_writer_inside_it_runs_then_final_and
     tx.commit().await.unwrap();
     let after = until_final(&f, &path).await;
     let expected = fold_of_prefix(&f.client, 5, DateTime::<Utc>::MAX_UTC, s2).await;
-    assert_eq!(expected.version, v5, "the late event is inside the cut");
-    assert_row(&after, V4, &expected, &path);
+    assert_eq!(expected.aggregate_version, v5, "the late event is inside the cut");
+    assert_row(&after, &V4, &expected, &path);
     assert!(after.get("not_final_because").is_none(), "{after}");
     // 5. A final answer stays equal across later commits, and while other writers run.
     let v5b = next_version(&f.client, 5).await;
@@ -102,7 +101,7 @@ async fn an_offset_cut_is_not_final_while_a_writer_inside_it_runs_then_final_and
         let (status, body) = f.get(&path).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["final"], true, "a final cut stays final: {body}");
-        assert_row(&body, V4, &expected, "after later commits");
+        assert_row(&body, &V4, &expected, "after later commits");
     }
     running.rollback().await.unwrap();
 }
@@ -141,7 +140,7 @@ async fn a_ts_cut_with_a_late_writer_inside_it_is_never_final_alone_and_final_pi
     };
     let pinned_path = format!("{path}&offset={pinned}");
     let body = until_final(&f, &pinned_path).await;
-    assert_row(&body, V4, &fold_of_prefix(&f.client, 3, cut, pinned).await, &pinned_path);
+    assert_row(&body, &V4, &fold_of_prefix(&f.client, 3, cut, pinned).await, &pinned_path);
 }
 
 #[tokio::test]

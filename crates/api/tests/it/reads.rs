@@ -1,6 +1,6 @@
 //! Current reads, and every way a request can be wrong or unanswerable.
 
-use fold::Projection;
+use lab::bank::{V3, V4};
 use serde_json::json;
 
 use crate::support::*;
@@ -8,11 +8,11 @@ use crate::support::*;
 #[tokio::test]
 async fn serves_the_active_versions_row_exactly() {
     let f = fixture(12, true).await;
-    let v3 = expected(&f.client, Projection::V3, f.n).await;
+    let v3 = expected(&f.client, &V3, f.n).await;
     for id in 1..=f.n {
         let (status, body) = f.get(&format!("/aggregate/{id}")).await;
         assert_eq!(status, 200, "{body}");
-        assert_row(&body, Projection::V3, &v3[&id], &format!("aggregate {id}"));
+        assert_row(&body, &V3, &v3[&id], &format!("aggregate {id}"));
     }
 }
 
@@ -83,7 +83,7 @@ async fn no_active_version_is_a_503_and_time_travel_still_works() {
     f.client.execute("UPDATE read.projections SET state = 'retired'", &[]).await.unwrap();
     let (status, body) = f.get("/aggregate/1").await;
     assert_eq!(status, 503, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("no projection version is active"), "{body}");
+    assert!(body["error"].as_str().unwrap().contains("no projection version of \"accounts\" is active"), "{body}");
     // Time travel needs only the log; without an active version it folds with the newest fold.
     let (status, body) = f.get("/aggregate/1/as-of?offset=1000000").await;
     assert_eq!(status, 200, "{body}");
@@ -145,7 +145,7 @@ async fn metrics_expose_latency_by_route_and_the_active_version() {
 #[tokio::test]
 async fn a_database_without_a_read_model_is_a_503() {
     let url = pgharness::throwaway().fresh_database();
-    let state = api::state(&url, 1, None).await.unwrap();
+    let state = api::state(&url, 1, None, lab::catalog::Known::catalog()).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, api::router(state)).await.unwrap() });
@@ -208,7 +208,7 @@ async fn held_dead_and_quarantined_show_in_projections_and_metrics() {
 async fn a_building_version_shows_its_progress_and_expected_completion() {
     let f = fixture(4, false).await;
     let mut client = eventlog::connect(&f.url).await.unwrap();
-    readmodel::register(&mut client, Projection::V4, readmodel::State::Building, 4).await.unwrap();
+    readmodel::register(&mut client, &V4, readmodel::State::Building, 4).await.unwrap();
     let now = chrono::Utc::now();
     readmodel::record_build_progress(
         &client,

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use fold::Projection;
 use lab::SeedConfig;
 use tokio_postgres::Client;
 
@@ -165,9 +164,9 @@ pub async fn expected_checksum(client: &Client) -> String {
         .get(0)
 }
 
-/// Builds `read.accounts_<v>` by folding the whole log with the product's fold, as a
+/// Builds `read.<table>` of `projection` by folding the whole log with the product's fold, as a
 /// projector would (without the projector crates, so these tests stand alone).
-pub async fn project(client: &Client, projection: Projection) {
+pub async fn project<P: fold::Projection>(client: &Client, projection: &P) {
     let rows = client
         .query(
             "SELECT global_seq, aggregate_id, version, type, ts, payload::TEXT FROM log.events \
@@ -176,53 +175,34 @@ pub async fn project(client: &Client, projection: Projection) {
         )
         .await
         .unwrap();
-    let mut accounts: BTreeMap<i64, fold::Account> = BTreeMap::new();
+    let mut streams: BTreeMap<i64, fold::Guarded<P>> = BTreeMap::new();
     for r in rows {
         let kind: String = r.get(3);
         let payload: String = r.get(5);
-        let event = fold::Event {
-            global_seq: r.get(0),
-            aggregate_id: r.get(1),
-            version: r.get(2),
-            ts: r.get(4),
-            body: fold::decode(&kind, payload.as_bytes()).unwrap(),
-        };
-        let state = accounts.remove(&event.aggregate_id);
-        accounts.insert(event.aggregate_id, projection.apply(state, &event).unwrap());
+        let meta =
+            fold::Meta { global_seq: r.get(0), aggregate_id: r.get(1), aggregate_version: r.get(2), ts: r.get(4) };
+        let event = fold::decode_event(projection, meta, &kind, payload.as_bytes()).unwrap();
+        streams.entry(meta.aggregate_id).or_default().offer(projection, event).unwrap();
     }
-    let json: Vec<serde_json::Value> = accounts
+    let json: Vec<serde_json::Value> = streams
         .values()
-        .map(|a| {
-            serde_json::json!({
-                "aggregate_id": a.aggregate_id, "owner": a.owner, "currency": a.currency,
-                "status": a.status.as_str(), "balance": a.balance, "lifetime_deposits": a.lifetime_deposits,
-                "last_activity_at": a.last_activity_at, "aggregate_version": a.version, "applied_seq": a.applied_seq,
-            })
-        })
+        .filter_map(|s| s.row.as_ref())
+        .map(|row| serde_json::Value::Object(fold::row_json(projection, row)))
         .collect();
-    let (activity_columns, activity_types) = if projection.has_activity_columns() {
-        ("lifetime_deposits, last_activity_at, ", "lifetime_deposits BIGINT, last_activity_at TIMESTAMPTZ, ")
-    } else {
-        ("", "")
-    };
+    let columns: Vec<String> =
+        fold::AnyProjection::all_columns(projection).iter().map(|c| format!("{} {}", c.name, c.ty.sql())).collect();
     let table = format!("read.\"{}\"", projection.table());
     client
         .batch_execute(&format!(
             "CREATE SCHEMA IF NOT EXISTS read; DROP TABLE IF EXISTS {table}; \
-             CREATE TABLE {table} (aggregate_id BIGINT PRIMARY KEY, owner TEXT NOT NULL, currency TEXT NOT NULL, \
-             status TEXT NOT NULL, balance BIGINT NOT NULL, {activity_types} aggregate_version INT NOT NULL, \
-             applied_seq BIGINT NOT NULL)"
+             CREATE TABLE {table} ({}, PRIMARY KEY (aggregate_id))",
+            columns.join(", ")
         ))
         .await
         .unwrap();
     client
         .execute(
-            &format!(
-                "INSERT INTO {table} SELECT aggregate_id, owner, currency, status, balance, {activity_columns} \
-                 aggregate_version, applied_seq FROM jsonb_to_recordset($1::TEXT::JSONB) AS x(aggregate_id BIGINT, \
-                 owner TEXT, currency TEXT, status TEXT, balance BIGINT, {activity_types} aggregate_version INT, \
-                 applied_seq BIGINT)"
-            ),
+            &format!("INSERT INTO {table} SELECT * FROM jsonb_populate_recordset(NULL::{table}, $1::TEXT::JSONB)"),
             &[&serde_json::Value::Array(json).to_string()],
         )
         .await

@@ -1,5 +1,6 @@
 //! Integration tests of the projectors against a real throwaway PostgreSQL.
 
+mod activity;
 mod repair;
 mod replay;
 mod snapshot;

@@ -4,11 +4,12 @@
 use std::time::Duration;
 
 use fold::Projection;
-use projector::{ReplayConfig, Tailer};
+use lab::bank::{V3, V4};
+use projector::{ReplayConfig, TailOptions, Tailer};
 
 use crate::support::*;
 
-fn config(url: &str, projection: Projection) -> ReplayConfig {
+fn config<P: Projection>(url: &str, projection: P) -> ReplayConfig<P> {
     ReplayConfig { workers: 2, batch: 1_000, poll: Duration::from_millis(10), ..ReplayConfig::new(url, projection) }
 }
 
@@ -22,15 +23,15 @@ fn never() -> tokio::sync::watch::Receiver<bool> {
 async fn a_replay_equals_the_tail_and_leaves_the_live_version_untouched() {
     let (url, mut client) = fresh_log(8).await;
     bulk_events(&client, 3_000, 4).await;
-    prepare_version(&mut client, Projection::V3).await;
-    let mut live = Tailer::open(&client, Projection::V3, 2_000, None, false, None).await.unwrap();
+    prepare_version(&mut client, &V3).await;
+    let mut live = Tailer::open(&client, V3, TailOptions::batch(2_000)).await.unwrap();
     drain(&mut live, &mut client).await;
     readmodel::set_state(&client, "v3", readmodel::State::Ready).await.unwrap();
     readmodel::cutover(&mut client, "v3").await.unwrap();
-    let v3_before = readmodel::table_checksum(&client, Projection::V3).await.unwrap();
+    let v3_before = readmodel::table_checksum(&client, &V3).await.unwrap();
     let v3_offsets = readmodel::offsets(&client, "v3").await.unwrap();
 
-    let report = projector::replay(&config(&url, Projection::V4), never()).await.unwrap();
+    let report = projector::replay(&config(&url, V4), never()).await.unwrap();
     assert_eq!(report.bulk_events, 15_000);
     assert_eq!(report.bulk_rows, 3_000);
     assert_eq!(report.partitions_replayed, 8);
@@ -38,17 +39,17 @@ async fn a_replay_equals_the_tail_and_leaves_the_live_version_untouched() {
 
     // Every v4 row equals the fold of its own events.
     for id in [1_i64, 2, 777, 2_999, 3_000] {
-        let events: Vec<fold::Event> =
+        let events: Vec<_> =
             eventlog::aggregate_events(&client, id, chrono::DateTime::<chrono::Utc>::MAX_UTC, i64::MAX)
                 .await
                 .unwrap()
                 .iter()
-                .map(|r| r.decode().unwrap())
+                .map(|r| r.decode(&V4).unwrap())
                 .collect();
-        let expected = fold::fold_prefix(Projection::V4, events).unwrap().state;
-        assert_eq!(row(&client, Projection::V4, id).await, expected, "aggregate {id}");
+        let expected = fold::fold_prefix(&V4, events).unwrap().row;
+        assert_eq!(row(&client, &V4, id).await, expected, "aggregate {id}");
     }
-    assert_eq!(readmodel::table_checksum(&client, Projection::V3).await.unwrap(), v3_before, "v3 rows untouched");
+    assert_eq!(readmodel::table_checksum(&client, &V3).await.unwrap(), v3_before, "v3 rows untouched");
     assert_eq!(readmodel::offsets(&client, "v3").await.unwrap(), v3_offsets, "v3 offsets untouched");
 }
 
@@ -68,26 +69,26 @@ async fn an_event_held_at_the_bulk_boundary_survives_into_catch_up() {
     eventlog::append_event(&b_tx, &deposited(10, 2, 321)).await.unwrap();
     b_tx.commit().await.unwrap();
 
-    let mut bulk_only = config(&url, Projection::V4);
+    let mut bulk_only = config(&url, V4);
     bulk_only.catch_up = false;
     let report = projector::replay(&bulk_only, never()).await.unwrap();
     assert_eq!(report.held_after_bulk, 1, "version 2 of X is below W, version 1 is not");
-    assert!(row(&client, Projection::V4, 10).await.is_none());
+    assert!(row(&client, &V4, 10).await.is_none());
     let held: i64 = client.query_one("SELECT count(*) FROM read.held_events", &[]).await.unwrap().get(0);
     assert_eq!(held, 1, "the held event was written with its partition");
 
     c_tx.commit().await.unwrap();
-    projector::replay(&config(&url, Projection::V4), never()).await.unwrap();
-    let x = row(&client, Projection::V4, 10).await.unwrap();
-    assert_eq!((x.version, x.balance), (2, 321));
-    assert!(row(&client, Projection::V4, 40).await.is_some());
+    projector::replay(&config(&url, V4), never()).await.unwrap();
+    let x = row(&client, &V4, 10).await.unwrap();
+    assert_eq!((x.aggregate_version, x.state.balance), (2, 321));
+    assert!(row(&client, &V4, 40).await.is_some());
 }
 
 #[tokio::test]
 async fn a_rate_limited_replay_stays_within_ten_percent_of_the_limit() {
     let (url, client) = fresh_log(4).await;
     bulk_events(&client, 3_000, 4).await;
-    let mut limited = config(&url, Projection::V4);
+    let mut limited = config(&url, V4);
     limited.rate_limit = Some(5_000.0);
     limited.catch_up = false;
     let report = projector::replay(&limited, never()).await.unwrap();
@@ -142,7 +143,7 @@ async fn fake_live_api() -> String {
 async fn adaptive_replay(source: projector::LatencySource) -> (tokio_postgres::Client, projector::ReplayReport) {
     let (url, client) = fresh_log(4).await;
     bulk_events(&client, 1_000, 4).await;
-    let mut adaptive = config(&url, Projection::V4);
+    let mut adaptive = config(&url, V4);
     adaptive.adaptive = Some(projector::AdaptiveConfig {
         api_url: fake_live_api().await,
         max_live_p99_increase: 0.10,
@@ -174,7 +175,7 @@ async fn an_adaptive_replay_measures_a_baseline_and_builds_the_same_version() {
     assert!(a.final_rate_events_per_s >= projector::adaptive::FLOOR, "{a:?}");
     assert_eq!(a.ceiling_events_per_s, projector::adaptive::DEFAULT_CEILING);
     for id in [1_i64, 500, 1_000] {
-        assert!(row(&client, Projection::V4, id).await.is_some(), "aggregate {id}");
+        assert!(row(&client, &V4, id).await.is_some(), "aggregate {id}");
     }
 }
 
@@ -187,7 +188,7 @@ async fn an_adaptive_replay_without_a_live_api_fails_before_any_work() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", l.local_addr().unwrap())
     };
-    let mut adaptive = config(&url, Projection::V4);
+    let mut adaptive = config(&url, V4);
     adaptive.adaptive = Some(projector::AdaptiveConfig {
         api_url: dead,
         max_live_p99_increase: 0.10,

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
-use fold::Projection::V4;
+use fold::Row;
+use lab::bank::{Account, V4};
 use projector::{build_snapshots, SnapshotConfig};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -14,7 +15,7 @@ use crate::support::*;
 const EVERY: i32 = 5;
 
 /// Snapshots as stored: (aggregate, version) -> (max_seq, max_ts, state).
-async fn stored(client: &tokio_postgres::Client) -> BTreeMap<(i64, i32), (i64, DateTime<Utc>, fold::Account)> {
+async fn stored(client: &tokio_postgres::Client) -> BTreeMap<(i64, i32), (i64, DateTime<Utc>, Row<Account>)> {
     let rows = client
         .query(
             "SELECT aggregate_id, version, max_seq, max_ts, state::TEXT FROM read.aggregate_snapshots \
@@ -25,7 +26,8 @@ async fn stored(client: &tokio_postgres::Client) -> BTreeMap<(i64, i32), (i64, D
         .unwrap();
     rows.iter()
         .map(|r| {
-            let state: fold::Account = serde_json::from_str(r.get::<_, &str>(4)).unwrap();
+            let json: serde_json::Value = serde_json::from_str(r.get::<_, &str>(4)).unwrap();
+            let state = fold::row_from_json(&V4, &json).unwrap();
             ((r.get(0), r.get(1)), (r.get(2), r.get(3), state))
         })
         .collect()
@@ -64,7 +66,7 @@ async fn snapshots_equal_the_fold_of_their_prefix_in_any_storage_order() {
         let log = eventlog::aggregate_events(&client, id, DateTime::<Utc>::MAX_UTC, i64::MAX).await.unwrap();
         for k in (EVERY..=log.len() as i32).step_by(EVERY as usize) {
             let prefix = &log[..k as usize];
-            let state = fold::fold_prefix(V4, prefix.iter().map(|e| e.decode().unwrap())).unwrap().state.unwrap();
+            let state = fold::fold_prefix(&V4, prefix.iter().map(|e| e.decode(&V4).unwrap())).unwrap().row.unwrap();
             let max_seq = prefix.iter().map(|e| e.global_seq).max().unwrap();
             let max_ts = prefix.iter().map(|e| e.ts).max().unwrap();
             expected.insert((id, k), (max_seq, max_ts, state));

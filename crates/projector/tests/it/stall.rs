@@ -5,11 +5,9 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fold::Projection;
+use lab::bank::V4;
 
 use crate::support::*;
-
-const V4: Projection = Projection::V4;
 
 /// The formatted log lines of this test's thread (the tokio test runtime runs every task of
 /// the test on it).
@@ -64,7 +62,8 @@ async fn an_idle_transaction_in_another_database_is_named_by_the_projector_and_t
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let live = tokio::spawn(async move { projector::run_live(&config, stopped).await });
     wait_for(Duration::from_secs(30), "the projector to apply version 3", || async {
-        readmodel::offsets(&client, "v4").await.is_ok() && row(&client, V4, 9).await.is_some_and(|a| a.version == 3)
+        readmodel::offsets(&client, "v4").await.is_ok()
+            && row(&client, &V4, 9).await.is_some_and(|a| a.aggregate_version == 3)
     })
     .await;
 
@@ -97,7 +96,7 @@ async fn an_idle_transaction_in_another_database_is_named_by_the_projector_and_t
     })
     .await;
     // Lag, never loss: nothing above the horizon was applied, nothing was skipped.
-    assert_eq!(row(&client, V4, 9).await.unwrap().version, 3, "the projector read past the horizon");
+    assert_eq!(row(&client, &V4, 9).await.unwrap().aggregate_version, 3, "the projector read past the horizon");
     let lag = readmodel::lag_events(&client, &readmodel::offsets(&client, "v4").await.unwrap()).await.unwrap();
     assert_eq!(lag, 50, "the 50 new events wait");
 
@@ -105,7 +104,7 @@ async fn an_idle_transaction_in_another_database_is_named_by_the_projector_and_t
     wait_for(Duration::from_secs(30), "the lag to drain to 0", || async {
         let offsets = readmodel::offsets(&client, "v4").await.unwrap();
         readmodel::lag_events(&client, &offsets).await.unwrap() == 0
-            && row(&client, V4, 9).await.is_some_and(|a| a.version == 53)
+            && row(&client, &V4, 9).await.is_some_and(|a| a.aggregate_version == 53)
     })
     .await;
     wait_for(Duration::from_secs(10), "the end of the stall in the log", || async {

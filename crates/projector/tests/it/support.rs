@@ -2,7 +2,7 @@
 //! way concurrent writers do.
 
 use eventlog::NewEvent;
-use fold::Projection;
+use fold::{AnyProjection, Projection, Row};
 use tokio_postgres::{Client, GenericClient};
 
 /// A fresh database with an empty log of `partitions` partitions (indexes built) and the read
@@ -17,7 +17,7 @@ pub async fn fresh_log(partitions: u32) -> (String, Client) {
 }
 
 /// Registers `projection` as building with its primary key, as `run_live` does.
-pub async fn prepare_version(client: &mut Client, projection: Projection) {
+pub async fn prepare_version(client: &mut Client, projection: &dyn AnyProjection) {
     let partitions = eventlog::partition_count(client).await.unwrap();
     readmodel::register(client, projection, readmodel::State::Building, partitions).await.unwrap();
     readmodel::add_primary_key(client, projection).await.unwrap();
@@ -47,12 +47,12 @@ pub async fn append(client: &mut Client, events: &[NewEvent]) -> Vec<i64> {
 }
 
 /// The stored row of one aggregate.
-pub async fn row<C: GenericClient>(client: &C, projection: Projection, id: i64) -> Option<fold::Account> {
-    readmodel::load_accounts(client, projection, &[id]).await.unwrap().remove(&id)
+pub async fn row<C: GenericClient, P: Projection>(client: &C, projection: &P, id: i64) -> Option<Row<P::State>> {
+    readmodel::load_rows(client, projection, &[id]).await.unwrap().remove(&id)
 }
 
 /// Steps a tailer until it has applied everything committed when the call started.
-pub async fn drain(tailer: &mut projector::Tailer, client: &mut Client) -> usize {
+pub async fn drain<P: Projection>(tailer: &mut projector::Tailer<P>, client: &mut Client) -> usize {
     let target = eventlog::snapshot_xmax(client).await.unwrap();
     let mut applied = 0;
     for _ in 0..100_000 {
@@ -67,7 +67,7 @@ pub async fn drain(tailer: &mut projector::Tailer, client: &mut Client) -> usize
 
 /// Steps a tailer until it has read everything below the current boundary (which a running
 /// writer may hold back).
-pub async fn drain_available(tailer: &mut projector::Tailer, client: &mut Client) -> usize {
+pub async fn drain_available<P: Projection>(tailer: &mut projector::Tailer<P>, client: &mut Client) -> usize {
     let mut applied = 0;
     for _ in 0..10_000 {
         let out = tailer.step(client).await.expect("tail step");

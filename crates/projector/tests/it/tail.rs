@@ -1,16 +1,14 @@
 //! The tail path: gap-safe reading, the version guard, held events, bad input, overlap.
 
-use fold::Projection;
-use projector::Tailer;
+use lab::bank::V4;
+use projector::{TailOptions, Tailer};
 
 use crate::support::*;
-
-const V4: Projection = Projection::V4;
 
 #[tokio::test]
 async fn a_transaction_that_commits_late_is_still_applied_once_in_order() {
     let (url, mut client) = fresh_log(4).await;
-    prepare_version(&mut client, V4).await;
+    prepare_version(&mut client, &V4).await;
     append(&mut client, &[opened(1)]).await;
 
     // Writer A takes its xid and global_seq first and stays open.
@@ -22,17 +20,17 @@ async fn a_transaction_that_commits_late_is_still_applied_once_in_order() {
     let b_seqs = append(&mut b, &[opened(2), deposited(2, 2, 5)]).await;
     assert!(b_seqs[0] > late_seq, "B's sequence values come after A's");
 
-    let mut tailer = Tailer::open(&client, V4, 100, None, false, None).await.unwrap();
+    let mut tailer = Tailer::open(&client, V4, TailOptions::batch(100)).await.unwrap();
     drain_available(&mut tailer, &mut client).await;
-    assert_eq!(row(&client, V4, 1).await.unwrap().version, 1, "A has not committed: only version 1");
-    assert!(row(&client, V4, 2).await.is_none(), "B sits above the boundary while A runs: not read yet");
+    assert_eq!(row(&client, &V4, 1).await.unwrap().aggregate_version, 1, "A has not committed: only version 1");
+    assert!(row(&client, &V4, 2).await.is_none(), "B sits above the boundary while A runs: not read yet");
 
     a_tx.commit().await.unwrap();
     drain(&mut tailer, &mut client).await;
-    let one = row(&client, V4, 1).await.unwrap();
-    assert_eq!((one.version, one.balance, one.applied_seq), (2, 700, late_seq));
-    let two = row(&client, V4, 2).await.unwrap();
-    assert_eq!((two.version, two.balance), (2, 5));
+    let one = row(&client, &V4, 1).await.unwrap();
+    assert_eq!((one.aggregate_version, one.state.balance, one.applied_seq), (2, 700, late_seq));
+    let two = row(&client, &V4, 2).await.unwrap();
+    assert_eq!((two.aggregate_version, two.state.balance), (2, 5));
     let info = readmodel::version_info(&client, "v4").await.unwrap();
     assert_eq!(info.events_applied, 4, "every event applied exactly once");
 }
@@ -40,7 +38,7 @@ async fn a_transaction_that_commits_late_is_still_applied_once_in_order() {
 #[tokio::test]
 async fn a_version_read_before_its_predecessor_is_held_across_a_crash() {
     let (url, mut client) = fresh_log(4).await;
-    prepare_version(&mut client, V4).await;
+    prepare_version(&mut client, &V4).await;
     // B takes the smaller xid, A the larger; A commits version 1 of aggregate 10, then B writes
     // version 2 and commits: in (tx_id, seq) order version 2 comes first.
     let mut b = eventlog::connect(&url).await.unwrap();
@@ -52,21 +50,21 @@ async fn a_version_read_before_its_predecessor_is_held_across_a_crash() {
     b_tx.commit().await.unwrap();
 
     // Batch size 1: step until version 2 has been read and held, then "crash" (drop the tailer).
-    let mut tailer = Tailer::open(&client, V4, 1, None, false, None).await.unwrap();
+    let mut tailer = Tailer::open(&client, V4, TailOptions::batch(1)).await.unwrap();
     let mut steps = 0;
     while tailer.held_count() == 0 {
         tailer.step(&mut client).await.unwrap();
         steps += 1;
         assert!(steps < 100, "version 2 of aggregate 10 was never held");
     }
-    assert!(row(&client, V4, 10).await.is_none(), "version 1 not applied yet");
+    assert!(row(&client, &V4, 10).await.is_none(), "version 1 not applied yet");
     drop(tailer);
 
-    let mut restarted = Tailer::open(&client, V4, 1, None, false, None).await.unwrap();
+    let mut restarted = Tailer::open(&client, V4, TailOptions::batch(1)).await.unwrap();
     assert_eq!(restarted.held_count(), 1, "the held event was persisted with its batch");
     drain(&mut restarted, &mut client).await;
-    let ten = row(&client, V4, 10).await.unwrap();
-    assert_eq!((ten.version, ten.balance), (2, 900));
+    let ten = row(&client, &V4, 10).await.unwrap();
+    assert_eq!((ten.aggregate_version, ten.state.balance), (2, 900));
     assert_eq!(restarted.held_count(), 0);
     let held_rows: i64 = client.query_one("SELECT count(*) FROM read.held_events", &[]).await.unwrap().get(0);
     assert_eq!(held_rows, 0, "released events leave the held table");
@@ -75,26 +73,27 @@ async fn a_version_read_before_its_predecessor_is_held_across_a_crash() {
 #[tokio::test]
 async fn a_bad_event_stops_the_batch_naming_it_and_commits_nothing() {
     let (_url, mut client) = fresh_log(4).await;
-    prepare_version(&mut client, V4).await;
+    prepare_version(&mut client, &V4).await;
     append(&mut client, &[opened(1), deposited(1, 2, 10)]).await;
     let bad_seq = append(&mut client, &[event(2, 1, "teleported", "{}".into())]).await[0];
 
-    let mut tailer = Tailer::open(&client, V4, 100, None, false, None).await.unwrap();
+    let mut tailer = Tailer::open(&client, V4, TailOptions::batch(100)).await.unwrap();
     let err = tailer.step(&mut client).await.expect_err("an unknown type must stop the projector");
     let msg = err.to_string();
     assert!(msg.contains(&format!("global_seq {bad_seq}")), "{msg}");
     assert!(msg.contains("aggregate 2") && msg.contains("partition") && msg.contains("teleported"), "{msg}");
-    assert!(row(&client, V4, 1).await.is_none(), "nothing of the failed batch is committed");
+    assert!(row(&client, &V4, 1).await.is_none(), "nothing of the failed batch is committed");
     let offsets = readmodel::offsets(&client, "v4").await.unwrap();
     assert!(offsets.iter().all(|p| *p == eventlog::Position::START), "positions did not move: {offsets:?}");
 
     // With quarantine: the bad event is dead-lettered, its aggregate quarantined, later events
     // of it held, and everything else applied.
     append(&mut client, &[deposited(2, 2, 99)]).await;
-    let mut quarantining = Tailer::open(&client, V4, 100, None, true, None).await.unwrap();
+    let mut quarantining =
+        Tailer::open(&client, V4, TailOptions { quarantine: true, ..TailOptions::batch(100) }).await.unwrap();
     drain(&mut quarantining, &mut client).await;
-    assert_eq!(row(&client, V4, 1).await.unwrap().balance, 10);
-    assert!(row(&client, V4, 2).await.is_none());
+    assert_eq!(row(&client, &V4, 1).await.unwrap().state.balance, 10);
+    assert!(row(&client, &V4, 2).await.is_none());
     let dead: i64 =
         client.query_one("SELECT global_seq FROM read.dead_letters WHERE version = 'v4'", &[]).await.unwrap().get(0);
     assert_eq!(dead, bad_seq);
@@ -110,16 +109,17 @@ async fn a_bad_event_stops_the_batch_naming_it_and_commits_nothing() {
 #[tokio::test]
 async fn replaying_an_overlap_of_ten_thousand_events_changes_nothing() {
     let (_url, mut client) = fresh_log(4).await;
-    prepare_version(&mut client, V4).await;
+    prepare_version(&mut client, &V4).await;
     bulk_events(&client, 2_000, 5).await;
-    let mut tailer = Tailer::open(&client, V4, 1_000, None, false, None).await.unwrap();
+    let mut tailer = Tailer::open(&client, V4, TailOptions::batch(1_000)).await.unwrap();
     assert_eq!(drain(&mut tailer, &mut client).await, 12_000);
-    let before = readmodel::table_checksum(&client, V4).await.unwrap();
+    let before = readmodel::table_checksum(&client, &V4).await.unwrap();
     let info_before = readmodel::version_info(&client, "v4").await.unwrap();
 
-    let mut overlap = Tailer::open(&client, V4, 1_000, None, false, Some(0)).await.unwrap();
+    let mut overlap =
+        Tailer::open(&client, V4, TailOptions { from_offset: Some(0), ..TailOptions::batch(1_000) }).await.unwrap();
     assert_eq!(drain(&mut overlap, &mut client).await, 0, "12k re-read events are all no-ops");
-    assert_eq!(readmodel::table_checksum(&client, V4).await.unwrap(), before);
+    assert_eq!(readmodel::table_checksum(&client, &V4).await.unwrap(), before);
     let info_after = readmodel::version_info(&client, "v4").await.unwrap();
     for (after, before) in info_after.positions.iter().zip(&info_before.positions) {
         assert!(after >= before, "positions never move backwards: {after} < {before}");

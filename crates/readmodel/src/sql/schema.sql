@@ -2,9 +2,11 @@
 -- do not race on CREATE ... IF NOT EXISTS.
 CREATE SCHEMA IF NOT EXISTS read;
 
--- One row per projection version. Exactly one may be active; the API reads only that one.
+-- One row per projection version. Versions of one family (one read model: `accounts`,
+-- `activity`) replace one another; at most one per family is active, and the API reads that one.
 CREATE TABLE IF NOT EXISTS read.projections (
     version TEXT PRIMARY KEY,
+    family TEXT NOT NULL DEFAULT 'accounts',
     state TEXT NOT NULL CHECK (state IN ('building', 'ready', 'active', 'retired')),
     table_name TEXT NOT NULL UNIQUE,
     partitions INT NOT NULL,
@@ -16,7 +18,11 @@ CREATE TABLE IF NOT EXISTS read.projections (
     cutover JSONB
 );
 
-CREATE UNIQUE INDEX IF NOT EXISTS projections_one_active ON read.projections ((TRUE)) WHERE state = 'active';
+-- A registry created before families existed held only `accounts` versions.
+ALTER TABLE read.projections ADD COLUMN IF NOT EXISTS family TEXT NOT NULL DEFAULT 'accounts';
+DROP INDEX IF EXISTS read.projections_one_active;
+CREATE UNIQUE INDEX IF NOT EXISTS projections_one_active_per_family ON read.projections (family)
+    WHERE state = 'active';
 
 -- Each partition's high-water mark, written in the same transaction as the rows it covers.
 CREATE TABLE IF NOT EXISTS read.projection_offsets (
@@ -81,12 +87,12 @@ CREATE TABLE IF NOT EXISTS read.build_progress (
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
--- The read path: resolve the active version and read the row in one statement. A STABLE
--- function runs its queries on the calling statement's snapshot, so the registry row and the
--- account row come from the same instant: either before a cutover commits (old version, a
--- complete table) or after (new version, complete since it was marked ready).
-CREATE OR REPLACE FUNCTION read.current_account(p_aggregate_id BIGINT)
-RETURNS TABLE (projection_version TEXT, quarantined BOOLEAN, account JSONB)
+-- The read path: resolve the family's active version and read the row in one statement. A
+-- STABLE function runs its queries on the calling statement's snapshot, so the registry row and
+-- the aggregate's row come from the same instant: either before a cutover commits (old version,
+-- a complete table) or after (new version, complete since it was marked ready).
+CREATE OR REPLACE FUNCTION read.current_row(p_family TEXT, p_aggregate_id BIGINT)
+RETURNS TABLE (projection_version TEXT, quarantined BOOLEAN, row_json JSONB)
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     v_version TEXT;
@@ -94,7 +100,7 @@ DECLARE
 BEGIN
     SELECT p.version, p.table_name INTO v_version, v_table
     FROM read.projections p
-    WHERE p.state = 'active';
+    WHERE p.state = 'active' AND p.family = p_family;
     IF v_version IS NULL THEN
         RETURN;
     END IF;
@@ -106,10 +112,17 @@ BEGIN
     IF NOT FOUND THEN
         projection_version := v_version;
         quarantined := FALSE;
-        account := NULL;
+        row_json := NULL;
         RETURN NEXT;
     END IF;
 END
+$$;
+
+-- The bank's read path as it was before families: `accounts` only.
+CREATE OR REPLACE FUNCTION read.current_account(p_aggregate_id BIGINT)
+RETURNS TABLE (projection_version TEXT, quarantined BOOLEAN, account JSONB)
+LANGUAGE sql STABLE AS $$
+    SELECT * FROM read.current_row('accounts', p_aggregate_id)
 $$;
 
 -- Aggregate snapshots for time travel: the state a fold reaches after versions 1..version of an

@@ -33,20 +33,17 @@ impl Status {
     }
 }
 
-/// One row of an accounts read model.
+/// The state of one account, as the bank's projections fold it (one row of
+/// `read.accounts_<version>`, without the engine's guard columns).
 ///
-/// `version` is the aggregate version of the last applied event and `applied_seq` its
-/// `global_seq`; together they are the idempotency guard. `lifetime_deposits` and
-/// `last_activity_at` exist only from projection v4 on; v3 leaves them at zero and `None`.
+/// `lifetime_deposits` and `last_activity_at` exist only from projection v4 on; v3 leaves
+/// them at zero and `None` and does not store them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
-    pub aggregate_id: i64,
     pub owner: String,
     pub currency: String,
     pub status: Status,
     pub balance: i64,
     pub lifetime_deposits: i64,
     pub last_activity_at: Option<DateTime<Utc>>,
-    pub version: i32,
-    pub applied_seq: i64,
 }

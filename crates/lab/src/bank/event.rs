@@ -1,9 +1,9 @@
-//! Events as stored in the log, and their decoding from `(type, payload)`.
+//! The bank's events: their types and their decoding from `(type, payload)`.
 
-use chrono::{DateTime, Utc};
+use fold::{DecodeError, Payload};
 use serde::Deserialize;
 
-/// The event types this version of the code understands.
+/// The bank's event types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventType {
     AccountOpened,
@@ -55,9 +55,9 @@ impl EventType {
     }
 }
 
-/// The decoded, typed content of an event: only the fields some projection reads.
+/// The decoded, typed content of a bank event: only the fields some projection reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EventBody {
+pub enum BankEvent {
     AccountOpened {
         owner: String,
         currency: String,
@@ -86,25 +86,6 @@ pub enum EventBody {
     },
 }
 
-/// One decoded event with its place in the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
-    pub global_seq: i64,
-    pub aggregate_id: i64,
-    pub version: i32,
-    pub ts: DateTime<Utc>,
-    pub body: EventBody,
-}
-
-/// Why an event's `(type, payload)` could not be decoded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeError {
-    #[error("unknown event type {0:?}")]
-    UnknownType(String),
-    #[error("malformed {event_type} payload: {reason}")]
-    MalformedPayload { event_type: &'static str, reason: String },
-}
-
 #[derive(Deserialize)]
 struct OpenedPayload {
     owner: String,
@@ -126,61 +107,54 @@ struct FeePayload {
 #[derive(Deserialize)]
 struct AnyObject {}
 
-fn parse<'a, T: Deserialize<'a>>(event_type: EventType, payload: &'a [u8]) -> Result<T, DecodeError> {
-    serde_json::from_slice(payload)
-        .map_err(|e| DecodeError::MalformedPayload { event_type: event_type.as_str(), reason: e.to_string() })
+fn parse<T: serde::de::DeserializeOwned>(event_type: EventType, payload: &Payload<'_>) -> Result<T, DecodeError> {
+    payload.parse().map_err(|e| DecodeError::malformed(event_type.as_str(), e))
 }
 
 fn positive(event_type: EventType, cents: i64) -> Result<i64, DecodeError> {
     if cents > 0 {
         Ok(cents)
     } else {
-        Err(DecodeError::MalformedPayload {
-            event_type: event_type.as_str(),
-            reason: format!("amount_cents must be positive, got {cents}"),
-        })
+        Err(DecodeError::malformed(event_type.as_str(), format!("amount_cents must be positive, got {cents}")))
     }
 }
 
-/// Decodes the `type` column and the JSON text of the `payload` column.
-pub fn decode(event_type: &str, payload: &[u8]) -> Result<EventBody, DecodeError> {
+/// Decodes the `type` column and the (upcast) payload.
+pub fn decode(event_type: &str, payload: &Payload<'_>) -> Result<BankEvent, DecodeError> {
     let t = EventType::parse(event_type).ok_or_else(|| DecodeError::UnknownType(event_type.to_owned()))?;
     let body = match t {
         EventType::AccountOpened => {
             let p: OpenedPayload = parse(t, payload)?;
-            EventBody::AccountOpened { owner: p.owner, currency: p.currency }
+            BankEvent::AccountOpened { owner: p.owner, currency: p.currency }
         }
         EventType::Deposited => {
-            EventBody::Deposited { amount_cents: positive(t, parse::<AmountPayload>(t, payload)?.amount_cents)? }
+            BankEvent::Deposited { amount_cents: positive(t, parse::<AmountPayload>(t, payload)?.amount_cents)? }
         }
         EventType::Withdrew => {
-            EventBody::Withdrew { amount_cents: positive(t, parse::<AmountPayload>(t, payload)?.amount_cents)? }
+            BankEvent::Withdrew { amount_cents: positive(t, parse::<AmountPayload>(t, payload)?.amount_cents)? }
         }
         EventType::TransferSent => {
-            EventBody::TransferSent { amount_cents: positive(t, parse::<AmountPayload>(t, payload)?.amount_cents)? }
+            BankEvent::TransferSent { amount_cents: positive(t, parse::<AmountPayload>(t, payload)?.amount_cents)? }
         }
         EventType::TransferReceived => {
-            EventBody::TransferReceived { amount_cents: positive(t, parse::<AmountPayload>(t, payload)?.amount_cents)? }
+            BankEvent::TransferReceived { amount_cents: positive(t, parse::<AmountPayload>(t, payload)?.amount_cents)? }
         }
         EventType::FeeCharged => {
             let p: FeePayload = parse(t, payload)?;
             let top_level_cents = p.amount_cents.map(|c| positive(t, c)).transpose()?;
             let nested_cents = p.fee.map(|f| positive(t, f.amount_cents)).transpose()?;
             if top_level_cents.is_none() && nested_cents.is_none() {
-                return Err(DecodeError::MalformedPayload {
-                    event_type: t.as_str(),
-                    reason: "neither amount_cents nor fee.amount_cents is present".into(),
-                });
+                return Err(DecodeError::malformed(t.as_str(), "neither amount_cents nor fee.amount_cents is present"));
             }
-            EventBody::FeeCharged { top_level_cents, nested_cents }
+            BankEvent::FeeCharged { top_level_cents, nested_cents }
         }
         EventType::Frozen | EventType::Unfrozen | EventType::Closed | EventType::Reopened => {
             parse::<AnyObject>(t, payload)?;
             match t {
-                EventType::Frozen => EventBody::Frozen,
-                EventType::Unfrozen => EventBody::Unfrozen,
-                EventType::Closed => EventBody::Closed,
-                _ => EventBody::Reopened,
+                EventType::Frozen => BankEvent::Frozen,
+                EventType::Unfrozen => BankEvent::Unfrozen,
+                EventType::Closed => BankEvent::Closed,
+                _ => BankEvent::Reopened,
             }
         }
     };
@@ -190,6 +164,10 @@ pub fn decode(event_type: &str, payload: &[u8]) -> Result<EventBody, DecodeError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn decode(event_type: &str, payload: &[u8]) -> Result<BankEvent, DecodeError> {
+        super::decode(event_type, &Payload::Stored(payload))
+    }
 
     #[test]
     fn decodes_every_known_type() {
@@ -213,9 +191,9 @@ mod tests {
     #[test]
     fn keeps_both_fee_shapes_apart() {
         let legacy = decode("fee_charged", br#"{"amount_cents":250,"kind":"wire"}"#).unwrap();
-        assert_eq!(legacy, EventBody::FeeCharged { top_level_cents: Some(250), nested_cents: None });
+        assert_eq!(legacy, BankEvent::FeeCharged { top_level_cents: Some(250), nested_cents: None });
         let v2 = decode("fee_charged", br#"{"fee":{"amount_cents":250},"engine":"fees-v2"}"#).unwrap();
-        assert_eq!(v2, EventBody::FeeCharged { top_level_cents: None, nested_cents: Some(250) });
+        assert_eq!(v2, BankEvent::FeeCharged { top_level_cents: None, nested_cents: Some(250) });
     }
 
     #[test]

@@ -130,8 +130,7 @@ pub async fn produce(g: &Global, a: ProduceArgs) -> Result<ExitCode> {
                 ]
             })
             .collect();
-        bench::write_csv(&path, &["t_s", "events", "events_per_s", "conflicts", "retries"], &rows)
-            .with_context(|| format!("writing {}", path.display()))?;
+        bench::write_csv(&path, &["t_s", "events", "events_per_s", "conflicts", "retries"], &rows)?;
         println!("csv: {}", path.display());
     }
     Ok(ExitCode::SUCCESS)

@@ -1,9 +1,13 @@
 //! Kill -9 at random points, restart, and converge to the exact single-pass state.
+//!
+//! Every kill schedule is drawn from a seed printed at the test's start; a failure is replayed
+//! with `REPROJECT_TEST_SEED=<seed> cargo test --test it crash::<test>`.
 
 use std::time::Duration;
 
 use lab::bank::V4;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 use crate::support::*;
 
@@ -11,8 +15,21 @@ fn stop_signal() -> (tokio::sync::watch::Sender<bool>, tokio::sync::watch::Recei
     tokio::sync::watch::channel(false)
 }
 
+/// The seed of a test's random schedule: `REPROJECT_TEST_SEED` if set (to replay a failure),
+/// else a fresh one; printed either way, before anything is drawn from it.
+fn test_seed(test: &str) -> u64 {
+    let seed = match std::env::var("REPROJECT_TEST_SEED") {
+        Ok(s) => s.trim().parse().unwrap_or_else(|_| panic!("REPROJECT_TEST_SEED={s:?} is not a u64")),
+        Err(_) => rand::random(),
+    };
+    eprintln!("{test}: seed {seed} (rerun with REPROJECT_TEST_SEED={seed})");
+    seed
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_projector_killed_at_random_points_under_four_writers_ends_exact() {
+    let seed = test_seed("the_live_projector_killed_at_random_points_under_four_writers_ends_exact");
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let url = seeded(30_000, 3_000, 8).await;
     let (stop_tx, stop_rx) = stop_signal();
     let producer = {
@@ -22,7 +39,6 @@ async fn the_live_projector_killed_at_random_points_under_four_writers_ends_exac
             lab::produce::run(&url, config, stop_rx).await.expect("producer")
         })
     };
-    let mut rng = rand::thread_rng();
     for _ in 0..5 {
         let child = spawn(&url, &["projector", "--mode", "live", "--version", "v4", "--batch", "500"]);
         let at = Duration::from_millis(rng.gen_range(100..1_500));
@@ -33,11 +49,13 @@ async fn the_live_projector_killed_at_random_points_under_four_writers_ends_exac
     assert!(produced.events > 0, "the producer wrote while the projector crashed");
     run_ok(&url, &["projector", "--mode", "live", "--version", "v4", "--stop-at-head"]);
     let report = verify_expected(&url, &V4).await;
-    assert_eq!(report.diffs, 0, "{}", report.render());
+    assert_eq!(report.diffs, 0, "seed {seed}: {}", report.render());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_killed_in_bulk_and_catch_up_ends_identical_to_a_clean_pass() {
+    let seed = test_seed("a_replay_killed_in_bulk_and_catch_up_ends_identical_to_a_clean_pass");
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let url = seeded(60_000, 5_000, 16).await;
     let (stop_tx, stop_rx) = stop_signal();
     let producer = {
@@ -47,7 +65,6 @@ async fn a_replay_killed_in_bulk_and_catch_up_ends_identical_to_a_clean_pass() {
             lab::produce::run(&url, config, stop_rx).await.expect("producer")
         })
     };
-    let mut rng = rand::thread_rng();
     for round in 0..6 {
         // Small batches keep catch-up long enough to be killed inside it too.
         let child = spawn(
@@ -77,25 +94,13 @@ async fn a_replay_killed_in_bulk_and_catch_up_ends_identical_to_a_clean_pass() {
         &["projector", "--mode", "replay", "--version", "v4", "--catch-up", "--stop-at-head", "--progress", "false"],
     );
     let report = verify_expected(&url, &V4).await;
-    assert_eq!(report.diffs, 0, "{}", report.render());
-}
-
-/// The seed of a kill schedule: `REPROJECT_KILL_SEED` if set (to replay a failure), else a
-/// fresh one; printed either way.
-fn kill_seed(test: &str) -> u64 {
-    let seed = std::env::var("REPROJECT_KILL_SEED")
-        .ok()
-        .map(|s| s.parse().expect("REPROJECT_KILL_SEED is a u64"))
-        .unwrap_or_else(|| rand::thread_rng().gen());
-    println!("{test}: kill schedule seed {seed} (rerun with REPROJECT_KILL_SEED={seed})");
-    seed
+    assert_eq!(report.diffs, 0, "seed {seed}: {}", report.render());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_projector_killed_repeatedly_under_an_unpaced_batched_producer_ends_exact() {
-    use rand::SeedableRng;
-    let seed = kill_seed("unpaced producer, live v4 killed");
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let seed = test_seed("the_live_projector_killed_repeatedly_under_an_unpaced_batched_producer_ends_exact");
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let url = seeded(30_000, 3_000, 8).await;
     let (stop_tx, stop_rx) = stop_signal();
     let producer = {
@@ -131,5 +136,5 @@ async fn the_live_projector_killed_repeatedly_under_an_unpaced_batched_producer_
     );
     run_ok(&url, &["projector", "--mode", "live", "--version", "v4", "--stop-at-head"]);
     let report = verify_expected(&url, &V4).await;
-    assert_eq!(report.diffs, 0, "kill seed {seed}: {}", report.render());
+    assert_eq!(report.diffs, 0, "seed {seed}: {}", report.render());
 }

@@ -35,6 +35,14 @@ fn bad_flags_are_refused_before_any_work() {
     fails_naming(&["projector", "--mode", "live", "--version", "v4", "--sched-idle"], "--sched-idle");
     fails_naming(&["bench", "isolation", "--curve", "150%"], "--curve");
     fails_naming(&["bench", "isolation", "--curve", "fast"], "--curve");
+    fails_naming(&["bench", "replay", "--workers", "0"], "--workers");
+    fails_naming(&["bench", "replay", "--aggregates", "0"], "--aggregates");
+    fails_naming(&["bench", "produce", "--events", "10", "--aggregates", "11"], "--aggregates");
+    fails_naming(&["bench", "batch-sweep", "--batches", "100,0"], "--batches");
+    fails_naming(&["bench", "cutover", "--concurrency", "0"], "--concurrency");
+    fails_naming(&["bench", "cutover", "--ingest=-5"], "--ingest");
+    fails_naming(&["bench", "converge", "--ingest", "0"], "--ingest");
+    fails_naming(&["bench", "converge", "--replay-rate-limit", "0"], "--replay-rate-limit");
     fails_naming(&["seed", "--zipf", "0"], "--zipf");
     fails_naming(&["seed", "--zipf", "NaN"], "--zipf");
     fails_naming(&["seed", "--events", "1000000000000000000"], "--events 1000000000000000000 is too large");

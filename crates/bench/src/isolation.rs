@@ -34,6 +34,7 @@ use lab::bank::{V3, V4};
 use projector::CpuPriority;
 use serde::Serialize;
 
+use crate::cpu_split::LivePinned;
 use crate::serving::{build_active, reset_read_side, start_api};
 
 /// Configuration of `bench isolation`.
@@ -728,47 +729,6 @@ fn log_phase(phase: &IsolationPhase) {
     );
 }
 
-/// The live path kept on some cores for the bench's run: this process (the API, the load) and
-/// the PostgreSQL server (its postmaster, so every backend forked later, and every process it
-/// has forked). Dropped: all of them back on every core, so the embedded cluster is not left
-/// pinned.
-struct LivePinned {
-    postmaster: u32,
-}
-
-impl LivePinned {
-    async fn pin(client: &tokio_postgres::Client, cpus: u64) -> Result<LivePinned> {
-        let backend: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
-        let postmaster = projector::priority::parent_of(backend as u32)
-            .context("--cpu-split: the PostgreSQL server is not a local process (use the embedded cluster)")?;
-        let pinned = LivePinned { postmaster };
-        pinned
-            .set(cpus)
-            .context("--cpu-split: pinning the live path (the server must run as this user, or as root)")?;
-        tracing::info!(
-            cores = %projector::priority::format_cpus(cpus),
-            postmaster,
-            "live path pinned: this process and the PostgreSQL server"
-        );
-        Ok(pinned)
-    }
-
-    fn set(&self, cpus: u64) -> std::io::Result<()> {
-        use projector::priority::{children_of, set_process_affinity};
-        set_process_affinity(std::process::id(), cpus)?;
-        set_process_affinity(self.postmaster, cpus)?;
-        children_of(self.postmaster).into_iter().try_for_each(|child| set_process_affinity(child, cpus))
-    }
-}
-
-impl Drop for LivePinned {
-    fn drop(&mut self) {
-        if let Err(e) = self.set(projector::priority::every_core()) {
-            tracing::warn!(error = %e, "could not put the live path back on every core");
-        }
-    }
-}
-
 /// Experiment 3: v3 active behind the in-process API; the load at a fixed rate in phases: no
 /// replay, a full-speed replay of v4, a replay at a fixed limit (each `duration` long), the
 /// adaptive replay, paused and running in `rounds` pairs of `block`-long blocks, no replay
@@ -792,7 +752,7 @@ pub async fn isolation_bench(config: &IsolationConfig) -> Result<IsolationBench>
     let none = bench.phase("no_replay", None).await?;
     // Full speed is the unprotected worst case: no limit, normal priority, every core (the
     // replay process and its backends would otherwise inherit the live path's cores).
-    let every_core = if config.live_cpus == 0 { 0 } else { projector::priority::every_core() };
+    let every_core = if config.live_cpus == 0 { 0 } else { crate::cpu_split::every_core() };
     let full_spec = ReplaySpec {
         rate_limit: None,
         adaptive: None,

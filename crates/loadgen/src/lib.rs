@@ -7,7 +7,7 @@
 //! a newer one" is a real regression in what one client observed across a cutover.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -103,21 +103,22 @@ impl LoadReport {
         serde_json::to_string(self).expect("a report serialises")
     }
 
-    /// The per-second rows as CSV: `second,ok,failed,p50_ms,p99_ms,versions`.
-    pub fn to_csv(&self) -> String {
-        let mut csv = String::from("second,ok,failed,p50_ms,p99_ms,versions\n");
+    /// Writes the per-second rows as CSV to `path`: `second,ok,failed,p50_ms,p99_ms,versions`,
+    /// the versions of a second joined by `|`.
+    pub fn write_csv(&self, path: &Path) -> std::io::Result<()> {
+        let mut out = csv::Writer::from_path(path)?;
+        out.write_record(["second", "ok", "failed", "p50_ms", "p99_ms", "versions"])?;
         for s in &self.seconds {
-            csv.push_str(&format!(
-                "{},{},{},{:.3},{:.3},{}\n",
-                s.second,
-                s.ok,
-                s.failed,
-                s.p50_ms,
-                s.p99_ms,
-                s.versions.join("|")
-            ));
+            out.write_record([
+                s.second.to_string(),
+                s.ok.to_string(),
+                s.failed.to_string(),
+                format!("{:.3}", s.p50_ms),
+                format!("{:.3}", s.p99_ms),
+                s.versions.join("|"),
+            ])?;
         }
-        csv
+        out.flush()
     }
 }
 
@@ -384,8 +385,7 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, Error> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.display().to_string(), source })?;
         }
-        std::fs::write(path, report.to_csv())
-            .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+        report.write_csv(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
     }
     tracing::info!(
         requests,

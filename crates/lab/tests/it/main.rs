@@ -1,7 +1,6 @@
 //! Integration tests of the lab against a throwaway PostgreSQL: seeding, resumption, the
 //! producer and verification.
 
-mod bench;
 mod produce;
 mod seed;
 mod support;

@@ -1,6 +1,9 @@
 //! The HTTP layer under the routes: a hyper accept loop with a connection cap, a header-read
 //! timeout, an idle timeout, and a graceful drain; and the middleware that bounds a request's
-//! URI and headers and gives every 4xx a JSON body.
+//! URI and headers and gives every 4xx a JSON body. A connection's first request head is read
+//! and checked here before hyper sees it (`first_head`), because hyper answers a head it cannot
+//! parse, or one past its buffer, with an empty-bodied 400 or 431 and offers no hook to change
+//! that (hyperium/hyper#3225): those get a JSON body too.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -59,9 +62,9 @@ impl Default for HttpLimits {
     }
 }
 
-/// hyper's own buffer for a request head. Above our URI and header limits, so that those are
-/// answered by [`bound_request`] with JSON; a head past this is refused by hyper itself (an
-/// empty-bodied 431) before any of our code runs.
+/// The largest request head read: above our URI and header limits, so that those are answered
+/// by [`bound_request`] with JSON. A first head past it is refused by [`first_head`] (JSON 431);
+/// a later one on a keep-alive connection by hyper itself (an empty-bodied 431).
 const HEAD_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Serves `router` on `listener` until `shutdown` resolves; then stops accepting, lets every
@@ -97,14 +100,19 @@ pub(crate) async fn serve(
         // Reap finished connections so the set does not grow with the process's age.
         while connections.try_join_next().is_some() {}
         let _ = stream.set_nodelay(true);
-        let activity = Arc::new(AtomicU64::new(0));
-        let io = TokioIo::new(Tracked { inner: stream, activity: activity.clone(), origin: Instant::now() });
         let service = TowerToHyperService::new(router.clone());
         let limits = limits.clone();
         let mut stop = stop_rx.clone();
         connections.spawn(async move {
             let _permit = permit;
+            let mut stream = stream;
+            let Some(prefix) = first_head(&mut stream, &limits, peer).await else {
+                return;
+            };
+            let activity = Arc::new(AtomicU64::new(0));
             let origin = Instant::now();
+            let io =
+                TokioIo::new(Tracked { inner: stream, prefix, read_prefix: 0, activity: activity.clone(), origin });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_read_timeout)
@@ -152,10 +160,67 @@ pub(crate) async fn serve(
     Ok(())
 }
 
+/// Reads a connection's first request head (within the header-read timeout, at most
+/// [`HEAD_BUFFER_BYTES`]) and checks that it parses as HTTP/1. Returns the bytes read, for hyper
+/// to read again; `None` when the connection is done: closed or timed out (nothing to answer),
+/// or answered here with a JSON 400 (not HTTP) or 431 (a head too large).
+async fn first_head(
+    stream: &mut tokio::net::TcpStream,
+    limits: &HttpLimits,
+    peer: std::net::SocketAddr,
+) -> Option<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = tokio::time::Instant::now() + limits.header_read_timeout;
+    let mut buf = Vec::with_capacity(1024);
+    let refusal = loop {
+        let mut headers = [httparse::EMPTY_HEADER; 128];
+        match httparse::Request::new(&mut headers).parse(&buf) {
+            Ok(httparse::Status::Complete(_)) => return Some(buf),
+            Ok(httparse::Status::Partial) if buf.len() >= HEAD_BUFFER_BYTES => {
+                break (
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    format!("request head over {HEAD_BUFFER_BYTES} bytes; at most that is read"),
+                );
+            }
+            Ok(httparse::Status::Partial) => {}
+            Err(httparse::Error::TooManyHeaders) => {
+                break (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "more than 128 request headers".to_owned());
+            }
+            Err(e) => break (StatusCode::BAD_REQUEST, format!("not an HTTP/1 request: {e}")),
+        }
+        let mut chunk = [0u8; 4096];
+        let room = (HEAD_BUFFER_BYTES + 1 - buf.len()).min(chunk.len());
+        match tokio::time::timeout_at(deadline, stream.read(&mut chunk[..room])).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return None,
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => {
+                tracing::debug!(%peer, "request head not received in time: connection closed");
+                return None;
+            }
+        }
+    };
+    tracing::debug!(%peer, status = refusal.0.as_u16(), reason = %refusal.1, "request head refused");
+    let body = serde_json::json!({ "error": refusal.1 }).to_string();
+    let reason = refusal.0.canonical_reason().unwrap_or("");
+    let response = format!(
+        "HTTP/1.1 {} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        refusal.0.as_u16(),
+        body.len()
+    );
+    let _ = tokio::time::timeout(limits.idle_timeout, async {
+        let _ = stream.write_all(response.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+    None
+}
+
 /// A TCP stream that records when it last read or wrote (milliseconds since `origin`), for
-/// the idle timeout.
+/// the idle timeout; it first serves `prefix`, the bytes [`first_head`] already read.
 struct Tracked {
     inner: tokio::net::TcpStream,
+    prefix: Vec<u8>,
+    read_prefix: usize,
     activity: Arc<AtomicU64>,
     origin: Instant,
 }
@@ -168,6 +233,14 @@ impl Tracked {
 
 impl AsyncRead for Tracked {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        if self.read_prefix < self.prefix.len() {
+            let n = (self.prefix.len() - self.read_prefix).min(buf.remaining());
+            let from = self.read_prefix;
+            buf.put_slice(&self.prefix[from..from + n]);
+            self.read_prefix += n;
+            self.touch();
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(poll, Poll::Ready(Ok(()))) && buf.filled().len() > before {

@@ -203,3 +203,45 @@ async fn at_the_connection_cap_a_new_client_waits_until_one_leaves() {
     let reply = tokio::time::timeout(CLOSE_BOUND, read_response(&mut second)).await.expect("served once the cap frees");
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
 }
+
+/// Sends `raw` on a new connection and returns everything the server writes until it closes.
+async fn exchange(base: &str, raw: &[u8]) -> String {
+    let mut stream = TcpStream::connect(base.trim_start_matches("http://")).await.unwrap();
+    stream.write_all(raw).await.unwrap();
+    read_until_closed(&mut stream).await
+}
+
+#[tokio::test]
+async fn what_is_not_http_or_too_large_for_the_parser_gets_json_too() {
+    let f = fixture(1, false).await;
+    for (raw, status, needle) in [
+        (b"HELLO THERE\r\n\r\n".to_vec(), "400", "not an HTTP/1 request"),
+        (b"\x00\x01\x02\x03\r\n\r\n".to_vec(), "400", "not an HTTP/1 request"),
+        (
+            format!("GET /aggregate/1 HTTP/1.1\r\nx-pad: {}\r\n\r\n", "z".repeat(70 * 1024)).into_bytes(),
+            "431",
+            "request head over",
+        ),
+        (
+            format!("GET /aggregate/1 HTTP/1.1\r\n{}\r\n", "x-h: 1\r\n".repeat(200)).into_bytes(),
+            "431",
+            "more than 128 request headers",
+        ),
+    ] {
+        let reply = exchange(&f.base, &raw).await;
+        assert!(reply.starts_with(&format!("HTTP/1.1 {status} ")), "{reply:.200}");
+        let body = reply.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let json: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {reply:.300}"));
+        assert!(json["error"].as_str().unwrap().contains(needle), "{json}");
+    }
+    // A request split across writes, and pipelined requests behind it, are served as before.
+    let mut stream = TcpStream::connect(f.base.trim_start_matches("http://")).await.unwrap();
+    stream.write_all(b"GET /aggregate/1 HT").await.unwrap();
+    stream.flush().await.unwrap();
+    stream
+        .write_all(b"TP/1.1\r\nHost: x\r\n\r\nGET /aggregate/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let reply = read_until_closed(&mut stream).await;
+    assert_eq!(reply.matches("HTTP/1.1 200 OK").count(), 2, "{reply}");
+}

@@ -25,8 +25,13 @@ pub fn fee_engine_v2_since() -> chrono::DateTime<chrono::Utc> {
 ///
 /// Each step only adds what the next shape has, with its default; nothing is removed or
 /// renamed, so a v1 payload keeps its top-level `amount_cents` after upcasting.
-pub const FEE_UPCASTERS: [Upcaster; 1] =
-    [Upcaster { event_type: "fee_charged", version_of: fee_schema, steps: &[fee_nest_amount, fee_state_tax] }];
+pub const FEE_UPCASTERS: [Upcaster; 1] = [Upcaster {
+    event_type: "fee_charged",
+    // What the steps and the decoders read; the rest of a fee's payload is skipped unparsed.
+    reads: &["schema", "amount_cents", "fee"],
+    version_of: fee_schema,
+    steps: &[fee_nest_amount, fee_state_tax],
+}];
 
 fn fee_schema(payload: &Json) -> u32 {
     match payload.get("schema") {

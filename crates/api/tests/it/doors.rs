@@ -157,6 +157,12 @@ async fn a_repeated_parameter_is_refused_and_a_long_id_is_not_echoed_whole() {
     assert_eq!(status, 400, "{body}");
     let message = body["error"].as_str().unwrap();
     assert!(message.len() < 200 && message.contains("positive integer"), "{message}");
+
+    let long_ts = "2".repeat(5_000);
+    let (status, body) = f.get(&format!("/aggregate/1/as-of?ts={long_ts}")).await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"].as_str().unwrap();
+    assert!(message.len() < 300 && message.contains("RFC 3339"), "an invalid ts is not echoed whole: {message}");
 }
 
 /// Reads from `stream` until the end of one response head and a `Content-Length` body.

@@ -84,6 +84,13 @@ pub async fn latest_snapshot(
     let bad = |reason: String| Error::BadRow { table: "read.aggregate_snapshots".into(), aggregate_id, reason };
     let row: serde_json::Value = serde_json::from_slice(&state.0)
         .map_err(|e| bad(format!("snapshot at version {version} of fold {}: {e}", projection.name())))?;
+    if row.get("aggregate_version").is_none() && row.get("version").is_some() {
+        // Stored before the projection trait, as the bank's own account struct: unusable by the
+        // row codec. Folding from the first event gives the same answer; a new `reproject
+        // snapshot` run after `DELETE FROM read.aggregate_snapshots` restores the speed.
+        tracing::debug!(aggregate_id, version, "snapshot in the pre-trait format ignored");
+        return Ok(SnapshotHit { snapshot: None, next_version });
+    }
     let held =
         (row.get("aggregate_version").and_then(|v| v.as_i64()), row.get("aggregate_id").and_then(|v| v.as_i64()));
     if held != (Some(version as i64), Some(aggregate_id)) {

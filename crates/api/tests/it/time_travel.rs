@@ -106,3 +106,26 @@ async fn as_of_the_head_equals_the_current_row_and_defaults_to_the_active_fold()
         }
     }
 }
+
+/// Snapshots stored before the projection trait (the bank's account struct as JSON, with
+/// `version` rather than `aggregate_version`) are skipped, not an error: the answer is the fold
+/// of the log as without them.
+#[tokio::test]
+async fn a_snapshot_in_the_pre_trait_format_is_skipped() {
+    let f = fixture(4, false).await;
+    let (_, before) = f.get("/aggregate/2/as-of?offset=1000000&version=v4").await;
+    f.client
+        .execute(
+            "INSERT INTO read.aggregate_snapshots (fold, aggregate_id, version, max_seq, max_ts, state) \
+             VALUES ('v4', 2, 1, 0, '2000-01-01Z', \
+                     '{\"aggregate_id\": 2, \"owner\": \"x\", \"currency\": \"EUR\", \"status\": \"open\", \
+                       \"balance\": 999999, \"version\": 1, \"applied_seq\": 1}')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (status, after) = f.get("/aggregate/2/as-of?offset=1000000&version=v4").await;
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(after["balance"], before["balance"], "{after}");
+    assert_eq!(after["snapshot_version"], serde_json::Value::Null, "{after}");
+}

@@ -9,3 +9,4 @@ mod obs;
 mod serve;
 mod support;
 mod verify;
+mod workers;

@@ -115,6 +115,9 @@ pub struct ReplayReport {
     /// process started, or since the caller last called [`reset_peak_rss`].
     pub peak_rss_bytes: u64,
     pub catch_up: Option<LiveReport>,
+    /// This process folded its share of the partitions, and another replay process of the same
+    /// version (which held the version when this one finished) passes the barrier and catches up.
+    pub finished_elsewhere: bool,
     /// What the adaptive controller did, when the replay had one.
     pub adaptive: Option<AdaptiveReport>,
 }
@@ -153,6 +156,11 @@ struct Shared<P: Projection> {
     config: ReplayConfig<P>,
     boundary: i64,
     queue: Mutex<VecDeque<u32>>,
+    /// Partitions another process held when this one tried them: tried again once the queue
+    /// is empty, until they are done.
+    elsewhere: Mutex<Vec<u32>>,
+    /// Partitions this process folded and wrote.
+    partitions: AtomicU64,
     limiter: Option<Arc<RateLimiter>>,
     events: AtomicU64,
     bytes: AtomicU64,
@@ -218,7 +226,22 @@ async fn rebuild<P: Projection>(
             report.peak_rss_bytes = peak_rss_bytes();
             return Ok(report);
         }
+        if !take_over(&client, projection).await? {
+            info!(
+                version = projection.name(),
+                "bulk share done; another replay process of this version passes the barrier and catches up"
+            );
+            report.finished_elsewhere = true;
+            report.peak_rss_bytes = peak_rss_bytes();
+            let total = report.bulk_seconds;
+            report.bulk_events_per_s = report.bulk_events as f64 / total.max(1e-9);
+            report.bulk_mb_per_s = report.bulk_bytes as f64 / 1e6 / total.max(1e-9);
+            return Ok(report);
+        }
         pass_barrier(&client, projection, &mut report).await?;
+    } else {
+        client.execute("SELECT pg_advisory_unlock_shared(hashtext($1))", &[&version_key(projection)]).await?;
+        lock_version(&client, projection).await?;
     }
     let total = report.bulk_seconds + report.barrier_seconds;
     report.bulk_events_per_s = report.bulk_events as f64 / total.max(1e-9);
@@ -230,19 +253,26 @@ async fn rebuild<P: Projection>(
     Ok(report)
 }
 
-/// Takes the version's writer lock, registers it if new (a retired version is refused), and
-/// returns its bulk boundary W, fixing it on the first run (a restart keeps the first W).
+/// Takes the version's lock in shared mode (the bulk phase may run in several processes; a
+/// live projector or a catch-up holds it exclusively), registers the version if new (a retired
+/// version is refused), and returns its bulk boundary W, fixed by the first process of the
+/// first run (a restart, or a second process, folds below the same W).
 async fn claim_version<P: Projection>(client: &mut Client, config: &ReplayConfig<P>, partitions: u32) -> Result<i64> {
     let projection = &config.projection;
     readmodel::ensure_schema(client).await?;
-    lock_version(client, projection).await?;
+    lock_version_shared(client, projection).await?;
+    // Registration creates the table: serialised, so two processes starting at once do not
+    // race on CREATE TABLE.
+    client.execute("SELECT pg_advisory_lock(hashtext('reproject:register'))", &[]).await?;
     let info = match readmodel::version_info(&*client, projection.name()).await {
-        Ok(info) => info,
+        Ok(info) => Ok(info),
         Err(readmodel::Error::UnknownVersion(_)) => {
-            readmodel::register(client, projection, State::Building, partitions).await?
+            readmodel::register(client, projection, State::Building, partitions).await
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => Err(e),
     };
+    client.execute("SELECT pg_advisory_unlock(hashtext('reproject:register'))", &[]).await?;
+    let info = info?;
     if info.state == State::Retired {
         return Err(Error::WrongState {
             version: info.version,
@@ -257,8 +287,37 @@ async fn claim_version<P: Projection>(client: &mut Client, config: &ReplayConfig
     if let Some(until) = config.until {
         w = w.min(until);
     }
-    readmodel::set_bulk_boundary(&*client, projection.name(), w).await?;
-    Ok(w)
+    Ok(readmodel::set_bulk_boundary(&*client, projection.name(), w).await?)
+}
+
+/// The advisory lock key of a version (one writer: the live projector, or a replay's
+/// catch-up; the bulk phase holds it shared).
+fn version_key<P: Projection>(projection: &P) -> String {
+    format!("reproject:{}", projection.name())
+}
+
+/// Takes the version's lock in shared mode, waiting up to 30 s for an exclusive holder.
+async fn lock_version_shared<P: Projection>(client: &Client, projection: &P) -> Result<()> {
+    client.batch_execute("SET lock_timeout = '30s'").await?;
+    let taken = client.execute("SELECT pg_advisory_lock_shared(hashtext($1))", &[&version_key(projection)]).await;
+    client.batch_execute("SET lock_timeout = 0").await?;
+    match taken {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+            Err(Error::Locked(projection.name().to_owned()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// After the bulk phase: gives up the shared lock and tries to take the version exclusively,
+/// to pass the barrier and catch up. False when another replay process of the version still
+/// holds it (that process finishes the build; this one is done).
+async fn take_over<P: Projection>(client: &Client, projection: &P) -> Result<bool> {
+    let key = version_key(projection);
+    client.execute("SELECT pg_advisory_unlock_shared(hashtext($1))", &[&key]).await?;
+    let taken: bool = client.query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&key]).await?.get(0);
+    Ok(taken)
 }
 
 /// The bulk phase: every partition not yet at `boundary` folded and written by the workers;
@@ -276,7 +335,6 @@ async fn bulk_phase<P: Projection>(
     let positions = readmodel::offsets(client, projection.name()).await?;
     let todo: VecDeque<u32> =
         (0..partitions).filter(|p| positions[*p as usize] < Position::boundary(boundary)).collect();
-    report.partitions_replayed = todo.len() as u32;
     info!(
         version = projection.name(),
         boundary,
@@ -311,6 +369,8 @@ async fn bulk_phase<P: Projection>(
         config: config.clone(),
         boundary,
         queue: Mutex::new(todo),
+        elsewhere: Mutex::new(Vec::new()),
+        partitions: AtomicU64::new(0),
         limiter: adaptive.or_else(|| config.rate_limit.map(|r| Arc::new(RateLimiter::new(r)))),
         events: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
@@ -339,6 +399,7 @@ async fn bulk_phase<P: Projection>(
     if let Some(e) = first_error {
         return Err(e);
     }
+    report.partitions_replayed = shared.partitions.load(Ordering::Relaxed) as u32;
     report.bulk_events = shared.events.load(Ordering::Relaxed);
     report.bulk_bytes = shared.bytes.load(Ordering::Relaxed);
     report.bulk_rows = shared.rows.load(Ordering::Relaxed);
@@ -408,6 +469,59 @@ async fn catch_up<P: Projection>(
     run_tail(client, &live, stop, tail_limiter).await
 }
 
+/// The advisory lock of one partition of a version's bulk phase: held by the session that folds
+/// it, so a partition is folded by one worker of one process at a time, and a process killed
+/// mid-partition loses only that partition's work (its session ends, the lock with it, and
+/// another process takes the partition; nothing of it was committed).
+const PARTITION_LOCK: &str = "SELECT pg_try_advisory_lock(hashtext($1), $2)";
+const PARTITION_UNLOCK: &str = "SELECT pg_advisory_unlock(hashtext($1), $2)";
+
+fn partition_key<P: Projection>(shared: &Shared<P>) -> String {
+    format!("reproject:bulk:{}", shared.config.projection.name())
+}
+
+/// The next partition this worker folds: taken from the queue, locked, and not yet at the
+/// boundary (another process may have finished it). A partition another process holds is set
+/// aside and tried again every 200 ms until it is done or free (its holder died). `None` when
+/// every partition is at the boundary.
+async fn claim_partition<P: Projection>(client: &Client, shared: &Shared<P>) -> Result<Option<u32>> {
+    let key = partition_key(shared);
+    let boundary = Position::boundary(shared.boundary);
+    loop {
+        let next = shared.queue.lock().expect("queue lock").pop_front();
+        let Some(p) = next else {
+            let waiting: Vec<u32> = std::mem::take(&mut *shared.elsewhere.lock().expect("elsewhere lock"));
+            if waiting.is_empty() {
+                return Ok(None);
+            }
+            let positions = readmodel::offsets(client, shared.config.projection.name()).await?;
+            let open: Vec<u32> = waiting.into_iter().filter(|p| positions[*p as usize] < boundary).collect();
+            if open.is_empty() {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            shared.queue.lock().expect("queue lock").extend(open);
+            continue;
+        };
+        let taken: bool = client.query_one(PARTITION_LOCK, &[&key, &(p as i32)]).await?.get(0);
+        if !taken {
+            shared.elsewhere.lock().expect("elsewhere lock").push(p);
+            continue;
+        }
+        let positions = readmodel::offsets(client, shared.config.projection.name()).await?;
+        if positions[p as usize] >= boundary {
+            client.query_one(PARTITION_UNLOCK, &[&key, &(p as i32)]).await?;
+            continue;
+        }
+        return Ok(Some(p));
+    }
+}
+
+async fn release_partition<P: Projection>(client: &Client, shared: &Shared<P>, p: u32) -> Result<()> {
+    client.query_one(PARTITION_UNLOCK, &[&partition_key(shared), &(p as i32)]).await?;
+    Ok(())
+}
+
 async fn worker<P: Projection>(shared: Arc<Shared<P>>, stop: tokio::sync::watch::Receiver<bool>) -> Result<()> {
     let mut client = eventlog::connect(&shared.config.database_url).await?;
     shared.config.priority.apply_to_backend(&client).await;
@@ -415,7 +529,7 @@ async fn worker<P: Projection>(shared: Arc<Shared<P>>, stop: tokio::sync::watch:
         if *stop.borrow() {
             return Ok(());
         }
-        let Some(p) = shared.queue.lock().expect("queue lock").pop_front() else {
+        let Some(p) = claim_partition(&client, &shared).await? else {
             return Ok(());
         };
         let started = Instant::now();
@@ -427,6 +541,8 @@ async fn worker<P: Projection>(shared: Arc<Shared<P>>, stop: tokio::sync::watch:
         shared.rows.fetch_add(batch.rows.len() as u64, Ordering::Relaxed);
         shared.held.fetch_add(batch.held.len() as u64, Ordering::Relaxed);
         readmodel::write_partition(&mut client, &batch).await?;
+        release_partition(&client, &shared, p).await?;
+        shared.partitions.fetch_add(1, Ordering::Relaxed);
         let version = shared.config.projection.name();
         metrics::counter!(metric::PARTITIONS_DONE, "version" => version).increment(1);
         metrics::gauge!(metric::PARTITION_PROGRESS, "version" => version, "partition" => p.to_string()).set(1.0);

@@ -137,16 +137,18 @@ pub async fn list<C: GenericClient>(client: &C) -> Result<Vec<ProjectionInfo>> {
         .collect())
 }
 
-/// Records the bulk boundary W a replay of `version` folds below (fixed on its first run, so a
-/// restarted replay keeps it).
-pub async fn set_bulk_boundary<C: GenericClient>(client: &C, version: &str, boundary: i64) -> Result<()> {
-    let n = client
-        .execute("UPDATE read.projections SET bulk_boundary = $2 WHERE version = $1", &[&version, &boundary])
+/// Records the bulk boundary W a replay of `version` folds below, unless one is recorded
+/// already (by a first run, or by another replay process of the same version), and returns the
+/// recorded one: every process and every restart of one build folds below the same W.
+pub async fn set_bulk_boundary<C: GenericClient>(client: &C, version: &str, boundary: i64) -> Result<i64> {
+    client
+        .execute(
+            "UPDATE read.projections SET bulk_boundary = $2 WHERE version = $1 AND bulk_boundary IS NULL",
+            &[&version, &boundary],
+        )
         .await?;
-    if n != 1 {
-        return Err(Error::UnknownVersion(version.to_owned()));
-    }
-    Ok(())
+    let row = client.query_opt("SELECT bulk_boundary FROM read.projections WHERE version = $1", &[&version]).await?;
+    row.and_then(|r| r.get::<_, Option<i64>>(0)).ok_or_else(|| Error::UnknownVersion(version.to_owned()))
 }
 
 /// Moves `version` to `state`. `ready` and `active` record their timestamps.

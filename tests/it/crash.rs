@@ -11,8 +11,15 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::support::*;
 
-fn stop_signal() -> (tokio::sync::watch::Sender<bool>, tokio::sync::watch::Receiver<bool>) {
-    tokio::sync::watch::channel(false)
+/// Runs `config`'s producer on `url` in the background until the returned sender says stop.
+fn start_producer(
+    url: &str,
+    config: lab::ProduceConfig,
+) -> (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<lab::ProduceReport>) {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let url = url.to_owned();
+    let producer = tokio::spawn(async move { lab::produce::run(&url, config, stop_rx).await.expect("producer") });
+    (stop_tx, producer)
 }
 
 /// The seed of a test's random schedule: `REPROJECT_TEST_SEED` if set (to replay a failure),
@@ -31,14 +38,8 @@ async fn the_live_projector_killed_at_random_points_under_four_writers_ends_exac
     let seed = test_seed("the_live_projector_killed_at_random_points_under_four_writers_ends_exact");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let url = seeded(30_000, 3_000, 8).await;
-    let (stop_tx, stop_rx) = stop_signal();
-    let producer = {
-        let url = url.clone();
-        tokio::spawn(async move {
-            let config = lab::ProduceConfig::new(1_500.0, None, 7);
-            lab::produce::run(&url, config, stop_rx).await.expect("producer")
-        })
-    };
+    let config = lab::ProduceConfig::new(1_500.0, None, 7);
+    let (stop_tx, producer) = start_producer(&url, config);
     for _ in 0..5 {
         let child = spawn(&url, &["projector", "--mode", "live", "--version", "v4", "--batch", "500"]);
         let at = Duration::from_millis(rng.gen_range(100..1_500));
@@ -57,14 +58,8 @@ async fn a_replay_killed_in_bulk_and_catch_up_ends_identical_to_a_clean_pass() {
     let seed = test_seed("a_replay_killed_in_bulk_and_catch_up_ends_identical_to_a_clean_pass");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let url = seeded(60_000, 5_000, 16).await;
-    let (stop_tx, stop_rx) = stop_signal();
-    let producer = {
-        let url = url.clone();
-        tokio::spawn(async move {
-            let config = lab::ProduceConfig::new(1_000.0, None, 11);
-            lab::produce::run(&url, config, stop_rx).await.expect("producer")
-        })
-    };
+    let config = lab::ProduceConfig::new(1_000.0, None, 11);
+    let (stop_tx, producer) = start_producer(&url, config);
     for round in 0..6 {
         // Small batches keep catch-up long enough to be killed inside it too.
         let child = spawn(
@@ -102,22 +97,16 @@ async fn the_live_projector_killed_repeatedly_under_an_unpaced_batched_producer_
     let seed = test_seed("the_live_projector_killed_repeatedly_under_an_unpaced_batched_producer_ends_exact");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let url = seeded(30_000, 3_000, 8).await;
-    let (stop_tx, stop_rx) = stop_signal();
-    let producer = {
-        let url = url.clone();
-        tokio::spawn(async move {
-            // As fast as it goes: batches of 100 commands, 4 writers over disjoint ranges, a
-            // larger share of transfers (half of them across ranges) than the default, and a
-            // longer pause before the cross-range ones (more versions n+1 before n).
-            let config = lab::ProduceConfig {
-                transfer_ratio: 0.2,
-                cross_range_ratio: 0.5,
-                transfer_pause: Duration::from_millis(10),
-                ..lab::ProduceConfig::new(0.0, None, seed)
-            };
-            lab::produce::run(&url, config, stop_rx).await.expect("producer")
-        })
+    // As fast as it goes: batches of 100 commands, 4 writers over disjoint ranges, a
+    // larger share of transfers (half of them across ranges) than the default, and a
+    // longer pause before the cross-range ones (more versions n+1 before n).
+    let config = lab::ProduceConfig {
+        transfer_ratio: 0.2,
+        cross_range_ratio: 0.5,
+        transfer_pause: Duration::from_millis(10),
+        ..lab::ProduceConfig::new(0.0, None, seed)
     };
+    let (stop_tx, producer) = start_producer(&url, config);
     for _ in 0..6 {
         let child = spawn(&url, &["projector", "--mode", "live", "--version", "v4", "--batch", "2000"]);
         let at = Duration::from_millis(rng.gen_range(200..1_200));

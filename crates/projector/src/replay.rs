@@ -25,7 +25,7 @@ use crate::error::Error;
 use crate::partition_fold::{FoldFootprint, PartitionFold};
 use crate::priority::CpuPriority;
 use crate::ratelimit::RateLimiter;
-use crate::tail::{lock_version, run_tail, LiveConfig, LiveReport};
+use crate::tail::{lock_version, lock_version_shared, run_tail, version_key, LiveConfig, LiveReport};
 use crate::{metric, Result};
 
 /// Configuration of a replay.
@@ -288,26 +288,6 @@ async fn claim_version<P: Projection>(client: &mut Client, config: &ReplayConfig
         w = w.min(until);
     }
     Ok(readmodel::set_bulk_boundary(&*client, projection.name(), w).await?)
-}
-
-/// The advisory lock key of a version (one writer: the live projector, or a replay's
-/// catch-up; the bulk phase holds it shared).
-fn version_key<P: Projection>(projection: &P) -> String {
-    format!("reproject:{}", projection.name())
-}
-
-/// Takes the version's lock in shared mode, waiting up to 30 s for an exclusive holder.
-async fn lock_version_shared<P: Projection>(client: &Client, projection: &P) -> Result<()> {
-    client.batch_execute("SET lock_timeout = '30s'").await?;
-    let taken = client.execute("SELECT pg_advisory_lock_shared(hashtext($1))", &[&version_key(projection)]).await;
-    client.batch_execute("SET lock_timeout = 0").await?;
-    match taken {
-        Ok(_) => Ok(()),
-        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
-            Err(Error::Locked(projection.name().to_owned()))
-        }
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// After the bulk phase: gives up the shared lock and tries to take the version exclusively,

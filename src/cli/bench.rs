@@ -57,6 +57,15 @@ pub enum Which {
     /// Experiment 4: replay from 0 while writers append at each --ingest rate; lag over time,
     /// convergence time, margin, and the crossover where it no longer converges.
     Converge(ConvergeArgs),
+    /// Experiment 7, compaction vs. completeness: one history in the event store, in a compacted
+    /// topic of deltas and in a compacted topic of state-carrying events; diffs against the
+    /// true state, time travel, log size before/after compaction. Uses --topic's cluster (two
+    /// topics named after it) or a throwaway tansu broker; rebuilds the read side.
+    Compaction(super::bench_kafka::CompactionArgs),
+    /// The Kafka log: replay of v4 from a topic vs a raw consume of it (`replay_vs_consume`),
+    /// then the live projector's lag on the topic while `produce` appends. Uses --topic or a
+    /// throwaway tansu broker; rebuilds the read side.
+    Kafka(super::bench_kafka::KafkaArgs),
 }
 
 /// The flags of `bench replay`.
@@ -279,6 +288,8 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
         Bench::TimeTravel(p) => time_travel(&url, out, p).await?,
         Bench::Produce(p) => produce(url, out, p).await?,
         Bench::Converge(p) => converge(url, out, p).await?,
+        Bench::Compaction(a) => super::bench_kafka::compaction(url, out, a, g.topic.clone()).await?,
+        Bench::Kafka(a) => super::bench_kafka::kafka(url, out, a, g.topic.clone()).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -293,6 +304,8 @@ enum Bench {
     TimeTravel(TimeTravelPlan),
     Produce(ProducePlan),
     Converge(ConvergePlan),
+    Compaction(super::bench_kafka::CompactionArgs),
+    Kafka(super::bench_kafka::KafkaArgs),
 }
 
 /// `bench replay`, validated.
@@ -372,6 +385,11 @@ impl Bench {
             Which::TimeTravel(a) => (a.log.clone(), Bench::TimeTravel(a.validate())),
             Which::Produce(a) => (a.log.clone(), Bench::Produce(a.validate()?)),
             Which::Converge(a) => (a.log.clone(), Bench::Converge(a.validate()?)),
+            Which::Compaction(a) => (a.log(), Bench::Compaction(a)),
+            Which::Kafka(a) => {
+                a.validate()?;
+                (a.log(), Bench::Kafka(a))
+            }
         };
         log.validate()?;
         Ok((log, bench))
@@ -500,7 +518,7 @@ impl ConvergeArgs {
 }
 
 /// `--workers`, or the cores.
-fn workers(flag: Option<usize>) -> Result<usize> {
+pub(super) fn workers(flag: Option<usize>) -> Result<usize> {
     match flag {
         Some(0) => bail!("--workers must be at least 1"),
         Some(n) => Ok(n),
@@ -509,7 +527,7 @@ fn workers(flag: Option<usize>) -> Result<usize> {
 }
 
 /// `csv: A  plot: B` for the files a benchmark wrote under --out.
-fn print_files(out: &Path, csv: &str, plot: &str) {
+pub(super) fn print_files(out: &Path, csv: &str, plot: &str) {
     println!("csv: {}  plot: {}", out.join(csv).display(), out.join(plot).display());
 }
 

@@ -26,6 +26,9 @@ pub struct SeedArgs {
     /// Hash partitions of the log (fixed when the log is created).
     #[arg(long, default_value_t = 16)]
     pub partitions: u32,
+    /// With --topic: partitions of the topic, if it is created (default: --partitions).
+    #[arg(long, value_name = "N")]
+    pub topic_partitions: Option<u32>,
     /// Drop the existing log, read models and lab tables first.
     #[arg(long)]
     pub reset: bool,
@@ -61,6 +64,18 @@ pub async fn seed(g: &Global, a: SeedArgs) -> Result<ExitCode> {
     let url = database_url(g)?;
     let report = lab::seed::run(&url, config).await.context("seeding the log")?;
     println!("{}", report.render());
+    if let Some(topic) = &g.topic {
+        let partitions = a.topic_partitions.unwrap_or(a.partitions);
+        topic.create(partitions, false).await.with_context(|| format!("creating {topic}"))?;
+        let mirror = kafkalog::MirrorConfig::new(&url, topic.clone());
+        let report = kafkalog::mirror::<lab::bank::V4>(&mirror, None, super::ctrl_c())
+            .await
+            .with_context(|| format!("mirroring the log into {topic}"))?;
+        println!(
+            "mirrored {} events into {topic} ({partitions} partitions) in {:.1} s: {:.0} events/s",
+            report.events, report.seconds, report.events_per_s
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -114,8 +129,25 @@ pub async fn produce(g: &Global, a: ProduceArgs) -> Result<ExitCode> {
         cross_range_ratio: a.cross_range_ratio,
         ..lab::ProduceConfig::new(a.rate, a.duration, a.seed)
     };
-    let report = lab::produce::run(&url, config, super::ctrl_c()).await.context("producing")?;
+    let stop = super::ctrl_c();
+    // With --topic, a mirror follows the event store into the topic while the writers run,
+    // then drains what they left.
+    let (mirror_stop_tx, mirror_stop) = tokio::sync::watch::channel(false);
+    let mirror = g.topic.as_ref().map(|topic| {
+        let config = kafkalog::MirrorConfig { follow: true, ..kafkalog::MirrorConfig::new(&url, topic.clone()) };
+        tokio::spawn(async move { kafkalog::mirror::<lab::bank::V4>(&config, None, mirror_stop).await })
+    });
+    let report = lab::produce::run(&url, config, stop).await.context("producing")?;
     println!("{}", report.render());
+    if let (Some(mirror), Some(topic)) = (mirror, &g.topic) {
+        mirror_stop_tx.send_replace(true);
+        mirror.await.context("mirror task")?.with_context(|| format!("mirroring into {topic}"))?;
+        let last = kafkalog::MirrorConfig::new(&url, topic.clone());
+        let drained = kafkalog::mirror::<lab::bank::V4>(&last, None, tokio::sync::watch::channel(false).1)
+            .await
+            .with_context(|| format!("mirroring into {topic}"))?;
+        println!("mirror into {topic}: caught up ({} events in the last pass)", drained.events);
+    }
     if let Some(path) = a.csv {
         let rows: Vec<Vec<String>> = report
             .per_second

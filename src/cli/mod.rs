@@ -1,6 +1,7 @@
 //! Command-line flags (clap derive), their validation, and dispatch to the libraries.
 
 mod bench;
+mod bench_kafka;
 mod db;
 mod demo;
 mod lab;
@@ -42,6 +43,15 @@ pub struct Global {
     /// Data directory of the embedded cluster.
     #[arg(long, global = true, env = "REPROJECT_DATA_DIR", default_value = ".reproject/pg")]
     pub data_dir: PathBuf,
+    /// A Kafka topic as the log (`kafka://HOST:PORT[,HOST:PORT]/TOPIC`), keyed by aggregate_id:
+    /// `seed` and `produce` write the event store and mirror it into the topic; `projector`
+    /// reads the topic instead of the event store. Unset: the PostgreSQL event store only.
+    #[arg(long, global = true, env = "REPROJECT_TOPIC", value_name = "kafka://HOST:PORT/TOPIC", value_parser = parse_topic)]
+    pub topic: Option<kafkalog::KafkaLog>,
+}
+
+fn parse_topic(text: &str) -> Result<kafkalog::KafkaLog, String> {
+    kafkalog::KafkaLog::parse(text).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Subcommand)]

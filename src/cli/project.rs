@@ -185,7 +185,65 @@ pub async fn projector(g: &Global, a: ProjectorArgs) -> Result<ExitCode> {
         tracing::info!(%bound, "metrics on /metrics");
     }
     let stop = super::ctrl_c();
+    if let Some(topic) = &g.topic {
+        if a.until.is_some() || adaptive.is_some() || a.nice != 0 || a.sched_idle || a.cpus.is_some() {
+            bail!(
+                "--until, --max-live-p99-increase, --nice, --sched-idle and --cpus apply to the event store's \
+                 projector, not to one reading --topic"
+            );
+        }
+        let topic = topic.clone();
+        return lab::dispatch!(projection, p => run_topic_projector(p, &a, url, topic, stop).await);
+    }
     lab::dispatch!(projection, p => run_projector(p, &a, url, adaptive, stop).await)
+}
+
+/// The projector of one concrete projection reading a Kafka topic (`--topic`).
+async fn run_topic_projector<P: fold::Projection>(
+    projection: P,
+    a: &ProjectorArgs,
+    url: String,
+    topic: kafkalog::KafkaLog,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<ExitCode> {
+    match a.mode {
+        Mode::Live => {
+            let config = projector::LiveConfig {
+                batch: a.batch,
+                stop_at_head: a.stop_at_head,
+                quarantine: a.quarantine,
+                from_offset: a.from_offset,
+                poll: a.poll,
+                synchronous_commit: a.sync_commit,
+                rate_limit: a.rate_limit,
+                progress: a.progress,
+                stall_after: a.stall_after,
+                ..projector::LiveConfig::new(&url, projection)
+            };
+            let source = kafkalog::KafkaSource::open(&topic).with_context(|| format!("--topic {topic}"))?;
+            let mut client = eventlog::connect(&url).await.context("connecting to PostgreSQL")?;
+            let report =
+                projector::run_tail_on(&mut client, &config, stop, None, source).await.context("live projector")?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        Mode::Replay => {
+            if a.rate_limit.is_some() || a.from_offset.is_some() {
+                bail!("--rate-limit and --from-offset apply to --mode live when reading --topic");
+            }
+            let config = kafkalog::KafkaReplayConfig {
+                workers: a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+                batch: a.batch,
+                catch_up: a.catch_up,
+                stop_at_head: a.stop_at_head,
+                quarantine: a.quarantine,
+                progress: a.progress,
+                ..kafkalog::KafkaReplayConfig::new(&url, topic, projection)
+            };
+            let report = kafkalog::replay(&config, stop).await.context("replay from the topic")?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The projector of one concrete projection, from validated flags.

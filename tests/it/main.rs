@@ -5,6 +5,7 @@ mod crash;
 mod demo;
 mod flags;
 mod horizon;
+mod kafka;
 mod obs;
 mod serve;
 mod support;

@@ -35,6 +35,9 @@ pub enum Error {
     Probe(String),
     #[error("replay worker failed: {0}")]
     Worker(String),
+    /// The log source (a Kafka topic) failed.
+    #[error("log source: {0}")]
+    Source(String),
     #[error("bad configuration: {0}")]
     Config(String),
 }

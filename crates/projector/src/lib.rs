@@ -14,6 +14,7 @@ mod ratelimit;
 mod repair;
 mod replay;
 mod snapshot;
+mod source;
 mod tail;
 mod verify;
 
@@ -24,7 +25,10 @@ pub use ratelimit::RateLimiter;
 pub use repair::{repair, RepairReport};
 pub use replay::{current_rss_bytes, peak_rss_bytes, replay, reset_peak_rss, ReplayConfig, ReplayReport};
 pub use snapshot::{build_snapshots, SnapshotConfig, SnapshotReport};
-pub use tail::{run_live, LiveConfig, LiveReport, StallWatch, StepOutcome, TailOptions, Tailer};
+pub use source::{PgLog, Read, Source};
+pub use tail::{
+    lock_version, run_live, run_tail_on, LiveConfig, LiveReport, StallWatch, StepOutcome, TailOptions, Tailer,
+};
 pub use verify::{verify_against_log, LogDiff, LogVerifyReport};
 
 /// Result alias of this crate.

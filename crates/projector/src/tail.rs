@@ -5,13 +5,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use eventlog::{LogReader, Position, RawEvent};
+use eventlog::{Position, RawEvent};
 use fold::{Guarded, Offer, Projection};
 use readmodel::{DeadLetter, State, TailBatch};
 use tokio_postgres::Client;
 use tracing::{info, warn};
 
 use crate::error::{BadEvent, Error};
+use crate::source::{PgLog, Read, Source};
 use crate::{metric, Result};
 
 /// One aggregate's share of a batch: its partition, its raw events by version (for held-event
@@ -53,16 +54,15 @@ impl TailOptions {
     }
 }
 
-/// A tailer of one projection version. Holds the positions and held events it has committed.
-pub struct Tailer<P: Projection> {
+/// A tailer of one projection version over a [`Source`] (the Postgres log unless given
+/// another). Holds the positions and held events it has committed.
+pub struct Tailer<P: Projection, S: Source = PgLog> {
     projection: P,
-    reader: LogReader,
+    source: S,
     positions: Vec<Position>,
     held: HashMap<i64, Vec<(u32, RawEvent)>>,
     batch: usize,
-    until: Option<i64>,
     quarantine: bool,
-    next_partition: u32,
     limiter: Option<std::sync::Arc<crate::RateLimiter>>,
     /// When a step last found every partition drained below its boundary: the live lag in
     /// seconds is the time since then.
@@ -70,36 +70,58 @@ pub struct Tailer<P: Projection> {
 }
 
 impl<P: Projection> Tailer<P> {
-    /// Loads the version's committed positions and held events (see [`TailOptions`]).
+    /// A tailer of the Postgres log: loads the version's committed positions and held events
+    /// (see [`TailOptions`]).
     pub async fn open(client: &Client, projection: P, options: TailOptions) -> Result<Tailer<P>> {
-        let TailOptions { batch, until, quarantine, from_offset } = options;
-        let reader = LogReader::prepare(client).await?;
+        let source = PgLog::open(client, options.until).await?;
+        Tailer::open_on(client, projection, options, source).await
+    }
+
+    /// Whether every partition is at or past `boundary` (an xid of the Postgres log).
+    pub fn reached(&self, boundary: i64) -> bool {
+        self.positions.iter().all(|p| *p >= Position::boundary(boundary))
+    }
+}
+
+impl<P: Projection, S: Source> Tailer<P, S> {
+    /// A tailer of `source` (its `until` is the source's business: `options.until` is not read
+    /// here): loads the version's committed positions and held events, and starts the source
+    /// at those positions (moved back to `options.from_offset` for an overlap re-read).
+    pub async fn open_on(client: &Client, projection: P, options: TailOptions, mut source: S) -> Result<Tailer<P, S>> {
+        let TailOptions { batch, until: _, quarantine, from_offset } = options;
         let mut positions = readmodel::offsets(client, projection.name()).await?;
+        if positions.len() != source.partitions() as usize {
+            return Err(Error::Config(format!(
+                "version {} has positions for {} partitions but the log has {}",
+                projection.name(),
+                positions.len(),
+                source.partitions()
+            )));
+        }
         if let Some(from) = from_offset {
             for p in positions.iter_mut() {
                 *p = (*p).min(Position::boundary(from));
             }
         }
+        source.start(&positions).await?;
         let mut held: HashMap<i64, Vec<(u32, RawEvent)>> = HashMap::new();
         for (p, e) in readmodel::held_events(client, projection.name()).await? {
             held.entry(e.aggregate_id).or_default().push((p, e));
         }
         Ok(Tailer {
             projection,
-            reader,
+            source,
             positions,
             held,
             batch: batch.max(1),
-            until,
             quarantine,
-            next_partition: 0,
             limiter: None,
             caught_up_at: Instant::now(),
         })
     }
 
     /// Caps the events per second this tailer reads (backpressure for catch-up).
-    pub fn with_rate_limit(mut self, limiter: Option<std::sync::Arc<crate::RateLimiter>>) -> Tailer<P> {
+    pub fn with_rate_limit(mut self, limiter: Option<std::sync::Arc<crate::RateLimiter>>) -> Tailer<P, S> {
         self.limiter = limiter;
         self
     }
@@ -114,44 +136,27 @@ impl<P: Projection> Tailer<P> {
         self.held.values().map(Vec::len).sum()
     }
 
-    /// Whether every partition is at or past `boundary`.
-    pub fn reached(&self, boundary: i64) -> bool {
-        self.positions.iter().all(|p| *p >= Position::boundary(boundary))
+    /// Whether every partition is at or past its position in `head` (from [`Tailer::head`]).
+    pub fn reached_head(&self, head: &[Position]) -> bool {
+        self.positions.iter().zip(head).all(|(p, h)| p >= h)
+    }
+
+    /// The source's head now (see [`Source::head`]).
+    pub async fn head(&mut self, client: &Client) -> Result<Vec<Position>> {
+        self.source.head(client).await
+    }
+
+    /// Events between the committed positions and the source's head.
+    pub async fn lag(&mut self, client: &Client) -> Result<u64> {
+        let positions = self.positions.clone();
+        self.source.lag(client, &positions).await
     }
 
     /// Reads, folds and commits one batch.
     pub async fn step(&mut self, client: &mut Client) -> Result<StepOutcome> {
         let step_started = Instant::now();
-        let mut boundary = eventlog::boundary(client).await?;
-        if let Some(until) = self.until {
-            boundary = boundary.min(until);
-        }
-        let partitions = self.reader.partitions();
-        let mut new_positions = self.positions.clone();
-        let mut events: Vec<(u32, RawEvent)> = Vec::new();
-        let mut drained = true;
-        for i in 0..partitions {
-            let p = (self.next_partition + i) % partitions;
-            let at = self.positions[p as usize];
-            if at >= Position::boundary(boundary) {
-                continue;
-            }
-            let room = self.batch - events.len();
-            if room == 0 {
-                drained = false;
-                break;
-            }
-            let rows = self.reader.read_after(client, p, at, boundary, room).await?;
-            let full = rows.len() == room;
-            new_positions[p as usize] = match rows.last() {
-                Some(last) if full => last.position(),
-                Some(last) => last.position().max(Position::boundary(boundary)),
-                None => Position::boundary(boundary),
-            };
-            drained &= !full;
-            events.extend(rows.into_iter().map(|e| (p, e)));
-        }
-        self.next_partition = (self.next_partition + 1) % partitions.max(1);
+        let Read { events, positions: new_positions, drained, boundary } =
+            self.source.read(client, &self.positions, self.batch).await?;
         if events.is_empty() && new_positions == self.positions {
             self.record_lag(drained);
             return Ok(StepOutcome { read: 0, applied: 0, boundary, drained });
@@ -517,7 +522,7 @@ pub(crate) fn version_key<P: Projection>(projection: &P) -> String {
 
 /// Takes the per-version advisory lock that keeps one writer per version, waiting up to 30s
 /// (a killed predecessor's session may take a moment to be reaped).
-pub(crate) async fn lock_version<P: Projection>(client: &Client, projection: &P) -> Result<()> {
+pub async fn lock_version<P: Projection>(client: &Client, projection: &P) -> Result<()> {
     lock_version_as(client, projection, "pg_advisory_lock").await
 }
 
@@ -542,9 +547,12 @@ async fn lock_version_as<P: Projection>(client: &Client, projection: &P, functio
 
 /// Takes the version's writer lock and registers it if new (a retired version may be tailed
 /// again, to keep it ready for a rollback); its primary key is built. Returns its registry row.
-async fn open_version<P: Projection>(client: &mut Client, config: &LiveConfig<P>) -> Result<readmodel::ProjectionInfo> {
+async fn open_version<P: Projection>(
+    client: &mut Client,
+    config: &LiveConfig<P>,
+    partitions: u32,
+) -> Result<readmodel::ProjectionInfo> {
     let projection = &config.projection;
-    let partitions = eventlog::partition_count(client).await?;
     readmodel::ensure_schema(client).await?;
     lock_version(client, projection).await?;
     if config.synchronous_commit {
@@ -609,16 +617,29 @@ pub async fn run_live<P: Projection>(
     run_tail(&mut client, config, stop, None).await
 }
 
-/// The tail loop; `limiter`, if given, replaces `config.rate_limit` (the replay's adaptive
-/// limiter, shared with its bulk phase).
+/// The tail loop over the Postgres log; `limiter`, if given, replaces `config.rate_limit` (the
+/// replay's adaptive limiter, shared with its bulk phase).
 pub(crate) async fn run_tail<P: Projection>(
     client: &mut Client,
     config: &LiveConfig<P>,
     stop: tokio::sync::watch::Receiver<bool>,
     limiter: Option<std::sync::Arc<crate::RateLimiter>>,
 ) -> Result<LiveReport> {
+    let source = PgLog::open(client, config.until).await?;
+    run_tail_on(client, config, stop, limiter, source).await
+}
+
+/// The tail loop over any [`Source`] (see [`run_live`]); the source applies `config.until`
+/// itself, if it supports one.
+pub async fn run_tail_on<P: Projection, S: Source>(
+    client: &mut Client,
+    config: &LiveConfig<P>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    limiter: Option<std::sync::Arc<crate::RateLimiter>>,
+    source: S,
+) -> Result<LiveReport> {
     let projection = &config.projection;
-    let info = open_version(client, config).await?;
+    let info = open_version(client, config, source.partitions()).await?;
     let started_retired = info.state == State::Retired;
     let options = TailOptions {
         batch: config.batch,
@@ -627,12 +648,8 @@ pub(crate) async fn run_tail<P: Projection>(
         from_offset: config.from_offset,
     };
     let limiter = limiter.or_else(|| config.rate_limit.map(|r| std::sync::Arc::new(crate::RateLimiter::new(r))));
-    let mut tailer = Tailer::open(client, projection.clone(), options).await?.with_rate_limit(limiter);
-    let target = match (config.until, config.stop_at_head) {
-        (Some(until), _) => Some(until),
-        (None, true) => Some(eventlog::snapshot_xmax(client).await?),
-        (None, false) => None,
-    };
+    let mut tailer = Tailer::open_on(client, projection.clone(), options, source).await?.with_rate_limit(limiter);
+    let target = if config.until.is_some() || config.stop_at_head { Some(tailer.head(client).await?) } else { None };
     let started = Instant::now();
     let mut report = LiveReport { version: projection.name().to_owned(), ..LiveReport::default() };
     let mut state = info.state;
@@ -647,7 +664,7 @@ pub(crate) async fn run_tail<P: Projection>(
             break;
         }
         let outcome = tailer.step(client).await?;
-        if config.until.is_none() {
+        if config.until.is_none() && tailer.source.watches_horizon() {
             watch.check(client).await;
         }
         report.events_read += outcome.read as u64;
@@ -659,7 +676,7 @@ pub(crate) async fn run_tail<P: Projection>(
             // The exact lag costs a count over it: refresh it at most every five seconds.
             if last_lag_check.elapsed() > Duration::from_secs(5) {
                 last_lag_check = Instant::now();
-                lag = readmodel::lag_events(&*client, tailer.positions()).await.ok();
+                lag = tailer.lag(client).await.ok();
             }
             bar.set_message(format!(
                 "{}: read {} applied {} held {} lag {}",
@@ -675,8 +692,8 @@ pub(crate) async fn run_tail<P: Projection>(
             state = mark_ready(client, projection).await?;
             report.activated |= state == State::Active;
         }
-        if let Some(target) = target {
-            if tailer.reached(target) {
+        if let Some(target) = &target {
+            if tailer.reached_head(target) {
                 break;
             }
         }

@@ -28,7 +28,9 @@ pub use status::{
     build_progress, counts, log_partition_sizes, record_build_progress, BuildEstimate, BuildPhase, BuildProgress,
     Counts,
 };
-pub use write::{commit_tail_batch, repair_row, write_partition, DeadLetter, PartitionBatch, TailBatch};
+pub use write::{
+    commit_tail_batch, repair_row, write_partition, write_source_partition, DeadLetter, PartitionBatch, TailBatch,
+};
 
 /// Errors of the read side.
 #[derive(Debug, thiserror::Error)]

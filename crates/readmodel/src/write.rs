@@ -181,13 +181,31 @@ pub async fn commit_tail_batch<P: Projection>(client: &mut Client, batch: &TailB
 /// one transaction: a crash rolls back exactly this partition. The partition is truncated in
 /// the same transaction, which lets COPY FREEZE write the rows already frozen.
 pub async fn write_partition<P: Projection>(client: &mut Client, batch: &PartitionBatch<P>) -> Result<()> {
+    write_batch(client, batch, true).await
+}
+
+/// The bulk write of a log whose partitions are not the table's (a Kafka topic's partitions
+/// follow murmur2 of the key, the table's PostgreSQL's hash): `batch.rows` are COPYed into the
+/// version's table, each row to the partition its hash routes it to, with the source
+/// partition's position and held events, in one transaction. Nothing is truncated: a source
+/// partition is written once (a restart skips those with a position), and a crash rolls back
+/// exactly this one.
+pub async fn write_source_partition<P: Projection>(client: &mut Client, batch: &PartitionBatch<P>) -> Result<()> {
+    write_batch(client, batch, false).await
+}
+
+async fn write_batch<P: Projection>(client: &mut Client, batch: &PartitionBatch<P>, own_partition: bool) -> Result<()> {
     let projection = &batch.projection;
     let name = projection.name();
     let p = batch.partition;
-    let table = version_partition_table(projection, p);
     let tx = client.transaction().await?;
-    tx.batch_execute(&format!("TRUNCATE {table}")).await?;
-    copy_rows(&tx, projection, &table, ", FREEZE", &batch.rows).await?;
+    if own_partition {
+        let table = version_partition_table(projection, p);
+        tx.batch_execute(&format!("TRUNCATE {table}")).await?;
+        copy_rows(&tx, projection, &table, ", FREEZE", &batch.rows).await?;
+    } else {
+        copy_rows(&tx, projection, &qualified_table(projection), "", &batch.rows).await?;
+    }
     tx.execute("DELETE FROM read.held_events WHERE version = $1 AND partition = $2", &[&name, &(p as i32)]).await?;
     let held: Vec<(u32, RawEvent)> = batch.held.iter().map(|e| (p, e.clone())).collect();
     insert_held(&tx, name, &held).await?;

@@ -118,10 +118,15 @@ pub async fn run<P: Projection>(
 
     let (delta_state, delta_bytes) = fold_deltas(&deltas, &projection).await?;
     let delta_diffs = diffs(&truth, &delta_state);
-    let delta_tt = crate::history::aggregate_history(&deltas, sample, i64::MAX - 1).await;
+    // Time travel: the sample aggregate as of the middle of its partition.
+    let middle = |log: &KafkaLog| -> Result<i64> {
+        let p = crate::murmur2::partition_of(sample.to_string().as_bytes(), partitions);
+        Ok(log.watermarks()?[p as usize].1 / 2)
+    };
+    let delta_tt = crate::history::aggregate_history(&deltas, sample, middle(&deltas)?).await;
     let (state_state, state_bytes) = latest_states(&states).await?;
     let state_diffs = diffs(&truth, &state_state);
-    let state_tt = crate::history::aggregate_history(&states, sample, i64::MAX - 1).await;
+    let state_tt = crate::history::aggregate_history(&states, sample, middle(&states)?).await;
     let refused = |r: &Result<crate::history::History>| match r {
         Err(e @ Error::Compacted { .. }) => Some(e.to_string()),
         _ => None,

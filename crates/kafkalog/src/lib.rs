@@ -47,8 +47,8 @@ pub enum Error {
     BadRecord { partition: u32, offset: i64, reason: String },
     #[error(
         "time travel to offset {offset} of partition {partition} refused: compaction removed records of this \
-         partition below offset {complete_from} (the lowest offset from which it is complete); a log of deltas \
-         cannot be folded across the gap"
+         partition below offset {complete_from} (the lowest offset from which it is complete); the history \
+         before it is gone, and a fold across the gap would give a wrong answer"
     )]
     Compacted { partition: u32, offset: i64, complete_from: i64 },
     #[error("the broker could not be started: {0}")]

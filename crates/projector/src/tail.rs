@@ -654,7 +654,11 @@ pub async fn run_tail_on<P: Projection, S: Source>(
     let mut report = LiveReport { version: projection.name().to_owned(), ..LiveReport::default() };
     let mut state = info.state;
     let mut last_state_check = Instant::now();
-    info!(version = projection.name(), state = %state, ?target, "tailing");
+    let (lowest, highest) = match &target {
+        Some(t) => (t.iter().min().map(ToString::to_string), t.iter().max().map(ToString::to_string)),
+        None => (None, None),
+    };
+    info!(version = projection.name(), state = %state, target_lowest = ?lowest, target_highest = ?highest, "tailing");
     let bar = progress_bar(config.progress);
     let mut last_lag_check = Instant::now() - Duration::from_secs(10);
     let mut lag = None;

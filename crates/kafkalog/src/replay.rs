@@ -88,6 +88,7 @@ pub async fn replay<P: Projection>(
         }
         Err(e) => return Err(e.into()),
     };
+    readmodel::ensure_log_source(&client, projection.name(), &config.log.to_string()).await?;
     if info.partitions != partitions {
         return Err(Error::Projector(projector::Error::Config(format!(
             "version {} was built from a log of {} partitions; {} has {partitions}",

@@ -112,6 +112,10 @@ impl Source for KafkaSource {
     fn watches_horizon(&self) -> bool {
         false
     }
+
+    fn log_name(&self) -> String {
+        self.log.to_string()
+    }
 }
 
 /// Reads partition `p` of `log` from its start to `high` (exclusive), handing each record's

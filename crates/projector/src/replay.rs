@@ -273,6 +273,7 @@ async fn claim_version<P: Projection>(client: &mut Client, config: &ReplayConfig
     };
     client.execute("SELECT pg_advisory_unlock(hashtext('reproject:register'))", &[]).await?;
     let info = info?;
+    readmodel::ensure_log_source(&*client, projection.name(), readmodel::EVENT_STORE).await?;
     if info.state == State::Retired {
         return Err(Error::WrongState {
             version: info.version,

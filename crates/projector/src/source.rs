@@ -49,6 +49,10 @@ pub trait Source: Send {
     /// Whether the tail should watch PostgreSQL's transaction horizon for stalls (the
     /// Postgres log's reads wait on it; a Kafka topic's do not).
     fn watches_horizon(&self) -> bool;
+
+    /// The log's name in the registry (`read.projections.log_source`): a version is folded
+    /// from one log only, since its positions mean nothing in another.
+    fn log_name(&self) -> String;
 }
 
 /// The PostgreSQL event store as a [`Source`]: every partition read after its position and
@@ -123,5 +127,9 @@ impl Source for PgLog {
 
     fn watches_horizon(&self) -> bool {
         true
+    }
+
+    fn log_name(&self) -> String {
+        readmodel::EVENT_STORE.to_owned()
     }
 }

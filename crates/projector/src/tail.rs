@@ -551,6 +551,7 @@ async fn open_version<P: Projection>(
     client: &mut Client,
     config: &LiveConfig<P>,
     partitions: u32,
+    log_name: &str,
 ) -> Result<readmodel::ProjectionInfo> {
     let projection = &config.projection;
     readmodel::ensure_schema(client).await?;
@@ -567,6 +568,7 @@ async fn open_version<P: Projection>(
         }
         Err(e) => return Err(e.into()),
     };
+    readmodel::ensure_log_source(&*client, projection.name(), log_name).await?;
     // A retired version may be tailed again (its table is complete and its positions exact):
     // that keeps it caught up, so that a rollback to it passes the cutover's position check.
     if info.state == State::Retired && config.until.is_none() {
@@ -639,7 +641,7 @@ pub async fn run_tail_on<P: Projection, S: Source>(
     source: S,
 ) -> Result<LiveReport> {
     let projection = &config.projection;
-    let info = open_version(client, config, source.partitions()).await?;
+    let info = open_version(client, config, source.partitions(), &source.log_name()).await?;
     let started_retired = info.state == State::Retired;
     let options = TailOptions {
         batch: config.batch,

@@ -17,7 +17,7 @@ use futures::{pin_mut, StreamExt};
 use tokio_postgres::{Client, IsolationLevel};
 
 use crate::partition_fold::PartitionFold;
-use crate::Result;
+use crate::{Error, Result};
 
 /// One aggregate whose stored row differs from the fold of the log (either may be missing).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -69,6 +69,13 @@ impl LogVerifyReport {
 pub async fn verify_against_log<P: Projection>(client: &mut Client, projection: &P) -> Result<LogVerifyReport> {
     let name = projection.name();
     readmodel::version_info(&*client, name).await?;
+    let log = readmodel::log_source(&*client, name).await?;
+    if log != readmodel::EVENT_STORE {
+        return Err(Error::Config(format!(
+            "verify against the log folds the event store up to {name}'s positions, but {name} is folded from {log}, \
+             whose positions are offsets: verify it against the true state or against another version instead"
+        )));
+    }
     let (positions, stored) = {
         let tx =
             client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start().await?;

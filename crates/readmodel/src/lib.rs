@@ -13,8 +13,8 @@ mod status;
 mod write;
 
 pub use registry::{
-    cutover, held_events, lag_events, list, offsets, register, set_bulk_boundary, set_state, version_info, Cutover,
-    ProjectionInfo, State,
+    cutover, ensure_log_source, held_events, lag_events, list, log_source, offsets, register, set_bulk_boundary,
+    set_state, version_info, Cutover, ProjectionInfo, State, EVENT_STORE,
 };
 pub use rows::{column_list, column_types, load_all_rows, load_rows, row_from_sql, sql_type, table_checksum, SqlValue};
 pub use schema::{
@@ -53,6 +53,16 @@ pub enum Error {
         "projection {version}: {what} name {name:?} is not a lowercase snake_case SQL identifier of at most 58 bytes"
     )]
     BadIdentifier { version: String, name: String, what: String },
+    #[error(
+        "projection version {version} is folded from {built_from}, not from {reading}: its positions mean nothing \
+         in another log (drop it to rebuild it from this one, or use another version name)"
+    )]
+    OtherLog { version: String, built_from: String, reading: String },
+    #[error(
+        "cutover to {version} refused: it is folded from {source_log} and the active version {active} from \
+         {active_log}; positions in two logs cannot be compared"
+    )]
+    MixedLogs { version: String, source_log: String, active: String, active_log: String },
     #[error("offsets of {version} did not advance on {missing} partitions: another writer moved them")]
     OffsetConflict { version: String, missing: usize },
 }

@@ -63,6 +63,39 @@ pub struct ProjectionInfo {
     pub cutover: Option<serde_json::Value>,
 }
 
+/// The `log_source` of a version folded from the PostgreSQL event store.
+pub const EVENT_STORE: &str = "postgres";
+
+/// The log `version` is folded from: [`EVENT_STORE`] or a Kafka topic's address.
+pub async fn log_source<C: GenericClient>(client: &C, version: &str) -> Result<String> {
+    client
+        .query_opt("SELECT log_source FROM read.projections WHERE version = $1", &[&version])
+        .await?
+        .map(|r| r.get(0))
+        .ok_or_else(|| Error::UnknownVersion(version.to_owned()))
+}
+
+/// Checks that `version` is folded from `source`, recording it if the version has never read
+/// anything yet (every position at the start: just registered). [`Error::OtherLog`] otherwise.
+pub async fn ensure_log_source<C: GenericClient>(client: &C, version: &str, source: &str) -> Result<()> {
+    let built_from = log_source(client, version).await?;
+    if built_from == source {
+        return Ok(());
+    }
+    let fresh: bool = client
+        .query_one(
+            "SELECT coalesce(bool_and(position_tx = 0 AND position_seq = 0), true) AND              (SELECT bulk_boundary IS NULL FROM read.projections WHERE version = $1)              FROM read.projection_offsets WHERE version = $1",
+            &[&version],
+        )
+        .await?
+        .get(0);
+    if fresh {
+        client.execute("UPDATE read.projections SET log_source = $2 WHERE version = $1", &[&version, &source]).await?;
+        return Ok(());
+    }
+    Err(Error::OtherLog { version: version.to_owned(), built_from, reading: source.to_owned() })
+}
+
 /// Registers `projection` (if it is not yet) in `state`, creates its table and its offsets
 /// rows at the start of the log. Returns the registry row as it now stands.
 pub async fn register(
@@ -273,6 +306,25 @@ pub async fn cutover(client: &mut Client, version: &str) -> Result<Cutover> {
         .find(|r| r.get::<_, &str>(0) == version)
         .ok_or_else(|| Error::UnknownVersion(version.to_owned()))?;
     let state = State::parse(target.get(1));
+    let logs = tx
+        .query(
+            "SELECT version, log_source FROM read.projections \
+             WHERE family = (SELECT family FROM read.projections WHERE version = $1) AND (version = $1 OR state = 'active')",
+            &[&version],
+        )
+        .await?;
+    let source_log = logs.iter().find(|r| r.get::<_, &str>(0) == version).map(|r| r.get::<_, String>(1));
+    if let (Some(source_log), Some(active)) = (&source_log, logs.iter().find(|r| r.get::<_, &str>(0) != version)) {
+        let active_log: String = active.get(1);
+        if &active_log != source_log {
+            return Err(Error::MixedLogs {
+                version: version.to_owned(),
+                source_log: source_log.clone(),
+                active: active.get(0),
+                active_log,
+            });
+        }
+    }
     if state == State::Active {
         let recorded: Option<serde_json::Value> = target.get(2);
         tx.commit().await?;

@@ -124,3 +124,31 @@ async fn wait_compacted(log: &kafkalog::KafkaLog, keys: u64) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_keeps_its_log_and_a_cutover_never_mixes_two() {
+    let url = seeded(3_000, 300, 2).await;
+    let (_stop_tx, stop) = watch::channel(false);
+    // v4 from the event store: the family's first version, so active.
+    projector::replay(&projector::ReplayConfig::new(&url, V4), stop.clone()).await.unwrap();
+    let log = Broker::shared().log("keeps-its-log");
+    log.create(2, false).await.unwrap();
+    mirror::<V4>(&MirrorConfig::new(&url, log.clone()), None, stop.clone()).await.unwrap();
+
+    // The same version from the topic: refused, naming both logs; nothing written.
+    let e = kafkalog::replay(&KafkaReplayConfig::new(&url, log.clone(), V4), stop.clone()).await.unwrap_err();
+    let message = e.to_string();
+    assert!(message.contains("folded from postgres") && message.contains(&log.to_string()), "{message}");
+
+    // v3 from the topic builds (ready), but a cutover to it would compare offsets with xids.
+    kafkalog::replay(&KafkaReplayConfig::new(&url, log.clone(), lab::bank::V3), stop.clone()).await.unwrap();
+    let mut client = eventlog::connect(&url).await.unwrap();
+    assert_eq!(readmodel::log_source(&client, "v3").await.unwrap(), log.to_string());
+    assert_eq!(readmodel::version_info(&client, "v3").await.unwrap().state, readmodel::State::Ready);
+    let e = readmodel::cutover(&mut client, "v3").await.unwrap_err();
+    assert!(matches!(e, readmodel::Error::MixedLogs { .. }), "{e}");
+    assert_eq!(readmodel::version_info(&client, "v4").await.unwrap().state, readmodel::State::Active);
+    // And verifying it against a fold of the event store is refused, not a false report.
+    let e = projector::verify_against_log(&mut client, &lab::bank::V3).await.unwrap_err().to_string();
+    assert!(e.contains("positions are offsets"), "{e}");
+}

@@ -20,6 +20,10 @@ CREATE TABLE IF NOT EXISTS read.projections (
 
 -- A registry created before families existed held only `accounts` versions.
 ALTER TABLE read.projections ADD COLUMN IF NOT EXISTS family TEXT NOT NULL DEFAULT 'accounts';
+-- The log a version is folded from: `postgres` (the event store) or a Kafka topic's address.
+-- Its positions mean xids in one and offsets in the other, so a version keeps its log, and a
+-- cutover only compares versions of one log.
+ALTER TABLE read.projections ADD COLUMN IF NOT EXISTS log_source TEXT NOT NULL DEFAULT 'postgres';
 DROP INDEX IF EXISTS read.projections_one_active;
 CREATE UNIQUE INDEX IF NOT EXISTS projections_one_active_per_family ON read.projections (family)
     WHERE state = 'active';

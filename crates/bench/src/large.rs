@@ -262,13 +262,19 @@ pub async fn run(config: &LargeConfig) -> Result<LargeReport> {
         Some(mb) => {
             // A small WAL ceiling: the bulk COPY into existing partitions is WAL-logged even
             // under wal_level = minimal, and a checkpoint every few GB keeps pg_wal that small.
-            let set = client
-                .batch_execute(&format!("ALTER SYSTEM SET max_wal_size = '{mb}MB'; SELECT pg_reload_conf()"))
-                .await;
-            if let Err(e) = set {
-                warn!(error = %e, "could not set max_wal_size (not a superuser?); counting the server's own");
+            // Two statements, not one string: ALTER SYSTEM refuses to run in the implicit
+            // transaction of a multi-statement query.
+            let set = match client.batch_execute(&format!("ALTER SYSTEM SET max_wal_size = '{mb}MB'")).await {
+                Ok(()) => client.batch_execute("SELECT pg_reload_conf()").await,
+                Err(e) => Err(e),
+            };
+            match set {
+                Ok(()) => mb * 1_000_000,
+                Err(e) => {
+                    warn!(error = %e, "could not set max_wal_size (not a superuser?); counting the server's own");
+                    0
+                }
             }
-            mb * 1_000_000
         }
         None => 0,
     };

@@ -377,7 +377,13 @@ pub async fn cutover(client: &mut Client, version: &str) -> Result<Cutover> {
         let lagging: Vec<_> = lag_between(&new_positions, &switch_positions).collect();
         if !lagging.is_empty() || new_positions.len() != switch_positions.len() {
             let mut lag_events = 0;
+            // A topic's positions are next offsets: the lag is their difference.
+            let on_topic = source_log.as_deref().is_some_and(|l| l != EVENT_STORE);
             for (p, behind, ahead) in &lagging {
+                if on_topic {
+                    lag_events += ahead.tx - behind.tx;
+                    continue;
+                }
                 let sql = format!(
                     "SELECT count(*) FROM log.{} WHERE (tx_id, global_seq) > ($1, $2) AND (tx_id, global_seq) <= ($3, $4)",
                     partition_table(*p as u32)

@@ -65,3 +65,78 @@ async fn the_kafka_live_projector_killed_at_random_points_resumes_from_its_store
     let in_log: i64 = client.query_one("SELECT count(*) FROM log.events", &[]).await.unwrap().get(0);
     assert_eq!(applied, in_log, "seed {seed}: every event applied exactly once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replay_processes_on_a_topic_share_it_and_one_killed_loses_only_its_partition() {
+    use crate::workers::{held_by, with_name};
+    use std::process::Stdio;
+    use std::time::Instant;
+
+    let url = seeded(64_000, 4_000, 8).await;
+    let client = eventlog::connect(&url).await.unwrap();
+    let topic = kafkalog::Broker::shared().log("two-replays");
+    topic.create(8, false).await.unwrap();
+    let (_keep, never) = tokio::sync::watch::channel(false);
+    kafkalog::mirror::<V4>(&kafkalog::MirrorConfig::new(&url, topic.clone()), None, never).await.unwrap();
+    let address = topic.to_string();
+    let args = [
+        "projector",
+        "--mode",
+        "replay",
+        "--projection",
+        "v4",
+        "--workers",
+        "1",
+        "--catch-up",
+        "--stop-at-head",
+        "--progress",
+        "false",
+        "--topic",
+        &address,
+    ];
+    let spawn_named = |name: &str, piped: bool| {
+        let out = || if piped { Stdio::piped() } else { Stdio::null() };
+        bin()
+            .args(args)
+            .env("DATABASE_URL", with_name(&url, name))
+            .stdin(Stdio::null())
+            .stdout(out())
+            .stderr(out())
+            .spawn()
+            .expect("spawn replay")
+    };
+    let mut a = spawn_named("kreplay_a", false);
+    let b = spawn_named("kreplay_b", true);
+    // Kill A inside a partition's fold, after it has moved from one partition to another.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut first = None;
+    let in_flight = loop {
+        assert!(Instant::now() < deadline, "replay a never moved from one partition to the next");
+        match (first, held_by(&client, "kreplay_a").await.first().copied()) {
+            (None, Some(p)) => first = Some(p),
+            (Some(p0), Some(p)) if p != p0 => break p,
+            _ => {}
+        }
+        tokio::task::yield_now().await;
+    };
+    // SAFETY: kill(2) on a child we own; it is reaped right after.
+    unsafe {
+        libc::kill(a.id() as i32, libc::SIGKILL);
+    }
+    let _ = a.wait();
+
+    let out = tokio::task::spawn_blocking(move || b.wait_with_output()).await.unwrap().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "replay b failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
+    assert_eq!(report["finished_elsewhere"], false, "b outlived a: it passes the barrier: {report}");
+    assert!(report["catch_up"].is_object(), "{report}");
+    let replayed_by_b = report["partitions_replayed"].as_u64().unwrap();
+    assert!(replayed_by_b < 8, "a wrote some partitions before it was killed: {report}");
+    assert!(replayed_by_b >= 2, "b folded its share and a's partition in flight ({in_flight}): {report}");
+    let check = verify_expected(&url, &V4).await;
+    assert_eq!(check.diffs, 0, "{}", check.render());
+    let stored: Vec<i64> = readmodel::offsets(&client, "v4").await.unwrap().iter().map(|p| p.tx).collect();
+    let high: Vec<i64> = topic.watermarks().unwrap().into_iter().map(|(_, h)| h).collect();
+    assert_eq!(stored, high);
+}

@@ -11,7 +11,7 @@ use lab::bank::V4;
 use crate::support::*;
 
 /// The partitions whose bulk lock a session of application `name` holds right now.
-async fn held_by(client: &tokio_postgres::Client, name: &str) -> Vec<i64> {
+pub async fn held_by(client: &tokio_postgres::Client, name: &str) -> Vec<i64> {
     client
         .query(
             "SELECT l.objid::BIGINT FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
@@ -25,7 +25,7 @@ async fn held_by(client: &tokio_postgres::Client, name: &str) -> Vec<i64> {
         .collect()
 }
 
-fn with_name(url: &str, name: &str) -> String {
+pub fn with_name(url: &str, name: &str) -> String {
     let sep = if url.contains('?') { '&' } else { '?' };
     format!("{url}{sep}application_name={name}")
 }

@@ -69,6 +69,9 @@ pub struct KafkaReplayReport {
     pub bulk_mb_per_s: f64,
     pub held_after_bulk: u64,
     pub catch_up: Option<LiveReport>,
+    /// This process folded its share; another replay process of the version passes the
+    /// barrier and catches up.
+    pub finished_elsewhere: bool,
 }
 
 /// Rebuilds `config.projection` from the topic (see the module docs).
@@ -80,15 +83,25 @@ pub async fn replay<P: Projection>(
     let mut client = eventlog::connect(&config.database_url).await?;
     let partitions = config.log.partitions()?;
     readmodel::ensure_schema(&mut client).await?;
-    projector::lock_version(&client, projection).await?;
+    // Shared for the bulk phase: several replay processes may fold one version together (a
+    // live projector or a catch-up holds it exclusively). Registration is serialised.
+    projector::lock_version_shared(&client, projection).await?;
+    client.execute("SELECT pg_advisory_lock(hashtext('reproject:register'))", &[]).await?;
     let info = match readmodel::version_info(&client, projection.name()).await {
-        Ok(info) => info,
+        Ok(info) => Ok(info),
         Err(readmodel::Error::UnknownVersion(_)) => {
-            readmodel::register(&mut client, projection, State::Building, partitions).await?
+            readmodel::register(&mut client, projection, State::Building, partitions).await
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => Err(e),
     };
-    readmodel::ensure_log_source(&client, projection.name(), &config.log.to_string()).await?;
+    let checked = match info {
+        Ok(info) => {
+            readmodel::ensure_log_source(&client, projection.name(), &config.log.to_string()).await.map(|()| info)
+        }
+        Err(e) => Err(e),
+    };
+    client.execute("SELECT pg_advisory_unlock(hashtext('reproject:register'))", &[]).await?;
+    let info = checked?;
     if info.partitions != partitions {
         return Err(Error::Projector(projector::Error::Config(format!(
             "version {} was built from a log of {} partitions; {} has {partitions}",
@@ -105,9 +118,23 @@ pub async fn replay<P: Projection>(
         if *stop.borrow() {
             return Ok(report);
         }
+        if !projector::take_over(&client, projection).await? {
+            info!(
+                version = projection.name(),
+                "bulk share done; another replay process passes the barrier and catches up"
+            );
+            report.finished_elsewhere = true;
+            report.bulk_events_per_s = report.bulk_events as f64 / report.bulk_seconds.max(1e-9);
+            report.bulk_mb_per_s = report.bulk_bytes as f64 / 1e6 / report.bulk_seconds.max(1e-9);
+            return Ok(report);
+        }
         let barrier = Instant::now();
         readmodel::add_primary_key(&client, projection).await?;
         report.barrier_seconds = barrier.elapsed().as_secs_f64();
+    } else {
+        let key = format!("reproject:{}", projection.name());
+        client.execute("SELECT pg_advisory_unlock_shared(hashtext($1))", &[&key]).await?;
+        projector::lock_version(&client, projection).await?;
     }
     let total = (report.bulk_seconds + report.barrier_seconds).max(1e-9);
     report.bulk_events_per_s = report.bulk_events as f64 / total;
@@ -150,6 +177,7 @@ async fn bulk_phase<P: Projection>(
 ) -> Result<()> {
     let positions = readmodel::offsets(client, config.projection.name()).await?;
     let todo: VecDeque<u32> = (0..report.partitions).filter(|p| positions[*p as usize] == Position::START).collect();
+    let elsewhere = Arc::new(Mutex::new(Vec::new()));
     info!(version = config.projection.name(), topic = %config.log, partitions = todo.len(), "bulk phase from the topic");
     let queue = Arc::new(Mutex::new(todo));
     let totals = Arc::new(Totals {
@@ -161,15 +189,18 @@ async fn bulk_phase<P: Projection>(
     });
     let mut tasks = Vec::new();
     for _ in 0..config.workers.max(1) {
-        let (queue, totals, config, stop) = (queue.clone(), totals.clone(), config.clone(), stop.clone());
+        let (queue, elsewhere, totals, config, stop) =
+            (queue.clone(), elsewhere.clone(), totals.clone(), config.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             let mut client = eventlog::connect(&config.database_url).await?;
+            let key = projector::bulk_lock_key(config.projection.name());
             loop {
                 if *stop.borrow() {
                     return Ok::<_, Error>(());
                 }
-                let Some(p) = queue.lock().expect("queue").pop_front() else { return Ok(()) };
+                let Some(p) = claim(&client, &key, &config, &queue, &elsewhere).await? else { return Ok(()) };
                 fold_partition(&mut client, &config, p, &totals).await?;
+                client.query_one(projector::PARTITION_UNLOCK, &[&key, &(p as i32)]).await?;
             }
         }));
     }
@@ -188,6 +219,48 @@ async fn bulk_phase<P: Projection>(
     report.held_after_bulk = totals.held.load(Ordering::Relaxed);
     report.partitions_replayed = totals.partitions.load(Ordering::Relaxed) as u32;
     Ok(())
+}
+
+/// The next partition this worker folds: taken from the queue, locked with a session lock of
+/// this worker's connection (the same claim as the event store's replay), and not yet written
+/// (another process may have written it). One another process holds is set aside and tried
+/// again every 200 ms until it is written or free (its holder died, and its session's lock with
+/// it). `None` when every partition is written.
+async fn claim<P: Projection>(
+    client: &tokio_postgres::Client,
+    key: &str,
+    config: &KafkaReplayConfig<P>,
+    queue: &Mutex<VecDeque<u32>>,
+    elsewhere: &Mutex<Vec<u32>>,
+) -> Result<Option<u32>> {
+    loop {
+        let next = queue.lock().expect("queue").pop_front();
+        let Some(p) = next else {
+            let waiting = std::mem::take(&mut *elsewhere.lock().expect("elsewhere"));
+            if waiting.is_empty() {
+                return Ok(None);
+            }
+            let positions = readmodel::offsets(client, config.projection.name()).await?;
+            let open: Vec<u32> = waiting.into_iter().filter(|p| positions[*p as usize] == Position::START).collect();
+            if open.is_empty() {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            queue.lock().expect("queue").extend(open);
+            continue;
+        };
+        let taken: bool = client.query_one(projector::PARTITION_LOCK, &[&key, &(p as i32)]).await?.get(0);
+        if !taken {
+            elsewhere.lock().expect("elsewhere").push(p);
+            continue;
+        }
+        let positions = readmodel::offsets(client, config.projection.name()).await?;
+        if positions[p as usize] != Position::START {
+            client.query_one(projector::PARTITION_UNLOCK, &[&key, &(p as i32)]).await?;
+            continue;
+        }
+        return Ok(Some(p));
+    }
 }
 
 async fn fold_partition<P: Projection>(

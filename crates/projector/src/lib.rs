@@ -23,11 +23,15 @@ pub use error::{BadEvent, Error};
 pub use priority::CpuPriority;
 pub use ratelimit::RateLimiter;
 pub use repair::{repair, RepairReport};
-pub use replay::{current_rss_bytes, peak_rss_bytes, replay, reset_peak_rss, ReplayConfig, ReplayReport};
+pub use replay::{
+    bulk_lock_key, current_rss_bytes, peak_rss_bytes, replay, reset_peak_rss, take_over, ReplayConfig, ReplayReport,
+    PARTITION_LOCK, PARTITION_UNLOCK,
+};
 pub use snapshot::{build_snapshots, SnapshotConfig, SnapshotReport};
 pub use source::{PgLog, Read, Source};
 pub use tail::{
-    lock_version, run_live, run_tail_on, LiveConfig, LiveReport, StallWatch, StepOutcome, TailOptions, Tailer,
+    lock_version, lock_version_shared, run_live, run_tail_on, LiveConfig, LiveReport, StallWatch, StepOutcome,
+    TailOptions, Tailer,
 };
 pub use verify::{verify_against_log, LogDiff, LogVerifyReport};
 

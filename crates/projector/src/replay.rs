@@ -294,7 +294,7 @@ async fn claim_version<P: Projection>(client: &mut Client, config: &ReplayConfig
 /// After the bulk phase: gives up the shared lock and tries to take the version exclusively,
 /// to pass the barrier and catch up. False when another replay process of the version still
 /// holds it (that process finishes the build; this one is done).
-async fn take_over<P: Projection>(client: &Client, projection: &P) -> Result<bool> {
+pub async fn take_over<P: Projection>(client: &Client, projection: &P) -> Result<bool> {
     let key = version_key(projection);
     client.execute("SELECT pg_advisory_unlock_shared(hashtext($1))", &[&key]).await?;
     let taken: bool = client.query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&key]).await?.get(0);
@@ -454,11 +454,17 @@ async fn catch_up<P: Projection>(
 /// it, so a partition is folded by one worker of one process at a time, and a process killed
 /// mid-partition loses only that partition's work (its session ends, the lock with it, and
 /// another process takes the partition; nothing of it was committed).
-const PARTITION_LOCK: &str = "SELECT pg_try_advisory_lock(hashtext($1), $2)";
-const PARTITION_UNLOCK: &str = "SELECT pg_advisory_unlock(hashtext($1), $2)";
+pub const PARTITION_LOCK: &str = "SELECT pg_try_advisory_lock(hashtext($1), $2)";
+pub const PARTITION_UNLOCK: &str = "SELECT pg_advisory_unlock(hashtext($1), $2)";
+
+/// The key of the partition locks of `version`'s bulk phase (with the partition as the second
+/// key): one per process and partition, whichever log the replay reads.
+pub fn bulk_lock_key(version: &str) -> String {
+    format!("reproject:bulk:{version}")
+}
 
 fn partition_key<P: Projection>(shared: &Shared<P>) -> String {
-    format!("reproject:bulk:{}", shared.config.projection.name())
+    bulk_lock_key(shared.config.projection.name())
 }
 
 /// The next partition this worker folds: taken from the queue, locked, and not yet at the

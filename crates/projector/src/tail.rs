@@ -528,7 +528,7 @@ pub async fn lock_version<P: Projection>(client: &Client, projection: &P) -> Res
 
 /// Takes the version's lock in shared mode (a replay's bulk phase), waiting up to 30 s for an
 /// exclusive holder.
-pub(crate) async fn lock_version_shared<P: Projection>(client: &Client, projection: &P) -> Result<()> {
+pub async fn lock_version_shared<P: Projection>(client: &Client, projection: &P) -> Result<()> {
     lock_version_as(client, projection, "pg_advisory_lock_shared").await
 }
 

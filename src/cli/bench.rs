@@ -66,6 +66,10 @@ pub enum Which {
     /// then the live projector's lag on the topic while `produce` appends. Uses --topic or a
     /// throwaway tansu broker; rebuilds the read side.
     Kafka(super::bench_kafka::KafkaArgs),
+    /// The replay across scale tiers: reads the JSON lines of `bench replay` runs (one file per
+    /// tier), prints the table, plots events/s against the log's size, and extrapolates to 1B
+    /// events. Touches no database.
+    Tiers(super::bench_tiers::TiersArgs),
 }
 
 /// The flags of `bench replay`.
@@ -276,6 +280,10 @@ async fn ensure_log(url: &str, log: &LogArgs) -> Result<()> {
 /// Runs one benchmark: its flags validated first (a bad one fails before the database is
 /// touched), then the log seeded if it is not there, then the benchmark.
 pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
+    if let Which::Tiers(t) = a.which {
+        super::bench_tiers::tiers(&a.out, t)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let (log, bench) = Bench::validate(a.which)?;
     let url = database_url(g)?;
     ensure_log(&url, &log).await?;
@@ -386,6 +394,7 @@ impl Bench {
             Which::Produce(a) => (a.log.clone(), Bench::Produce(a.validate()?)),
             Which::Converge(a) => (a.log.clone(), Bench::Converge(a.validate()?)),
             Which::Compaction(a) => (a.log(), Bench::Compaction(a)),
+            Which::Tiers(_) => unreachable!("bench tiers runs before any log is seeded"),
             Which::Kafka(a) => {
                 a.validate()?;
                 (a.log(), Bench::Kafka(a))

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_kafka;
+mod bench_tiers;
 mod db;
 mod demo;
 mod lab;

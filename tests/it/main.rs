@@ -6,6 +6,7 @@ mod demo;
 mod flags;
 mod horizon;
 mod kafka;
+mod large;
 mod obs;
 mod serve;
 mod support;

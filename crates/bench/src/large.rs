@@ -445,7 +445,12 @@ async fn rebuild_and_cutover(config: &LargeConfig) -> Result<RebuildFigures> {
     let http = reqwest::Client::new();
     let mut refusals = 0u64;
     let switch_ms = loop {
-        let resp = http.post(format!("{base}/cutover")).json(&serde_json::json!({"version": "v4"})).send().await?;
+        let resp = http
+            .post(format!("{base}/cutover"))
+            .bearer_auth(crate::serving::admin_token().expose())
+            .json(&serde_json::json!({"version": "v4"}))
+            .send()
+            .await?;
         let status = resp.status();
         let body: serde_json::Value = resp.json().await.unwrap_or_default();
         if status.is_success() {

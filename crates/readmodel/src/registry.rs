@@ -66,10 +66,17 @@ pub struct ProjectionInfo {
 /// The `log_source` of a version folded from the PostgreSQL event store.
 pub const EVENT_STORE: &str = "postgres";
 
+/// A version's log, read so that a registry created before the column existed (by an older
+/// build; `ensure_schema` adds it, but the API and `cutover` do not run it) reads as the event
+/// store, which every version then was folded from.
+const LOG_SOURCE: &str = "coalesce(to_jsonb(p) ->> 'log_source', 'postgres')";
+const LOG_SOURCE_OF_VERSION: &str =
+    "SELECT coalesce(to_jsonb(p) ->> 'log_source', 'postgres') FROM read.projections p WHERE version = $1";
+
 /// The log `version` is folded from: [`EVENT_STORE`] or a Kafka topic's address.
 pub async fn log_source<C: GenericClient>(client: &C, version: &str) -> Result<String> {
     client
-        .query_opt("SELECT log_source FROM read.projections WHERE version = $1", &[&version])
+        .query_opt(LOG_SOURCE_OF_VERSION, &[&version])
         .await?
         .map(|r| r.get(0))
         .ok_or_else(|| Error::UnknownVersion(version.to_owned()))
@@ -308,8 +315,11 @@ pub async fn cutover(client: &mut Client, version: &str) -> Result<Cutover> {
     let state = State::parse(target.get(1));
     let logs = tx
         .query(
-            "SELECT version, log_source FROM read.projections \
-             WHERE family = (SELECT family FROM read.projections WHERE version = $1) AND (version = $1 OR state = 'active')",
+            &format!(
+                "SELECT version, {LOG_SOURCE} FROM read.projections p \
+                 WHERE family = (SELECT family FROM read.projections WHERE version = $1) \
+                 AND (version = $1 OR state = 'active')"
+            ),
             &[&version],
         )
         .await?;

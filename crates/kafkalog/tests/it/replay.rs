@@ -152,3 +152,18 @@ async fn a_version_keeps_its_log_and_a_cutover_never_mixes_two() {
     let e = projector::verify_against_log(&mut client, &lab::bank::V3).await.unwrap_err().to_string();
     assert!(e.contains("positions are offsets"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_from_before_log_sources_reads_as_the_event_store() {
+    let url = seeded(2_000, 200, 2).await;
+    let (_stop_tx, stop) = watch::channel(false);
+    projector::replay(&projector::ReplayConfig::new(&url, V4), stop.clone()).await.unwrap();
+    projector::replay(&projector::ReplayConfig::new(&url, lab::bank::V3), stop.clone()).await.unwrap();
+    let mut client = eventlog::connect(&url).await.unwrap();
+    // An older build's registry: no log_source column (the API and `cutover` do not migrate).
+    client.batch_execute("ALTER TABLE read.projections DROP COLUMN log_source").await.unwrap();
+    assert_eq!(readmodel::log_source(&client, "v3").await.unwrap(), readmodel::EVENT_STORE);
+    let switched = readmodel::cutover(&mut client, "v3").await.unwrap();
+    assert!(switched.switched);
+    assert_eq!(readmodel::version_info(&client, "v3").await.unwrap().state, readmodel::State::Active);
+}

@@ -44,6 +44,11 @@ pub struct LargeArgs {
     /// The producer's rate during the rebuild (events/s).
     #[arg(long, default_value_t = 5_000.0)]
     pub ingest: f64,
+    /// A cap on the v4 rebuild's events per second (bulk and catch-up), so the producer and the
+    /// readers keep their share of the cores (on 2 cores a full-speed replay leaves the producer
+    /// a tenth of its rate). Default: full speed.
+    #[arg(long, value_name = "EVENTS_PER_S")]
+    pub replay_rate_limit: Option<f64>,
     /// Readers during the rebuild and cutover.
     #[arg(long, default_value_t = 8)]
     pub readers: usize,
@@ -82,6 +87,9 @@ async fn large(g: &Global, a: LargeArgs) -> Result<ExitCode> {
     if !(a.ingest.is_finite() && a.ingest > 0.0) {
         bail!("--ingest must be a positive number of events per second");
     }
+    if a.replay_rate_limit.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        bail!("--replay-rate-limit must be a positive number of events per second");
+    }
     if a.fold_memory_mb == 0 {
         bail!("--fold-memory-mb must be positive");
     }
@@ -94,6 +102,7 @@ async fn large(g: &Global, a: LargeArgs) -> Result<ExitCode> {
         fold_memory_bytes: a.fold_memory_mb * 1_000_000,
         ingest: a.ingest,
         readers: a.readers,
+        replay_rate_limit: a.replay_rate_limit,
         after_cutover: a.after_cutover,
         max_wal_mb: (a.max_wal_mb > 0).then_some(a.max_wal_mb),
         state_path: a.state,

@@ -198,6 +198,23 @@ pub async fn projector(g: &Global, a: ProjectorArgs) -> Result<ExitCode> {
     lab::dispatch!(projection, p => run_projector(p, &a, url, adaptive, stop).await)
 }
 
+/// The live projector's configuration from the flags (`--until` is the event store's: set by
+/// its caller).
+fn live_config<P: fold::Projection>(a: &ProjectorArgs, url: &str, projection: P) -> projector::LiveConfig<P> {
+    projector::LiveConfig {
+        batch: a.batch,
+        stop_at_head: a.stop_at_head,
+        quarantine: a.quarantine,
+        from_offset: a.from_offset,
+        poll: a.poll,
+        synchronous_commit: a.sync_commit,
+        rate_limit: a.rate_limit,
+        progress: a.progress,
+        stall_after: a.stall_after,
+        ..projector::LiveConfig::new(url, projection)
+    }
+}
+
 /// The projector of one concrete projection reading a Kafka topic (`--topic`).
 async fn run_topic_projector<P: fold::Projection>(
     projection: P,
@@ -208,18 +225,7 @@ async fn run_topic_projector<P: fold::Projection>(
 ) -> Result<ExitCode> {
     match a.mode {
         Mode::Live => {
-            let config = projector::LiveConfig {
-                batch: a.batch,
-                stop_at_head: a.stop_at_head,
-                quarantine: a.quarantine,
-                from_offset: a.from_offset,
-                poll: a.poll,
-                synchronous_commit: a.sync_commit,
-                rate_limit: a.rate_limit,
-                progress: a.progress,
-                stall_after: a.stall_after,
-                ..projector::LiveConfig::new(&url, projection)
-            };
+            let config = live_config(a, &url, projection);
             let source = kafkalog::KafkaSource::open(&topic).with_context(|| format!("--topic {topic}"))?;
             let mut client = eventlog::connect(&url).await.context("connecting to PostgreSQL")?;
             let report =
@@ -256,20 +262,7 @@ async fn run_projector<P: fold::Projection>(
 ) -> Result<ExitCode> {
     match a.mode {
         Mode::Live => {
-            let config = projector::LiveConfig {
-                database_url: url,
-                projection,
-                batch: a.batch,
-                until: a.until,
-                stop_at_head: a.stop_at_head,
-                quarantine: a.quarantine,
-                from_offset: a.from_offset,
-                poll: a.poll,
-                synchronous_commit: a.sync_commit,
-                rate_limit: a.rate_limit,
-                progress: a.progress,
-                stall_after: a.stall_after,
-            };
+            let config = projector::LiveConfig { until: a.until, ..live_config(a, &url, projection) };
             let report = projector::run_live(&config, stop).await.context("live projector")?;
             println!("{}", serde_json::to_string(&report)?);
         }

@@ -42,6 +42,9 @@ pub struct LargeConfig {
     pub fold_memory_bytes: u64,
     /// The producer's rate during the rebuild (events/s).
     pub ingest: f64,
+    /// A cap on the v4 replay's events per second (bulk and catch-up), so that the producer
+    /// and the readers keep their share of the cores; `None`: full speed.
+    pub replay_rate_limit: Option<f64>,
     /// Readers (one request in flight each) during the rebuild and the cutover.
     pub readers: usize,
     /// How long readers keep reading after the cutover.
@@ -421,6 +424,7 @@ async fn rebuild_and_cutover(config: &LargeConfig) -> Result<RebuildFigures> {
             workers: config.workers,
             stop_at_head: false,
             progress: true,
+            rate_limit: config.replay_rate_limit,
             ..projector::ReplayConfig::new(&url, V4)
         };
         let stop = stop_rx.clone();

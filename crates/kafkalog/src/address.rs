@@ -55,15 +55,21 @@ impl KafkaLog {
     /// A consumer that is only assigned partitions, never subscribed (librdkafka needs a
     /// `group.id` all the same; it never joins the group).
     pub(crate) fn consumer(&self) -> Result<BaseConsumer> {
-        Ok(self
-            .config()
+        Ok(self.assign_only().create()?)
+    }
+
+    /// The configuration of every consumer here: assigned partitions only, nothing committed to
+    /// Kafka (positions live in PostgreSQL), from the earliest record when a position is gone.
+    pub(crate) fn assign_only(&self) -> ClientConfig {
+        let mut config = self.config();
+        config
             .set("group.id", "reproject-assign-only")
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
-            .set("fetch.wait.max.ms", "10")
-            .create()?)
+            .set("fetch.wait.max.ms", "10");
+        config
     }
 
     /// Creates the topic with `partitions` partitions; `compact` sets `cleanup.policy=compact`

@@ -21,15 +21,7 @@ use crate::{Error, KafkaLog, Result};
 const STALL: Duration = Duration::from_secs(5);
 
 fn stream_consumer(log: &KafkaLog) -> Result<StreamConsumer> {
-    Ok(log
-        .config()
-        .set("group.id", "reproject-assign-only")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false")
-        .set("fetch.wait.max.ms", "10")
-        .create()?)
+    Ok(log.assign_only().create()?)
 }
 
 /// The topic as the tail path's [`Source`]: every partition assigned at the version's stored

@@ -208,7 +208,7 @@ pub async fn kafka(url: String, out: &Path, a: KafkaArgs, topic: Option<KafkaLog
     let (_keep, never) = tokio::sync::watch::channel(false);
     if in_topic != in_store {
         println!("mirroring {in_store} events into {log} ...");
-        let m = kafkalog::mirror::<V4>(&kafkalog::MirrorConfig::new(&url, log.clone()), None, never.clone()).await?;
+        let m = kafkalog::mirror(&kafkalog::MirrorConfig::new(&url, log.clone()), never.clone()).await?;
         println!("mirrored {} events in {:.1} s: {:.0} events/s", m.events, m.seconds, m.events_per_s);
     }
     // The baseline and the replay, back to back on the same topic.
@@ -235,7 +235,7 @@ pub async fn kafka(url: String, out: &Path, a: KafkaArgs, topic: Option<KafkaLog
     let mirror = {
         let config = kafkalog::MirrorConfig { follow: true, ..kafkalog::MirrorConfig::new(&url, log.clone()) };
         let stop = stop.clone();
-        tokio::spawn(async move { kafkalog::mirror::<V4>(&config, None, stop).await })
+        tokio::spawn(async move { kafkalog::mirror(&config, stop).await })
     };
     let tail = {
         let (url, log, stop) = (url.clone(), log.clone(), stop.clone());

@@ -68,7 +68,7 @@ pub async fn seed(g: &Global, a: SeedArgs) -> Result<ExitCode> {
         let partitions = a.topic_partitions.unwrap_or(a.partitions);
         topic.create(partitions, false).await.with_context(|| format!("creating {topic}"))?;
         let mirror = kafkalog::MirrorConfig::new(&url, topic.clone());
-        let report = kafkalog::mirror::<lab::bank::V4>(&mirror, None, super::ctrl_c())
+        let report = kafkalog::mirror(&mirror, super::ctrl_c())
             .await
             .with_context(|| format!("mirroring the log into {topic}"))?;
         println!(
@@ -135,7 +135,7 @@ pub async fn produce(g: &Global, a: ProduceArgs) -> Result<ExitCode> {
     let (mirror_stop_tx, mirror_stop) = tokio::sync::watch::channel(false);
     let mirror = g.topic.as_ref().map(|topic| {
         let config = kafkalog::MirrorConfig { follow: true, ..kafkalog::MirrorConfig::new(&url, topic.clone()) };
-        tokio::spawn(async move { kafkalog::mirror::<lab::bank::V4>(&config, None, mirror_stop).await })
+        tokio::spawn(async move { kafkalog::mirror(&config, mirror_stop).await })
     });
     let report = lab::produce::run(&url, config, stop).await.context("producing")?;
     println!("{}", report.render());
@@ -143,7 +143,7 @@ pub async fn produce(g: &Global, a: ProduceArgs) -> Result<ExitCode> {
         mirror_stop_tx.send_replace(true);
         mirror.await.context("mirror task")?.with_context(|| format!("mirroring into {topic}"))?;
         let last = kafkalog::MirrorConfig::new(&url, topic.clone());
-        let drained = kafkalog::mirror::<lab::bank::V4>(&last, None, tokio::sync::watch::channel(false).1)
+        let drained = kafkalog::mirror(&last, tokio::sync::watch::channel(false).1)
             .await
             .with_context(|| format!("mirroring into {topic}"))?;
         println!("mirror into {topic}: caught up ({} events in the last pass)", drained.events);

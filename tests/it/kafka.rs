@@ -30,7 +30,7 @@ async fn the_kafka_live_projector_killed_at_random_points_resumes_from_its_store
     };
     let mirror = {
         let config = kafkalog::MirrorConfig { follow: true, ..kafkalog::MirrorConfig::new(&url, topic.clone()) };
-        tokio::spawn(async move { kafkalog::mirror::<V4>(&config, None, stop_rx).await.expect("mirror") })
+        tokio::spawn(async move { kafkalog::mirror(&config, stop_rx).await.expect("mirror") })
     };
     let live = ["projector", "--mode", "live", "--version", "v4", "--batch", "500", "--topic", &address];
     for _ in 0..5 {
@@ -42,7 +42,7 @@ async fn the_kafka_live_projector_killed_at_random_points_resumes_from_its_store
     assert!(producer.await.unwrap().events > 0, "the producer wrote while the projector crashed");
     mirror.await.unwrap();
     let (_keep, never) = tokio::sync::watch::channel(false);
-    kafkalog::mirror::<V4>(&kafkalog::MirrorConfig::new(&url, topic.clone()), None, never).await.unwrap();
+    kafkalog::mirror(&kafkalog::MirrorConfig::new(&url, topic.clone()), never).await.unwrap();
 
     run_ok(&url, &["projector", "--mode", "live", "--version", "v4", "--stop-at-head", "--topic", &address]);
     let report = verify_expected(&url, &V4).await;
@@ -68,16 +68,15 @@ async fn the_kafka_live_projector_killed_at_random_points_resumes_from_its_store
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replay_processes_on_a_topic_share_it_and_one_killed_loses_only_its_partition() {
-    use crate::workers::{held_by, with_name};
+    use crate::workers::{kill_inside_second_partition, with_name};
     use std::process::Stdio;
-    use std::time::Instant;
 
     let url = seeded(64_000, 4_000, 8).await;
     let client = eventlog::connect(&url).await.unwrap();
     let topic = kafkalog::Broker::shared().log("two-replays");
     topic.create(8, false).await.unwrap();
     let (_keep, never) = tokio::sync::watch::channel(false);
-    kafkalog::mirror::<V4>(&kafkalog::MirrorConfig::new(&url, topic.clone()), None, never).await.unwrap();
+    kafkalog::mirror(&kafkalog::MirrorConfig::new(&url, topic.clone()), never).await.unwrap();
     let address = topic.to_string();
     let args = [
         "projector",
@@ -107,23 +106,7 @@ async fn two_replay_processes_on_a_topic_share_it_and_one_killed_loses_only_its_
     };
     let mut a = spawn_named("kreplay_a", false);
     let b = spawn_named("kreplay_b", true);
-    // Kill A inside a partition's fold, after it has moved from one partition to another.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut first = None;
-    let in_flight = loop {
-        assert!(Instant::now() < deadline, "replay a never moved from one partition to the next");
-        match (first, held_by(&client, "kreplay_a").await.first().copied()) {
-            (None, Some(p)) => first = Some(p),
-            (Some(p0), Some(p)) if p != p0 => break p,
-            _ => {}
-        }
-        tokio::task::yield_now().await;
-    };
-    // SAFETY: kill(2) on a child we own; it is reaped right after.
-    unsafe {
-        libc::kill(a.id() as i32, libc::SIGKILL);
-    }
-    let _ = a.wait();
+    let in_flight = kill_inside_second_partition(&client, "kreplay_a", &mut a).await;
 
     let out = tokio::task::spawn_blocking(move || b.wait_with_output()).await.unwrap().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

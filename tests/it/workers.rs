@@ -3,7 +3,7 @@
 //! folds a partition loses only that partition, which the other takes once the dead session's
 //! lock is gone; the build ends exact.
 
-use std::process::Stdio;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use lab::bank::V4;
@@ -23,6 +23,30 @@ pub async fn held_by(client: &tokio_postgres::Client, name: &str) -> Vec<i64> {
         .iter()
         .map(|r| r.get(0))
         .collect()
+}
+
+/// SIGKILLs `child` (a replay process whose connections are named `name`) while it holds a
+/// partition's bulk lock, after it has moved from one partition to another (so it has folded at
+/// least one): the kill lands inside a partition's fold, not between them. Returns the partition
+/// it held, and reaps the child.
+pub async fn kill_inside_second_partition(client: &tokio_postgres::Client, name: &str, child: &mut Child) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut first = None;
+    let in_flight = loop {
+        assert!(Instant::now() < deadline, "{name} never moved from one partition to the next");
+        match (first, held_by(client, name).await.first().copied()) {
+            (None, Some(p)) => first = Some(p),
+            (Some(p0), Some(p)) if p != p0 => break p,
+            _ => {}
+        }
+        tokio::task::yield_now().await;
+    };
+    // SAFETY: kill(2) on a child we own; it is reaped right after.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGKILL);
+    }
+    let _ = child.wait();
+    in_flight
 }
 
 pub fn with_name(url: &str, name: &str) -> String {
@@ -65,24 +89,7 @@ async fn two_replay_processes_share_the_bulk_and_one_killed_loses_only_its_parti
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn replay b");
-    // Kill A while it holds a partition, after it has moved from one partition to another (so it
-    // has folded at least one): the kill lands inside a partition's fold, not between them.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut first = None;
-    let in_flight = loop {
-        assert!(Instant::now() < deadline, "replay a never moved from one partition to the next");
-        match (first, held_by(&client, "replay_a").await.first().copied()) {
-            (None, Some(p)) => first = Some(p),
-            (Some(p0), Some(p)) if p != p0 => break p,
-            _ => {}
-        }
-        tokio::task::yield_now().await;
-    };
-    // SAFETY: kill(2) on a child we own; it is reaped right after.
-    unsafe {
-        libc::kill(a.id() as i32, libc::SIGKILL);
-    }
-    let _ = a.wait();
+    let in_flight = kill_inside_second_partition(&client, "replay_a", &mut a).await;
 
     let out = tokio::task::spawn_blocking(move || b.wait_with_output()).await.unwrap().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

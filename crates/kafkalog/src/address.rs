@@ -126,8 +126,13 @@ impl KafkaLog {
         }
     }
 
-    /// `(low, high)` watermarks of every partition: the first offset still in the topic and
-    /// the next offset to be written.
+    /// `(low, high)` watermarks of partition `p`: the first offset still in it and the next
+    /// offset to be written.
+    pub fn watermark(&self, p: u32) -> Result<(i64, i64)> {
+        Ok(self.consumer()?.fetch_watermarks(&self.topic, p as i32, REQUEST_TIMEOUT)?)
+    }
+
+    /// `(low, high)` watermarks of every partition.
     pub fn watermarks(&self) -> Result<Vec<(i64, i64)>> {
         let consumer = self.consumer()?;
         watermarks(&consumer, &self.topic, self.partitions()?)

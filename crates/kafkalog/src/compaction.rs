@@ -22,7 +22,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tracing::info;
 
-use crate::mirror::{mirror, MirrorConfig, StateCarrying};
+use crate::mirror::{mirror, mirror_states, MirrorConfig, StateCarrying};
 use crate::record::decode;
 use crate::source::read_partition;
 use crate::{Error, KafkaLog, Result};
@@ -103,13 +103,13 @@ pub async fn run<P: Projection>(
     let deltas = cluster.with_topic(&format!("{}-deltas", cluster.topic));
     deltas.delete().await?;
     deltas.create(partitions, true).await?;
-    let produced = mirror::<P>(&MirrorConfig::new(url, deltas.clone()), None, never.clone()).await?;
+    let produced = mirror(&MirrorConfig::new(url, deltas.clone()), never.clone()).await?;
     // (c) state-carrying events, from the same history.
     let states = cluster.with_topic(&format!("{}-states", cluster.topic));
     states.delete().await?;
     states.create(partitions, true).await?;
     let produced_states =
-        mirror(&MirrorConfig::new(url, states.clone()), Some(StateCarrying::new(projection.clone())), never).await?;
+        mirror_states(&MirrorConfig::new(url, states.clone()), StateCarrying::new(projection.clone()), never).await?;
     let keys = truth.len() as u64;
     let waited = Instant::now();
     let delta_records = wait_compacted(&deltas, keys, wait).await?;
@@ -121,7 +121,7 @@ pub async fn run<P: Projection>(
     // Time travel: the sample aggregate as of the middle of its partition.
     let middle = |log: &KafkaLog| -> Result<i64> {
         let p = crate::murmur2::partition_of(sample.to_string().as_bytes(), partitions);
-        Ok(log.watermarks()?[p as usize].1 / 2)
+        Ok(log.watermark(p)?.1 / 2)
     };
     let delta_tt = crate::history::aggregate_history(&deltas, sample, middle(&deltas)?).await;
     let (state_state, state_bytes) = latest_states(&states).await?;

@@ -28,7 +28,7 @@ pub async fn aggregate_history(log: &KafkaLog, aggregate_id: i64, through: i64) 
     let partitions = log.partitions()?;
     let key = aggregate_id.to_string();
     let partition = partition_of(key.as_bytes(), partitions);
-    let (low, high) = log.watermarks()?[partition as usize];
+    let (low, high) = log.watermark(partition)?;
     let end = (through + 1).min(high);
     let mut history = History { partition, events: Vec::new(), scanned: 0 };
     // Gaps: the partition is complete from the offset after the last missing one.

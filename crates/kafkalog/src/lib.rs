@@ -30,7 +30,7 @@ mod source;
 
 pub use address::KafkaLog;
 pub use broker::{tansu_binary, Broker};
-pub use mirror::{mirror, MirrorConfig, MirrorReport, StateCarrying};
+pub use mirror::{mirror, mirror_states, MirrorConfig, MirrorReport, StateCarrying};
 pub use replay::{replay, KafkaReplayConfig, KafkaReplayReport};
 pub use source::{consume_all, read_partition, ConsumeReport, KafkaSource};
 

@@ -157,12 +157,38 @@ async fn store_positions(client: &Client, topic: &str, positions: &[Position]) -
     Ok(())
 }
 
-/// Mirrors the event store into `config.log`'s topic (which must exist): from the positions
-/// stored by an earlier run (a delta mirror), or from the start with `state` (a state-carrying
-/// mirror, not resumable), until caught up (or, with `follow`, until `stop`).
-pub async fn mirror<P: Projection>(
+/// Mirrors the event store into `config.log`'s topic (which must exist), each event as it is,
+/// from the positions stored by an earlier run, until caught up (or, with `follow`, until
+/// `stop`).
+pub async fn mirror(config: &MirrorConfig, stop: tokio::sync::watch::Receiver<bool>) -> Result<MirrorReport> {
+    run(config, None, stop).await
+}
+
+/// Mirrors the event store into a state-carrying topic: each record also holds the
+/// aggregate's row after its event, folded by `state` from the start of the log (not
+/// resumable: its positions are not stored).
+pub async fn mirror_states<P: Projection>(
     config: &MirrorConfig,
-    mut state: Option<StateCarrying<P>>,
+    mut state: StateCarrying<P>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<MirrorReport> {
+    run(config, Some(&mut state), stop).await
+}
+
+/// What gives a mirrored event the row after it (a state-carrying topic).
+trait RowAfter: Send {
+    fn offer(&mut self, event: &RawEvent) -> Result<Option<serde_json::Map<String, serde_json::Value>>>;
+}
+
+impl<P: Projection> RowAfter for StateCarrying<P> {
+    fn offer(&mut self, event: &RawEvent) -> Result<Option<serde_json::Map<String, serde_json::Value>>> {
+        StateCarrying::offer(self, event)
+    }
+}
+
+async fn run(
+    config: &MirrorConfig,
+    mut state: Option<&mut dyn RowAfter>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<MirrorReport> {
     let client = eventlog::connect(&config.database_url).await?;

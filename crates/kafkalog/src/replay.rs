@@ -270,7 +270,7 @@ async fn fold_partition<P: Projection>(
     totals: &Totals,
 ) -> Result<()> {
     let started = Instant::now();
-    let (low, high) = config.log.watermarks()?[p as usize];
+    let (low, high) = config.log.watermark(p)?;
     let mut fold = PartitionFold::new(config.projection.clone(), p, config.quarantine);
     let mut fold_error = None;
     if high > low {

@@ -34,6 +34,13 @@ pub struct KafkaSource {
     meta: rdkafka::consumer::BaseConsumer,
     partitions: u32,
     next: Vec<i64>,
+    /// The high watermarks last asked for.
+    high: Vec<i64>,
+}
+
+/// Whether any partition's next offset is below its high watermark.
+fn behind(next: &[i64], high: &[i64]) -> bool {
+    next.iter().zip(high).any(|(n, h)| n < h)
 }
 
 impl KafkaSource {
@@ -46,6 +53,7 @@ impl KafkaSource {
             meta: log.consumer()?,
             partitions,
             next: vec![0; partitions as usize],
+            high: vec![0; partitions as usize],
         })
     }
 
@@ -66,14 +74,15 @@ impl Source for KafkaSource {
             self.next[p] = pos.tx;
         }
         self.consumer.assign(&tpl).map_err(Error::from)?;
+        self.high = self.high_watermarks()?;
         Ok(())
     }
 
     async fn read(&mut self, _client: &Client, _positions: &[Position], limit: usize) -> projector::Result<Read> {
-        let high = self.high_watermarks()?;
+        // The high watermarks cost a request per partition: asked again (below) only once the
+        // reader has reached the ones it last saw, not on every batch of a long catch-up.
         let mut events = Vec::new();
-        let behind = |next: &[i64]| next.iter().zip(&high).any(|(n, h)| n < h);
-        while events.len() < limit && behind(&self.next) {
+        while events.len() < limit && behind(&self.next, &self.high) {
             let message = match tokio::time::timeout(STALL, self.consumer.recv()).await {
                 Ok(m) => m.map_err(Error::from)?,
                 Err(_) => {
@@ -87,7 +96,10 @@ impl Source for KafkaSource {
             self.next[p as usize] = offset + 1;
             events.push((p, event));
         }
-        let drained = !behind(&self.next);
+        if !behind(&self.next, &self.high) {
+            self.high = self.high_watermarks()?;
+        }
+        let drained = !behind(&self.next, &self.high);
         let positions = self.next.iter().map(|n| Position::boundary(*n)).collect();
         Ok(Read { events, positions, drained, boundary: 0 })
     }
@@ -197,7 +209,7 @@ pub async fn consume_all(log: &KafkaLog, workers: usize) -> Result<ConsumeReport
 
 /// Every record of partition `p` now in the topic: `(offset, key, value)`, in offset order.
 pub async fn read_partition(log: &KafkaLog, p: u32) -> Result<Vec<(i64, Vec<u8>, Vec<u8>)>> {
-    let (low, high) = log.watermarks()?[p as usize];
+    let (low, high) = log.watermark(p)?;
     let mut records = Vec::new();
     if high > low {
         scan_partition(log, p, high, |offset, key, value| {

@@ -27,7 +27,7 @@ async fn a_replay_from_the_topic_then_catch_up_equals_the_true_state() {
     let log = Broker::shared().log("replay-catch-up");
     log.create(3, false).await.unwrap();
     let (_stop_tx, stop) = watch::channel(false);
-    let mirrored = mirror::<V4>(&MirrorConfig::new(&url, log.clone()), None, stop.clone()).await.unwrap();
+    let mirrored = mirror(&MirrorConfig::new(&url, log.clone()), stop.clone()).await.unwrap();
     assert_eq!(mirrored.events, 20_000);
 
     // Every record sits where the Java client's partitioner would put it (librdkafka's
@@ -54,7 +54,7 @@ async fn a_replay_from_the_topic_then_catch_up_equals_the_true_state() {
     lab::produce::run(&url, produce, stop.clone()).await.unwrap();
     let total = events_in_log(&url).await;
     assert!(total > 20_000);
-    let more = mirror::<V4>(&MirrorConfig::new(&url, log.clone()), None, stop.clone()).await.unwrap();
+    let more = mirror(&MirrorConfig::new(&url, log.clone()), stop.clone()).await.unwrap();
     assert_eq!(more.events as i64, total - 20_000, "the mirror resumes where it stopped");
 
     // The second run finds the bulk phase done and catches up to the high watermarks.
@@ -78,7 +78,7 @@ async fn time_travel_on_a_topic_folds_a_bounded_scan_and_refuses_a_compacted_par
     let (_stop_tx, stop) = watch::channel(false);
     let full = Broker::shared().log("history-full");
     full.create(2, false).await.unwrap();
-    mirror::<V4>(&MirrorConfig::new(&url, full.clone()), None, stop.clone()).await.unwrap();
+    mirror(&MirrorConfig::new(&url, full.clone()), stop.clone()).await.unwrap();
     // An aggregate's history from the topic is its history in the event store.
     let client = eventlog::connect(&url).await.unwrap();
     let id: i64 = client
@@ -99,7 +99,7 @@ async fn time_travel_on_a_topic_folds_a_bounded_scan_and_refuses_a_compacted_par
     // A compacted topic: once the broker's sweep has run, the same question is refused.
     let compacted = Broker::shared().log("history-compacted");
     compacted.create(2, true).await.unwrap();
-    mirror::<V4>(&MirrorConfig::new(&url, compacted.clone()), None, stop.clone()).await.unwrap();
+    mirror(&MirrorConfig::new(&url, compacted.clone()), stop.clone()).await.unwrap();
     let keys: i64 = client.query_one("SELECT count(DISTINCT aggregate_id) FROM log.events", &[]).await.unwrap().get(0);
     wait_compacted(&compacted, keys as u64).await;
     let e = history::aggregate_history(&compacted, id, i64::MAX - 1).await.unwrap_err();
@@ -133,7 +133,7 @@ async fn a_version_keeps_its_log_and_a_cutover_never_mixes_two() {
     projector::replay(&projector::ReplayConfig::new(&url, V4), stop.clone()).await.unwrap();
     let log = Broker::shared().log("keeps-its-log");
     log.create(2, false).await.unwrap();
-    mirror::<V4>(&MirrorConfig::new(&url, log.clone()), None, stop.clone()).await.unwrap();
+    mirror(&MirrorConfig::new(&url, log.clone()), stop.clone()).await.unwrap();
 
     // The same version from the topic: refused, naming both logs; nothing written.
     let e = kafkalog::replay(&KafkaReplayConfig::new(&url, log.clone(), V4), stop.clone()).await.unwrap_err();

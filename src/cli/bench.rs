@@ -86,6 +86,10 @@ pub struct ReplayArgs {
     /// ...and for at most this long.
     #[arg(long, value_parser = parse_duration, default_value = "15s")]
     pub naive_time: Duration,
+    /// The most events one partition's fold holds at once before it defers aggregates to a
+    /// spill table (`projector --held-limit`). 0: no limit.
+    #[arg(long, default_value_t = projector::spill::DEFAULT_HELD_LIMIT, value_name = "EVENTS")]
+    pub held_limit: usize,
 }
 
 /// The flags of `bench batch-sweep`.
@@ -321,6 +325,7 @@ struct ReplayPlan {
     workers: usize,
     naive_events: i64,
     naive_time: Duration,
+    held_limit: Option<usize>,
 }
 
 /// `bench batch-sweep`, validated.
@@ -407,7 +412,12 @@ impl Bench {
 
 impl ReplayArgs {
     fn validate(self) -> Result<ReplayPlan> {
-        Ok(ReplayPlan { workers: workers(self.workers)?, naive_events: self.naive_events, naive_time: self.naive_time })
+        Ok(ReplayPlan {
+            workers: workers(self.workers)?,
+            naive_events: self.naive_events,
+            naive_time: self.naive_time,
+            held_limit: (self.held_limit > 0).then_some(self.held_limit),
+        })
     }
 }
 
@@ -546,6 +556,7 @@ async fn replay(url: String, out: &Path, p: ReplayPlan) -> Result<()> {
         workers: p.workers,
         naive_events: p.naive_events,
         naive_time: p.naive_time,
+        held_limit: p.held_limit,
         out_dir: out.to_owned(),
     };
     let r = bench::replay_bench(&config).await?;
@@ -582,8 +593,14 @@ async fn replay(url: String, out: &Path, p: ReplayPlan) -> Result<()> {
     );
     println!(
         "fold: largest partition {} events, {} aggregates per worker map; {} events held at some point, \
-         at most {} at once",
-        r.largest_partition_events, r.largest_partition_aggregates, r.held_total, r.held_peak
+         at most {} at once (limit {}); {} aggregates deferred, {} events folded from the spill",
+        r.largest_partition_events,
+        r.largest_partition_aggregates,
+        r.held_total,
+        r.held_peak,
+        r.held_limit.map_or("none".to_owned(), |l| l.to_string()),
+        r.deferred_aggregates,
+        r.spilled
     );
     print_files(out, "replay.csv", "replay.svg");
     println!("{}", serde_json::to_string(&r)?);

@@ -103,6 +103,11 @@ pub struct ProjectorArgs {
     /// using. Default: wherever the scheduler puts them.
     #[arg(long, value_name = "CORES", value_parser = parse_cpus_arg)]
     pub cpus: Option<u64>,
+    /// Replay: the most events one partition's bulk fold holds at once (events read before
+    /// their predecessor, ~400 B each); past it, the aggregates holding the most are folded
+    /// from a temporary table, sorted, at the end of the partition. 0: no limit.
+    #[arg(long, default_value_t = projector::spill::DEFAULT_HELD_LIMIT, value_name = "EVENTS")]
+    pub held_limit: usize,
     /// Serve this projector's Prometheus metrics (`GET /metrics`) on this address, e.g.
     /// `127.0.0.1:9187` (events applied, batch sizes, write latency, partitions done, held events).
     #[arg(long, value_name = "ADDR")]
@@ -285,6 +290,7 @@ async fn run_projector<P: fold::Projection>(
                 adaptive,
                 priority: projector::CpuPriority { nice: a.nice, idle: a.sched_idle, cpus: a.cpus.unwrap_or(0) },
                 stall_after: a.stall_after,
+                held_limit: (a.held_limit > 0).then_some(a.held_limit),
             };
             let report = projector::replay(&config, stop).await.context("replay")?;
             println!("{}", serde_json::to_string(&report)?);

@@ -125,6 +125,8 @@ pub struct ReplayBenchConfig {
     pub workers: usize,
     pub naive_events: i64,
     pub naive_time: Duration,
+    /// The replay's held limit (`ReplayConfig::held_limit`).
+    pub held_limit: Option<usize>,
     pub out_dir: PathBuf,
 }
 
@@ -163,6 +165,10 @@ pub struct ReplayBench {
     /// Events held at some point by the bulk fold, and the most held at once by one fold.
     pub held_total: u64,
     pub held_peak: u64,
+    /// The held limit, and what reaching it sent through the spill table.
+    pub held_limit: Option<usize>,
+    pub deferred_aggregates: u64,
+    pub spilled: u64,
     pub wall_seconds: f64,
     pub payload_type: String,
 }
@@ -196,6 +202,7 @@ pub async fn replay_bench(config: &ReplayBenchConfig) -> Result<ReplayBench> {
         catch_up: false,
         poll: Duration::from_millis(50),
         progress: true,
+        held_limit: config.held_limit,
         ..projector::ReplayConfig::new(&config.database_url, V4)
     };
     let replay = projector::replay(&replay_config, stop).await.context("replay")?;
@@ -230,6 +237,9 @@ pub async fn replay_bench(config: &ReplayBenchConfig) -> Result<ReplayBench> {
         largest_partition_aggregates: replay.largest_partition_aggregates,
         held_total: replay.bulk_held_total,
         held_peak: replay.bulk_held_peak,
+        held_limit: replay.held_limit,
+        deferred_aggregates: replay.bulk_deferred_aggregates,
+        spilled: replay.bulk_spilled,
         wall_seconds: wall.elapsed().as_secs_f64(),
         payload_type,
     };

@@ -15,6 +15,7 @@ mod repair;
 mod replay;
 mod snapshot;
 mod source;
+pub mod spill;
 mod tail;
 mod verify;
 

@@ -25,6 +25,7 @@ use crate::error::Error;
 use crate::partition_fold::{FoldFootprint, PartitionFold};
 use crate::priority::CpuPriority;
 use crate::ratelimit::RateLimiter;
+use crate::spill::Spiller;
 use crate::tail::{lock_version, lock_version_shared, run_tail, version_key, LiveConfig, LiveReport};
 use crate::{metric, Result};
 
@@ -61,6 +62,10 @@ pub struct ReplayConfig<P: Projection> {
     pub priority: CpuPriority,
     /// Catch-up's stall warning threshold (`LiveConfig::stall_after`).
     pub stall_after: Duration,
+    /// The most events one partition's bulk fold holds at once (read before their
+    /// predecessor); past it, the aggregates holding the most go to a spill table and are
+    /// folded from it, sorted, at the end of the partition ([`crate::spill`]). `None`: no limit.
+    pub held_limit: Option<usize>,
 }
 
 impl<P: Projection> ReplayConfig<P> {
@@ -84,6 +89,7 @@ impl<P: Projection> ReplayConfig<P> {
             adaptive: None,
             priority: CpuPriority::NORMAL,
             stall_after: Duration::from_secs(30),
+            held_limit: Some(crate::spill::DEFAULT_HELD_LIMIT),
         }
     }
 }
@@ -109,8 +115,14 @@ pub struct ReplayReport {
     pub largest_partition_aggregates: u64,
     /// Events held at some point during the bulk fold (read before their predecessor).
     pub bulk_held_total: u64,
-    /// The most events one partition's fold held at once.
+    /// The most events one partition's fold held at once (at most the held limit).
     pub bulk_held_peak: u64,
+    /// The held limit the folds ran with (`None`: unbounded).
+    pub held_limit: Option<usize>,
+    /// Aggregates deferred to a spill table because a fold reached its held limit.
+    pub bulk_deferred_aggregates: u64,
+    /// Events folded from a spill table instead of in storage order.
+    pub bulk_spilled: u64,
     /// This process's peak resident set size (VmHWM) at the end of the bulk phase: since the
     /// process started, or since the caller last called [`reset_peak_rss`].
     pub peak_rss_bytes: u64,
@@ -390,6 +402,9 @@ async fn bulk_phase<P: Projection>(
     report.largest_partition_aggregates = footprint.aggregates;
     report.bulk_held_total = footprint.held_total;
     report.bulk_held_peak = footprint.held_peak;
+    report.held_limit = shared.config.held_limit;
+    report.bulk_deferred_aggregates = footprint.deferred_aggregates;
+    report.bulk_spilled = footprint.spilled;
     Ok(())
 }
 
@@ -542,6 +557,8 @@ async fn worker<P: Projection>(shared: Arc<Shared<P>>, stop: tokio::sync::watch:
             all.aggregates = all.aggregates.max(footprint.aggregates);
             all.held_total += footprint.held_total;
             all.held_peak = all.held_peak.max(footprint.held_peak);
+            all.deferred_aggregates += footprint.deferred_aggregates;
+            all.spilled += footprint.spilled;
         }
         info!(
             partition = p,
@@ -549,6 +566,8 @@ async fn worker<P: Projection>(shared: Arc<Shared<P>>, stop: tokio::sync::watch:
             rows = batch.rows.len(),
             held_total = footprint.held_total,
             held_peak = footprint.held_peak,
+            deferred = footprint.deferred_aggregates,
+            spilled = footprint.spilled,
             rss_mb = current_rss_bytes() / 1_000_000,
             seconds = started.elapsed().as_secs_f64(),
             "partition replayed"
@@ -569,7 +588,9 @@ async fn fold_partition<P: Projection>(
 ) -> Result<Option<(PartitionBatch<P>, FoldFootprint)>> {
     let projection = &shared.config.projection;
     let version = projection.name();
-    let mut fold = PartitionFold::new(projection.clone(), p, shared.config.quarantine);
+    let mut fold =
+        PartitionFold::new(projection.clone(), p, shared.config.quarantine).with_held_limit(shared.config.held_limit);
+    let mut spill = Spiller::new(&shared.config.database_url, shared.config.priority);
     let mut pending_tokens = 0u64;
     let mut since_stop_check = 0u32;
     let mut unreported = Unreported::default();
@@ -608,8 +629,10 @@ async fn fold_partition<P: Projection>(
             }
         }
         fold.offer(raw)?;
+        spill.keep_up(&mut fold).await?;
     }
     unreported.flush(&events_read, &bytes_read);
+    spill.drain(&mut fold).await?;
     let footprint = fold.footprint();
     let batch = fold.finish(Position::boundary(shared.boundary));
     metrics::counter!(metric::EVENTS_APPLIED, "version" => version, "phase" => "bulk").increment(batch.applied as u64);

@@ -593,12 +593,15 @@ async fn replay(url: String, out: &Path, p: ReplayPlan) -> Result<()> {
     );
     println!(
         "fold: largest partition {} events, {} aggregates per worker map; {} events held at some point, \
-         at most {} at once (limit {}); {} aggregates deferred, {} events folded from the spill",
+         at most {} at once (limit {}); {} gap lookups applied {} events ahead of the stream; \
+         {} aggregates deferred, {} events folded from the spill",
         r.largest_partition_events,
         r.largest_partition_aggregates,
         r.held_total,
         r.held_peak,
         r.held_limit.map_or("none".to_owned(), |l| l.to_string()),
+        r.gap_lookups,
+        r.fetched,
         r.deferred_aggregates,
         r.spilled
     );

@@ -291,6 +291,7 @@ async fn run_projector<P: fold::Projection>(
                 priority: projector::CpuPriority { nice: a.nice, idle: a.sched_idle, cpus: a.cpus.unwrap_or(0) },
                 stall_after: a.stall_after,
                 held_limit: (a.held_limit > 0).then_some(a.held_limit),
+                gap_lookups: true,
             };
             let report = projector::replay(&config, stop).await.context("replay")?;
             println!("{}", serde_json::to_string(&report)?);

@@ -329,11 +329,16 @@ pub async fn run(config: &LargeConfig) -> Result<LargeReport> {
             bail!("v3 was built but is not active (another version is): reset the read side or pass --reset");
         }
         println!(
-            "v3: {} events in {:.1}s bulk ({:.0} events/s), peak RSS {} MB",
+            "v3: {} events in {:.1}s bulk ({:.0} events/s), peak RSS {} MB; held at most {} at once (limit {}), \
+             {} applied ahead by gap lookups, {} through the spill",
             report.bulk_events,
             report.bulk_seconds,
             report.bulk_events_per_s,
-            report.peak_rss_bytes / 1_000_000
+            report.peak_rss_bytes / 1_000_000,
+            report.bulk_held_peak,
+            report.held_limit.map_or("none".to_owned(), |l| l.to_string()),
+            report.bulk_fetched,
+            report.bulk_spilled
         );
         state.record(&config.state_path, "v3_live", &report)?;
     }

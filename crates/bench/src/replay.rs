@@ -169,6 +169,9 @@ pub struct ReplayBench {
     pub held_limit: Option<usize>,
     pub deferred_aggregates: u64,
     pub spilled: u64,
+    /// Gap lookups at the held limit, and the events they applied ahead of the stream.
+    pub gap_lookups: u64,
+    pub fetched: u64,
     pub wall_seconds: f64,
     pub payload_type: String,
 }
@@ -240,6 +243,8 @@ pub async fn replay_bench(config: &ReplayBenchConfig) -> Result<ReplayBench> {
         held_limit: replay.held_limit,
         deferred_aggregates: replay.bulk_deferred_aggregates,
         spilled: replay.bulk_spilled,
+        gap_lookups: replay.bulk_gap_lookups,
+        fetched: replay.bulk_fetched,
         wall_seconds: wall.elapsed().as_secs_f64(),
         payload_type,
     };

@@ -13,13 +13,18 @@
 //!
 //! What is held right now depends on the log's storage order, not on the fold: a log loaded
 //! out of version order (at 100M seeded events, 940k held at once in one partition) would
-//! make it grow with the log. With a held limit ([`PartitionFold::with_held_limit`]), the fold
-//! *defers* the aggregates holding the most events once more than the limit are held: their
-//! held events, and every later event of theirs in this partition, leave the fold for the
-//! spill ([`PartitionFold::take_spill`]; [`crate::spill`] keeps them in a temporary table),
-//! and come back sorted by `(aggregate_id, version)` once the partition has been read
+//! make it grow with the log. With a held limit ([`PartitionFold::with_held_limit`]), once the
+//! limit is reached ([`PartitionFold::over_limit`]) the driver ([`crate::spill::Spiller`])
+//! first looks the missing predecessors up in the log ([`PartitionFold::gaps`],
+//! [`PartitionFold::offer_fetched`]): one event stored late usually holds thousands behind
+//! it, and applying it early releases them (its own copy is skipped when the stream reaches
+//! it). Whatever is still held past half the limit then goes with its aggregate to the spill
+//! ([`PartitionFold::defer_to_half`]): the aggregates holding the most are *deferred*, their
+//! held events and every later event of theirs in this partition leave the fold
+//! ([`PartitionFold::take_spill`]; [`crate::spill`] keeps them in a temporary table) and come
+//! back sorted by `(aggregate_id, version)` once the partition has been read
 //! ([`PartitionFold::offer_spilled`]), where the guard applies them in order. Held events
-//! then stay at or under the limit whatever the storage order; the spill is on disk.
+//! then stay under the limit whatever the storage order.
 
 use std::collections::{HashMap, HashSet};
 
@@ -53,6 +58,13 @@ pub struct PartitionFold<P: Projection> {
     spilled: u64,
     /// The spill is being read back: nothing is deferred any more.
     draining: bool,
+    /// Events applied (or dead-lettered) ahead of the stream by a gap lookup: their copy in
+    /// the stream is skipped when it comes.
+    prefetched: HashSet<(i64, i32)>,
+    /// Events dead-lettered: a gap lookup does not offer them again.
+    dead: HashSet<(i64, i32)>,
+    fetched: u64,
+    gap_lookups: u64,
 }
 
 /// What one partition's fold kept at most, for the replay's logs and report.
@@ -70,6 +82,9 @@ pub struct FoldFootprint {
     pub deferred_aggregates: u64,
     /// Events that went through the spill.
     pub spilled: u64,
+    /// Gap lookups (the held limit reached), and the events they applied ahead of the stream.
+    pub gap_lookups: u64,
+    pub fetched: u64,
 }
 
 impl<P: Projection> PartitionFold<P> {
@@ -92,14 +107,18 @@ impl<P: Projection> PartitionFold<P> {
             to_spill: Vec::new(),
             spilled: 0,
             draining: false,
+            prefetched: HashSet::new(),
+            dead: HashSet::new(),
+            fetched: 0,
+            gap_lookups: 0,
         }
     }
 
-    /// Bounds the events held at once to `limit` (at least 1): past it, the aggregates
-    /// holding the most are deferred to the spill until at most half the limit is held. The
-    /// caller must then move [`PartitionFold::take_spill`] somewhere and, once the partition
-    /// has been read, offer it back sorted by `(aggregate_id, version)` through
-    /// [`PartitionFold::offer_spilled`] ([`crate::spill::Spiller`] does both).
+    /// Bounds the events held at once to `limit` (at least 1). The fold does not act on it by
+    /// itself: the driver checks [`PartitionFold::over_limit`] after each offer, then looks gaps
+    /// up ([`PartitionFold::gaps`]) and calls [`PartitionFold::defer_to_half`]; once the
+    /// partition has been read it offers the spill back sorted by `(aggregate_id, version)`
+    /// through [`PartitionFold::offer_spilled`] ([`crate::spill::Spiller`] does all of it).
     pub fn with_held_limit(mut self, limit: Option<usize>) -> PartitionFold<P> {
         self.held_limit = limit.map(|l| l.max(1));
         self
@@ -108,18 +127,66 @@ impl<P: Projection> PartitionFold<P> {
     /// Offers one event of the partition, in any order.
     pub fn offer(&mut self, raw: RawEvent) -> Result<()> {
         self.events += 1;
+        if self.prefetched.remove(&(raw.aggregate_id, raw.version)) {
+            return Ok(());
+        }
         if !self.draining && self.deferred.contains(&raw.aggregate_id) {
             self.spilled += 1;
             self.to_spill.push(raw);
             return Ok(());
         }
-        self.apply_or_hold(raw)?;
+        self.apply_or_hold(raw)
+    }
+
+    /// Whether the held limit has been reached.
+    pub fn over_limit(&self) -> bool {
+        !self.draining && self.held_limit.is_some_and(|limit| self.held_raw.len() >= limit)
+    }
+
+    /// The gaps behind the events held right now: per aggregate, the version applied last and
+    /// the lowest version held (the versions strictly between are missing).
+    pub fn gaps(&mut self) -> Vec<(i64, i32, i32)> {
+        self.gap_lookups += 1;
+        let mut lowest: HashMap<i64, i32> = HashMap::new();
+        for (id, v) in self.held_raw.keys() {
+            let l = lowest.entry(*id).or_insert(*v);
+            *l = (*l).min(*v);
+        }
+        lowest.into_iter().map(|(id, v)| (id, self.streams.get(&id).map_or(0, Guarded::version), v)).collect()
+    }
+
+    /// Offers an event a gap lookup found in the log (below the same boundary as the stream),
+    /// ahead of its place in the stream; the stream's copy will be skipped.
+    pub fn offer_fetched(&mut self, raw: RawEvent) -> Result<()> {
+        let key = (raw.aggregate_id, raw.version);
+        let current = self.streams.get(&raw.aggregate_id).map_or(0, Guarded::version);
+        if raw.version <= current
+            || self.deferred.contains(&key.0)
+            || self.dead.contains(&key)
+            || self.held_raw.contains_key(&key)
+        {
+            return Ok(());
+        }
+        if !self.prefetched.insert(key) {
+            return Ok(());
+        }
+        self.fetched += 1;
+        self.apply_or_hold(raw)
+    }
+
+    /// Whether more than half the limit is held (what a gap lookup tries to get under).
+    pub fn over_half_limit(&self) -> bool {
+        self.held_limit.is_some_and(|limit| self.held_raw.len() > limit / 2)
+    }
+
+    /// If more than half the limit is still held: defers the aggregates holding the most until
+    /// at most half is.
+    pub fn defer_to_half(&mut self) {
         if let Some(limit) = self.held_limit {
-            if !self.draining && self.held_raw.len() >= limit {
+            if self.held_raw.len() > limit / 2 {
                 self.defer_largest(limit / 2);
             }
         }
-        Ok(())
     }
 
     /// Offers one event read back from the spill (every spilled event, sorted by
@@ -192,6 +259,7 @@ impl<P: Projection> PartitionFold<P> {
             Ok(e) => e,
             Err(e) if self.quarantine => {
                 warn!(bad = %self.bad_event(e.to_string(), &raw), "event dead-lettered, aggregate quarantined");
+                self.dead.insert((raw.aggregate_id, raw.version));
                 self.dead_letters.push(DeadLetter { partition: self.partition, event: raw, error: e.to_string() });
                 return Ok(());
             }
@@ -218,6 +286,7 @@ impl<P: Projection> PartitionFold<P> {
             Ok(Offer::Duplicate) => {}
             Err(e) if self.quarantine => {
                 warn!(bad = %self.bad_event(e.to_string(), &raw), "event dead-lettered, aggregate quarantined");
+                self.dead.insert((raw.aggregate_id, raw.version));
                 self.dead_letters.push(DeadLetter { partition: self.partition, event: raw, error: e.to_string() });
             }
             Err(e) => return Err(self.bad(e.to_string(), &raw)),
@@ -263,6 +332,8 @@ impl<P: Projection> PartitionFold<P> {
             held_peak: self.held_peak as u64,
             deferred_aggregates: self.deferred.len() as u64,
             spilled: self.spilled,
+            gap_lookups: self.gap_lookups,
+            fetched: self.fetched,
         }
     }
 
@@ -305,6 +376,7 @@ impl<P: Projection> PartitionFold<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spill::MAX_LOOKUP_ROUNDS;
     use chrono::{TimeZone, Utc};
     use lab::bank::V4;
 
@@ -376,23 +448,46 @@ mod tests {
         assert_eq!(batch.applied, 4);
     }
 
-    /// Folds `events` with `limit`, passing the spill through a sorted vector as the spill
-    /// table does (`ORDER BY aggregate_id, version`).
-    fn fold_with_limit(events: &[RawEvent], limit: Option<usize>) -> (PartitionBatch<V4>, FoldFootprint) {
+    /// Folds `events` with `limit` as [`crate::spill::Spiller`] drives it: at the limit, gap
+    /// lookups in `events` itself (the log) when `lookups`, then deferral; the spill passes
+    /// through a sorted vector as through the spill table (`ORDER BY aggregate_id, version`).
+    fn fold_bounded(events: &[RawEvent], limit: Option<usize>, lookups: bool) -> (PartitionBatch<V4>, FoldFootprint) {
+        let log: HashMap<(i64, i32), &RawEvent> = events.iter().map(|e| ((e.aggregate_id, e.version), e)).collect();
         let mut fold = PartitionFold::new(V4, 0, true).with_held_limit(limit);
         let mut spill = Vec::new();
         for e in events {
             fold.offer(e.clone()).unwrap();
-            assert!(fold.held() <= limit.unwrap_or(usize::MAX), "held {} past the limit", fold.held());
+            if fold.over_limit() {
+                for _ in 0..if lookups { MAX_LOOKUP_ROUNDS } else { 0 } {
+                    let mut gaps = fold.gaps();
+                    gaps.sort();
+                    let before = fold.footprint().fetched;
+                    for (id, after, first_held) in gaps {
+                        for v in after + 1..first_held {
+                            if let Some(found) = log.get(&(id, v)) {
+                                fold.offer_fetched((*found).clone()).unwrap();
+                            }
+                        }
+                    }
+                    if fold.footprint().fetched == before || !fold.over_half_limit() {
+                        break;
+                    }
+                }
+                fold.defer_to_half();
+            }
+            assert!(fold.held() < limit.unwrap_or(usize::MAX), "held {} at the limit", fold.held());
             spill.extend(fold.take_spill());
         }
-        spill.extend(fold.take_spill());
         spill.sort_by_key(|e| (e.aggregate_id, e.version));
         for e in spill {
             fold.offer_spilled(e).unwrap();
         }
         let footprint = fold.footprint();
         (fold.finish(Position::boundary(1 << 40)), footprint)
+    }
+
+    fn fold_with_limit(events: &[RawEvent], limit: Option<usize>) -> (PartitionBatch<V4>, FoldFootprint) {
+        fold_bounded(events, limit, false)
     }
 
     fn sorted_rows(batch: &PartitionBatch<V4>) -> Vec<fold::Row<lab::bank::Account>> {
@@ -454,19 +549,21 @@ mod tests {
         events[10].payload = b"{not json".to_vec(); // version 40
         events.push(raw(3, 2)); // its version 1 is never stored: held to the end
         let (unbounded, _) = fold_with_limit(&events, None);
-        let (bounded, footprint) = fold_with_limit(&events, Some(4));
-        assert!(footprint.spilled > 0);
-        assert_eq!(unbounded.dead_letters.len(), 1);
-        assert_eq!(bounded.dead_letters.len(), 1, "dead-lettered once");
-        assert_eq!(bounded.dead_letters[0].event.version, 40);
-        assert_eq!(sorted_rows(&bounded), sorted_rows(&unbounded));
         let held = |b: &PartitionBatch<V4>| {
             let mut h: Vec<_> = b.held.iter().map(|e| (e.aggregate_id, e.version)).collect();
             h.sort();
             h
         };
-        assert_eq!(held(&bounded), held(&unbounded));
-        assert_eq!(held(&bounded).len(), 11, "9's versions 41..=50 behind the bad 40, and 3's version 2");
+        assert_eq!(unbounded.dead_letters.len(), 1);
+        assert_eq!(held(&unbounded).len(), 11, "9's versions 41..=50 behind the bad 40, and 3's version 2");
+        for lookups in [false, true] {
+            let (bounded, footprint) = fold_bounded(&events, Some(4), lookups);
+            assert!(footprint.spilled > 0 || footprint.fetched > 0);
+            assert_eq!(bounded.dead_letters.len(), 1, "dead-lettered once (lookups: {lookups})");
+            assert_eq!(bounded.dead_letters[0].event.version, 40);
+            assert_eq!(sorted_rows(&bounded), sorted_rows(&unbounded));
+            assert_eq!(held(&bounded), held(&unbounded), "lookups: {lookups}");
+        }
     }
 
     #[test]
@@ -475,6 +572,9 @@ mod tests {
         let mut fold = PartitionFold::new(V4, 0, false).with_held_limit(Some(2));
         for v in (1..=10).rev() {
             fold.offer(raw(1, v)).unwrap();
+            if fold.over_limit() {
+                fold.defer_to_half();
+            }
         }
         let _ = fold.take_spill();
         fold.finish(Position::boundary(1));

@@ -66,6 +66,9 @@ pub struct ReplayConfig<P: Projection> {
     /// predecessor); past it, the aggregates holding the most go to a spill table and are
     /// folded from it, sorted, at the end of the partition ([`crate::spill`]). `None`: no limit.
     pub held_limit: Option<usize>,
+    /// At the held limit, look the missing predecessors up in the log before deferring
+    /// aggregates to the spill (off only to test the spill alone).
+    pub gap_lookups: bool,
 }
 
 impl<P: Projection> ReplayConfig<P> {
@@ -90,6 +93,7 @@ impl<P: Projection> ReplayConfig<P> {
             priority: CpuPriority::NORMAL,
             stall_after: Duration::from_secs(30),
             held_limit: Some(crate::spill::DEFAULT_HELD_LIMIT),
+            gap_lookups: true,
         }
     }
 }
@@ -123,6 +127,9 @@ pub struct ReplayReport {
     pub bulk_deferred_aggregates: u64,
     /// Events folded from a spill table instead of in storage order.
     pub bulk_spilled: u64,
+    /// Gap lookups (a fold at its held limit), and the events they applied ahead of the stream.
+    pub bulk_gap_lookups: u64,
+    pub bulk_fetched: u64,
     /// This process's peak resident set size (VmHWM) at the end of the bulk phase: since the
     /// process started, or since the caller last called [`reset_peak_rss`].
     pub peak_rss_bytes: u64,
@@ -405,6 +412,8 @@ async fn bulk_phase<P: Projection>(
     report.held_limit = shared.config.held_limit;
     report.bulk_deferred_aggregates = footprint.deferred_aggregates;
     report.bulk_spilled = footprint.spilled;
+    report.bulk_gap_lookups = footprint.gap_lookups;
+    report.bulk_fetched = footprint.fetched;
     Ok(())
 }
 
@@ -559,6 +568,8 @@ async fn worker<P: Projection>(shared: Arc<Shared<P>>, stop: tokio::sync::watch:
             all.held_peak = all.held_peak.max(footprint.held_peak);
             all.deferred_aggregates += footprint.deferred_aggregates;
             all.spilled += footprint.spilled;
+            all.gap_lookups += footprint.gap_lookups;
+            all.fetched += footprint.fetched;
         }
         info!(
             partition = p,
@@ -568,6 +579,8 @@ async fn worker<P: Projection>(shared: Arc<Shared<P>>, stop: tokio::sync::watch:
             held_peak = footprint.held_peak,
             deferred = footprint.deferred_aggregates,
             spilled = footprint.spilled,
+            gap_lookups = footprint.gap_lookups,
+            fetched = footprint.fetched,
             rss_mb = current_rss_bytes() / 1_000_000,
             seconds = started.elapsed().as_secs_f64(),
             "partition replayed"
@@ -591,6 +604,9 @@ async fn fold_partition<P: Projection>(
     let mut fold =
         PartitionFold::new(projection.clone(), p, shared.config.quarantine).with_held_limit(shared.config.held_limit);
     let mut spill = Spiller::new(&shared.config.database_url, shared.config.priority);
+    if shared.config.gap_lookups {
+        spill = spill.with_gap_lookups(p, shared.boundary);
+    }
     let mut pending_tokens = 0u64;
     let mut since_stop_check = 0u32;
     let mut unreported = Unreported::default();

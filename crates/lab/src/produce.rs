@@ -8,7 +8,10 @@
 //! log's sequence values, then, pipelined, one `INSERT ... SELECT FROM unnest` of the events,
 //! one `UPDATE ... FROM unnest` of the expected rows (guarded by the version each was read at)
 //! and one `INSERT ... FROM unnest` of the aggregates it opened. At a paced rate the batch
-//! shrinks so that a writer still commits about 100 times a second.
+//! shrinks so that a writer still commits about 100 times a second; a writer behind its
+//! schedule (round trips slowed by a busy server or a busy CPU) catches up with bigger
+//! batches, up to the configured most, not with more transactions: the rate then holds as
+//! long as the server keeps up with the events, not with the commits.
 //!
 //! **Ranges.** Writer `w` of `W` owns the aggregates with `(id - 1) % W == w` and draws them
 //! with its own Zipf ranks (its rank k is its k-th id): popularity stays Zipf within each
@@ -513,6 +516,7 @@ impl Writer {
         let period = (cfg.rate > 0.0 && cfg.rate.is_finite())
             .then(|| Duration::from_secs_f64(f64::from(cfg.writers) / cfg.rate));
         let start = tokio::time::Instant::now();
+        let paced_batch = cfg.batch_size();
         let mut events = 0u64;
         loop {
             if *stop.borrow() || deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
@@ -533,6 +537,12 @@ impl Writer {
                     }
                     continue;
                 }
+            }
+            if let Some(period) = period {
+                // Behind schedule: what is owed, in one batch (up to the configured most).
+                let due = (start.elapsed().as_secs_f64() / period.as_secs_f64()) as u64;
+                let owed = due.saturating_sub(events) as usize;
+                self.batch = owed.clamp(paced_batch, cfg.batch as usize);
             }
             let mut attempts = 0;
             let done = loop {

@@ -36,6 +36,9 @@ use crate::error::{BadEvent, Error};
 use crate::Result;
 use tracing::{debug, warn};
 
+/// The widest gap a lookup fills (missing versions of one aggregate).
+pub const MAX_GAP: i32 = 1_000;
+
 /// The fold of one partition in progress.
 pub struct PartitionFold<P: Projection> {
     projection: P,
@@ -143,8 +146,12 @@ impl<P: Projection> PartitionFold<P> {
         !self.draining && self.held_limit.is_some_and(|limit| self.held_raw.len() >= limit)
     }
 
-    /// The gaps behind the events held right now: per aggregate, the version applied last and
-    /// the lowest version held (the versions strictly between are missing).
+    /// The narrow gaps behind the events held right now: per aggregate, the version applied
+    /// last and the lowest version held (the versions strictly between are missing), for the
+    /// gaps of at most [`MAX_GAP`] versions, narrowest first, until they add up to the held
+    /// limit or `MAX_GAP`, whichever is more (what one lookup may read). A wide gap (an aggregate whose early versions
+    /// are stored far behind its later ones) is left to the spill: looking it up would read
+    /// the aggregate's events ahead of the stream, by index, one by one.
     pub fn gaps(&mut self) -> Vec<(i64, i32, i32)> {
         self.gap_lookups += 1;
         let mut lowest: HashMap<i64, i32> = HashMap::new();
@@ -152,7 +159,19 @@ impl<P: Projection> PartitionFold<P> {
             let l = lowest.entry(*id).or_insert(*v);
             *l = (*l).min(*v);
         }
-        lowest.into_iter().map(|(id, v)| (id, self.streams.get(&id).map_or(0, Guarded::version), v)).collect()
+        let mut gaps: Vec<(i64, i32, i32)> = lowest
+            .into_iter()
+            .map(|(id, v)| (id, self.streams.get(&id).map_or(0, Guarded::version), v))
+            .filter(|&(_, after, before)| before - after - 1 <= MAX_GAP)
+            .collect();
+        gaps.sort_unstable_by_key(|&(id, after, before)| (before - after, id));
+        let budget = self.held_limit.map_or(i64::MAX, |l| (l as i64).max(i64::from(MAX_GAP)));
+        let mut total = 0i64;
+        gaps.retain(|&(_, after, before)| {
+            total += i64::from(before - after - 1);
+            total <= budget
+        });
+        gaps
     }
 
     /// Offers an event a gap lookup found in the log (below the same boundary as the stream),
@@ -538,7 +557,44 @@ mod tests {
             assert_eq!(sorted_rows(&bounded), sorted_rows(&unbounded), "round {round}, limit {limit}: rows differ");
             assert_eq!(bounded.applied, unbounded.applied);
             assert!(bounded.held.is_empty() && bounded.dead_letters.is_empty());
+
+            // With gap lookups first: the same rows, within the limit, every event applied once.
+            let (looked_up, footprint) = fold_bounded(&events, Some(limit), true);
+            assert!(footprint.held_peak <= limit as u64, "round {round}: held {} with lookups", footprint.held_peak);
+            assert!(footprint.fetched > 0, "round {round}: no gap was filled from the log");
+            assert_eq!(sorted_rows(&looked_up), sorted_rows(&unbounded), "round {round}: rows differ (lookups)");
+            assert_eq!(looked_up.applied, unbounded.applied, "round {round}: an event applied twice or not at all");
         }
+    }
+
+    /// Every aggregate stored newest first, as behind one late-stored predecessor: the gap
+    /// lookup applies the missing versions ahead of the stream, which releases everything
+    /// held, and nothing goes to the spill.
+    #[test]
+    fn a_gap_lookup_releases_what_one_late_predecessor_holds_without_spilling() {
+        let events: Vec<RawEvent> = (1..=40).rev().flat_map(|v| (1..=20i64).map(move |id| raw(id, v))).collect();
+        let (unbounded, free) = fold_with_limit(&events, None);
+        assert!(free.held_peak >= 700);
+        let (bounded, footprint) = fold_bounded(&events, Some(100), true);
+        assert!(footprint.held_peak <= 100);
+        assert!(footprint.fetched > 0);
+        assert_eq!(footprint.spilled, 0, "gaps a lookup can fill need no spill");
+        assert_eq!(footprint.deferred_aggregates, 0);
+        assert_eq!(sorted_rows(&bounded), sorted_rows(&unbounded));
+        assert_eq!(bounded.applied, 20 * 40);
+    }
+
+    /// An aggregate whose early versions are stored far behind its later ones (a gap wider
+    /// than [`MAX_GAP`]) is not looked up (that would read its events ahead of the stream, one
+    /// by one, and hold them all at once): it goes to the spill.
+    #[test]
+    fn a_gap_wider_than_max_gap_goes_to_the_spill_not_to_lookups() {
+        let events: Vec<RawEvent> = (1..=(MAX_GAP * 3)).rev().map(|v| raw(1, v)).collect();
+        let (unbounded, _) = fold_with_limit(&events, None);
+        let (bounded, footprint) = fold_bounded(&events, Some(100), true);
+        assert_eq!(footprint.fetched, 0, "a gap of ~{} versions was looked up", MAX_GAP * 3 - 100);
+        assert!(footprint.spilled > 0 && footprint.held_peak <= 100);
+        assert_eq!(sorted_rows(&bounded), sorted_rows(&unbounded));
     }
 
     /// A bad event of a deferred aggregate is dead-lettered once (when read back from the

@@ -139,7 +139,12 @@ impl Spiller {
 
     /// One gap lookup: reads the missing versions behind every held event from the log and
     /// offers them to the fold; returns how many it found.
-    async fn fill_gaps<P: Projection>(&mut self, fold: &mut PartitionFold<P>, partition: u32, below: i64) -> Result<u64> {
+    async fn fill_gaps<P: Projection>(
+        &mut self,
+        fold: &mut PartitionFold<P>,
+        partition: u32,
+        below: i64,
+    ) -> Result<u64> {
         let gaps = fold.gaps();
         if gaps.is_empty() {
             return Ok(0);
@@ -163,6 +168,7 @@ impl Spiller {
              WHERE e.tx_id < $4 ORDER BY e.aggregate_id, e.version",
             eventlog::partition_table(partition)
         );
+        // At most max(held limit, MAX_GAP) rows (PartitionFold::gaps), applied as they are read.
         let rows = client.query(sql.as_str(), &[&ids, &after, &before, &below]).await?;
         let found = rows.len() as u64;
         for row in rows {

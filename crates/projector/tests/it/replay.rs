@@ -244,7 +244,8 @@ async fn a_replay_past_its_held_limit_spills_and_writes_the_same_rows() {
         )
         .await
         .unwrap();
-    let bulk = |limit, gap_lookups| ReplayConfig { catch_up: false, held_limit: limit, gap_lookups, ..config(&url, V4) };
+    let bulk =
+        |limit, gap_lookups| ReplayConfig { catch_up: false, held_limit: limit, gap_lookups, ..config(&url, V4) };
 
     let unbounded = projector::replay(&bulk(None, true), never()).await.unwrap();
     assert!(unbounded.bulk_held_peak >= 1_000, "the log holds {} at once unbounded", unbounded.bulk_held_peak);

@@ -3,11 +3,13 @@
 //! *Gap lookups*: when the fold reaches its limit, the versions missing behind its held events
 //! are read from the log partition by the `(aggregate_id, version)` index, below the same
 //! boundary as the stream, and applied ahead of their place in the stream; everything held
-//! behind them is released. This is what a log loaded out of order needs: at 100M seeded events
-//! the 100k events one fold held were waiting behind a handful of predecessors stored later.
+//! behind them is released. This is what a log with a few late-stored predecessors needs (one
+//! holds thousands); only narrow gaps that release many are looked up ([`PartitionFold::gaps`]).
+//! The seeded 100M log's hot aggregates are out of order by millions of versions: those gaps
+//! are left to the spill (725 events looked up there, 38.9M spilled).
 //!
-//! *The spill*: what a lookup cannot release (its predecessor is above the boundary, or it is
-//! a dead letter) past half the limit goes with its aggregate to a spill: the events of the
+//! *The spill*: what a lookup cannot release (a wide gap, a predecessor above the boundary, a
+//! dead letter) past half the limit goes with its aggregate to a spill: the events of the
 //! aggregates a [`PartitionFold`] deferred, kept out of memory in a temporary table on a
 //! connection of their own, and read back sorted by `(aggregate_id, version)` once the
 //! partition has been read, so the guard applies them in order and holds nothing more.

@@ -135,10 +135,11 @@ impl<P: Projection> PartitionFold<P> {
     /// Offers one event of the partition, in any order.
     pub fn offer(&mut self, raw: RawEvent) -> Result<()> {
         self.events += 1;
-        if self.prefetched.remove(&(raw.aggregate_id, raw.version)) {
+        // Both sets are empty unless a fold reached its limit: no hashing per event then.
+        if !self.prefetched.is_empty() && self.prefetched.remove(&(raw.aggregate_id, raw.version)) {
             return Ok(());
         }
-        if !self.draining && self.deferred.contains(&raw.aggregate_id) {
+        if !self.draining && !self.deferred.is_empty() && self.deferred.contains(&raw.aggregate_id) {
             self.spilled += 1;
             self.to_spill.push(raw);
             return Ok(());

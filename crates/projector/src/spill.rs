@@ -58,7 +58,6 @@ pub struct Spiller {
     lookups: Option<(u32, i64)>,
     lookup: Option<Client>,
     open: Option<OpenSpill>,
-    written: u64,
 }
 
 struct OpenSpill {
@@ -69,7 +68,7 @@ struct OpenSpill {
 impl Spiller {
     /// A spiller that will connect to `database_url`, its backend at `priority`.
     pub fn new(database_url: &str, priority: CpuPriority) -> Spiller {
-        Spiller { database_url: database_url.to_owned(), priority, lookups: None, lookup: None, open: None, written: 0 }
+        Spiller { database_url: database_url.to_owned(), priority, lookups: None, lookup: None, open: None }
     }
 
     /// Looks gaps up in log partition `partition`, among the events below `below` (the
@@ -77,11 +76,6 @@ impl Spiller {
     pub fn with_gap_lookups(mut self, partition: u32, below: i64) -> Spiller {
         self.lookups = Some((partition, below));
         self
-    }
-
-    /// Events written to the spill so far.
-    pub fn written(&self) -> u64 {
-        self.written
     }
 
     /// After each offer: at the held limit, looks the gaps up and defers what is still held
@@ -209,7 +203,6 @@ impl Spiller {
                 ])
                 .await?;
         }
-        self.written += events.len() as u64;
         Ok(())
     }
 

@@ -20,7 +20,7 @@ pub use read::{
     aggregate_events, aggregate_events_after, boundary, copy_partition, prepare_aggregate_events, snapshot_xmax,
     LogReader, RawEvent,
 };
-pub use schema::{create, ensure_indexes, exists, partition_count, partition_table, LogStats};
+pub use schema::{create, ensure_indexes, exists, partition_count, partition_of, partition_table, LogStats};
 
 /// Errors of the event log.
 #[derive(Debug, thiserror::Error)]

@@ -12,6 +12,72 @@ pub fn partition_table(p: u32) -> String {
     format!("events_p{p:03}")
 }
 
+/// The partition PostgreSQL routes `aggregate_id` to in a log of `partitions` hash
+/// partitions (`FOR VALUES WITH (MODULUS partitions, REMAINDER p)`): PostgreSQL's own
+/// computation (`hashint8extended` with the hash-partition seed, combined as
+/// `compute_partition_hash_value` does, modulo the partition count), so a writer can sort its
+/// rows by partition before it sends them.
+pub fn partition_of(aggregate_id: i64, partitions: u32) -> u32 {
+    const HASH_PARTITION_SEED: u64 = 0x7A5B_2236_7996_DCFD;
+    let hash = hash_int8_extended(aggregate_id, HASH_PARTITION_SEED);
+    // hash_combine64(0, hash)
+    let row_hash = hash.wrapping_add(0x49a0_f4dd_15e5_a8e3);
+    (row_hash % u64::from(partitions.max(1))) as u32
+}
+
+/// PostgreSQL's `hashint8extended`: the 64-bit value folded to 32 bits, then hashed.
+fn hash_int8_extended(value: i64, seed: u64) -> u64 {
+    let lo = value as u32;
+    let hi = (value >> 32) as u32;
+    hash_uint32_extended(if value >= 0 { lo ^ hi } else { lo ^ !hi }, seed)
+}
+
+/// PostgreSQL's `hash_bytes_uint32_extended` (Bob Jenkins' lookup3 on one word, seeded).
+fn hash_uint32_extended(k: u32, seed: u64) -> u64 {
+    let init = 0x9e37_79b9u32.wrapping_add(4).wrapping_add(3_923_095);
+    let (mut a, mut b, mut c) = (init, init, init);
+    if seed != 0 {
+        a = a.wrapping_add((seed >> 32) as u32);
+        b = b.wrapping_add(seed as u32);
+        // mix(a, b, c)
+        a = a.wrapping_sub(c);
+        a ^= c.rotate_left(4);
+        c = c.wrapping_add(b);
+        b = b.wrapping_sub(a);
+        b ^= a.rotate_left(6);
+        a = a.wrapping_add(c);
+        c = c.wrapping_sub(b);
+        c ^= b.rotate_left(8);
+        b = b.wrapping_add(a);
+        a = a.wrapping_sub(c);
+        a ^= c.rotate_left(16);
+        c = c.wrapping_add(b);
+        b = b.wrapping_sub(a);
+        b ^= a.rotate_left(19);
+        a = a.wrapping_add(c);
+        c = c.wrapping_sub(b);
+        c ^= b.rotate_left(4);
+        b = b.wrapping_add(a);
+    }
+    a = a.wrapping_add(k);
+    // final(a, b, c)
+    c ^= b;
+    c = c.wrapping_sub(b.rotate_left(14));
+    a ^= c;
+    a = a.wrapping_sub(c.rotate_left(11));
+    b ^= a;
+    b = b.wrapping_sub(a.rotate_left(25));
+    c ^= b;
+    c = c.wrapping_sub(b.rotate_left(16));
+    a ^= c;
+    a = a.wrapping_sub(c.rotate_left(4));
+    b ^= a;
+    b = b.wrapping_sub(a.rotate_left(14));
+    c ^= b;
+    c = c.wrapping_sub(b.rotate_left(24));
+    (u64::from(b) << 32) | u64::from(c)
+}
+
 /// Whether the log has been created.
 pub async fn exists(client: &Client) -> Result<bool> {
     let row = client.query_one("SELECT to_regclass('log.meta') IS NOT NULL", &[]).await?;

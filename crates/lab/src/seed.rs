@@ -3,15 +3,20 @@
 //!
 //! Generation runs on its own thread and encodes rows into binary COPY bytes while loaders
 //! stream earlier chunks to the server over several connections, so generation, the client
-//! and the server's JSONB parsing overlap. Each chunk of events is one transaction that also
-//! records the chunk in `lab.seed_progress`; loaders take their transaction ids in chunk
-//! order, so the log's `(tx_id, global_seq)` order matches `global_seq`. A rerun with
-//! the same parameters regenerates (and discards) committed chunks to rebuild the model and
-//! loads only the missing ones, so an interrupted seed ends with the very same log.
+//! and the server's JSONB parsing overlap. Each loader owns a set of the log's partitions
+//! (partition `p` goes to loader `p % loaders`) and loads its share of every chunk in one
+//! transaction, which also records each of those partitions' part of the chunk in
+//! `lab.seed_progress`. Loaders take their transaction ids in chunk order, so the log's
+//! `(tx_id, global_seq)` order matches `global_seq`; and as no two loaders write one
+//! partition, each partition's heap, the order a bulk replay reads, is that order too
+//! (loaders sharing a table interleave their pages: PostgreSQL extends a table for waiting
+//! inserters by pages that others fill later, and a replay then holds every later event of an
+//! aggregate one of whose early events was stored late). A rerun with the same parameters
+//! regenerates (and discards) what is committed to rebuild the model and loads only the
+//! missing chunk parts, so an interrupted seed ends with the very same log.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -55,13 +60,15 @@ pub struct SeedConfig {
     pub partitions: u32,
     /// Events per chunk: one transaction, the unit of resumption.
     pub chunk_events: u64,
-    /// Concurrent COPY connections (the server parses JSONB on one core per connection).
+    /// Concurrent COPY connections (the server parses JSONB on one core per connection),
+    /// each writing its own partitions; at most one per partition is used.
     pub loaders: u32,
     /// Drop the schemas `log`, `lab` and `read` first.
     pub reset: bool,
     /// Draw a progress bar on stderr.
     pub progress: bool,
-    /// Test hook: stop (as if interrupted) after committing this many chunks in this run.
+    /// Test hook: stop (as if interrupted) after committing this many loader transactions
+    /// (one loader's share of a chunk) in this run.
     pub stop_after_chunks: Option<u32>,
 }
 
@@ -207,7 +214,8 @@ impl SeedReport {
     }
 }
 
-/// A chunk to load; its encoded rows arrive on `pieces` as the generator makes them.
+/// One loader's share of a chunk (the rows of its partitions still missing); the encoded rows
+/// arrive on `pieces` as the generator makes them.
 struct Job {
     chunk: u32,
     /// Position among the chunks this run loads: the order in which loaders take their
@@ -220,13 +228,16 @@ struct Job {
 enum Piece {
     /// Encoded rows; `tx_offsets` locate each row's `tx_id` field, filled in by the loader.
     Rows { buf: BytesMut, tx_offsets: Vec<u32>, rows: u64 },
-    /// The end of the chunk.
-    End { first_seq: i64, last_seq: i64 },
+    /// The end of the job: each of its partitions with the number of its rows.
+    End { partitions: Vec<(u32, u64)> },
 }
 
 /// The generator's result once it has generated every event: the final models and the
 /// number of transfers.
 type Final = (Vec<AccountModel>, u64);
+
+/// The chunk parts committed so far: per chunk, the partitions whose rows are in the log.
+type Committed = std::collections::HashMap<u32, HashSet<u32>>;
 
 /// State shared by the loaders of one run.
 struct Loading {
@@ -274,7 +285,9 @@ async fn seed_locked(url: &str, cfg: &SeedConfig, client: &mut Client, started: 
     }
     let done = prepare(client, cfg).await?;
     let chunks = cfg.events.div_ceil(cfg.chunk_events) as u32;
-    info!(events = cfg.events, aggregates = cfg.aggregates, chunks, committed = done.len(), "seeding");
+    let complete_chunks = done.values().filter(|parts| parts.len() == cfg.partitions as usize).count() as u32;
+    let loaders = cfg.loaders.min(cfg.partitions);
+    info!(events = cfg.events, aggregates = cfg.aggregates, chunks, committed = complete_chunks, loaders, "seeding");
 
     let bar = if cfg.progress { ProgressBar::new(cfg.events) } else { ProgressBar::hidden() };
     bar.set_style(
@@ -282,17 +295,16 @@ async fn seed_locked(url: &str, cfg: &SeedConfig, client: &mut Client, started: 
             .expect("valid template"),
     );
 
-    // One job in the queue: with the chunks being loaded and the one being generated, at most
-    // loaders + 2 chunks are in memory.
-    let (jobs_tx, jobs_rx) = mpsc::channel::<Job>(1);
-    let jobs_rx = Arc::new(tokio::sync::Mutex::new(jobs_rx));
+    // One job in each loader's queue: with the chunks being loaded and the one being
+    // generated, at most 3 chunks are in memory.
+    let (jobs_tx, jobs_rx): (Vec<_>, Vec<_>) = (0..loaders).map(|_| mpsc::channel::<Job>(1)).unzip();
+    let layout = Layout { chunk_events: cfg.chunk_events, partitions: cfg.partitions, loaders };
     let gen_cfg = cfg.generator();
-    let chunk_events = cfg.chunk_events;
     let skip = done.clone();
     let gen_bar = bar.clone();
     let thread = std::thread::Builder::new()
         .name("lab-generator".into())
-        .spawn(move || generate_chunks(gen_cfg, chunk_events, &skip, &jobs_tx, &gen_bar))
+        .spawn(move || generate_chunks(gen_cfg, layout, &skip, &jobs_tx, &gen_bar))
         .map_err(|e| Error::Generator(e.to_string()))?;
 
     let loading = Loading {
@@ -304,9 +316,7 @@ async fn seed_locked(url: &str, cfg: &SeedConfig, client: &mut Client, started: 
         stop_after: cfg.stop_after_chunks,
         bar: bar.clone(),
     };
-    let loaders = (0..cfg.loaders).map(|_| load_chunks(url, jobs_rx.clone(), &loading));
-    let loaded = futures::future::try_join_all(loaders).await;
-    drop(jobs_rx);
+    let loaded = futures::future::try_join_all(jobs_rx.into_iter().map(|jobs| load_chunks(url, jobs, &loading))).await;
     let generated = tokio::task::spawn_blocking(move || thread.join())
         .await
         .map_err(|e| Error::Generator(e.to_string()))?
@@ -316,14 +326,14 @@ async fn seed_locked(url: &str, cfg: &SeedConfig, client: &mut Client, started: 
     bar.finish_and_clear();
     let written = loading.written.load(Ordering::Relaxed);
     let committed = loading.committed.load(Ordering::Relaxed);
-    let finished = generated.filter(|_| committed as usize + done.len() == chunks as usize);
+    let finished = generated.filter(|(_, jobs)| committed == *jobs).map(|(fin, _)| fin);
 
     let mut report = SeedReport {
         events: cfg.events,
         aggregates: cfg.aggregates,
         written_events: written,
         chunks,
-        skipped_chunks: done.len() as u32,
+        skipped_chunks: complete_chunks,
         complete: false,
         seconds: 0.0,
         index_seconds: 0.0,
@@ -338,7 +348,7 @@ async fn seed_locked(url: &str, cfg: &SeedConfig, client: &mut Client, started: 
         info!(written, seconds = started.elapsed().as_secs_f64(), "log loaded, building indexes");
         client.execute("SELECT setval('log.events_global_seq_seq', $1)", &[&(cfg.events as i64)]).await?;
         let index_started = Instant::now();
-        build_partition_indexes(url, cfg.partitions, cfg.loaders).await?;
+        build_partition_indexes(url, cfg.partitions, loaders).await?;
         // Attaches the partitions' indexes built above (or builds whatever is missing), then
         // analyzes the log. Nothing queries by payload content, and statistics on a JSONB
         // column (sorting sampled documents) are most of ANALYZE's time: skip that column.
@@ -368,8 +378,9 @@ async fn seed_locked(url: &str, cfg: &SeedConfig, client: &mut Client, started: 
     Ok(report)
 }
 
-/// Creates or checks the lab bookkeeping and the log; returns the chunks already committed.
-async fn prepare(client: &mut Client, cfg: &SeedConfig) -> Result<HashSet<u32>> {
+/// Creates or checks the lab bookkeeping and the log; returns the chunk parts already
+/// committed.
+async fn prepare(client: &mut Client, cfg: &SeedConfig) -> Result<Committed> {
     let requested = cfg.params();
     let has_params: bool = client.query_one("SELECT to_regclass('lab.seed_params') IS NOT NULL", &[]).await?.get(0);
     let existing = if has_params {
@@ -429,18 +440,21 @@ async fn prepare(client: &mut Client, cfg: &SeedConfig) -> Result<HashSet<u32>> 
         // Whatever was recorded belonged to a log that is gone.
         client.execute("DELETE FROM lab.seed_progress", &[]).await?;
     }
-    let rows = client.query("SELECT chunk FROM lab.seed_progress", &[]).await?;
-    Ok(rows.iter().map(|r| r.get::<_, i32>(0) as u32).collect())
+    let rows = client.query("SELECT chunk, partition FROM lab.seed_progress", &[]).await?;
+    let mut done = Committed::new();
+    for r in rows {
+        done.entry(r.get::<_, i32>(0) as u32).or_default().insert(r.get::<_, i32>(1) as u32);
+    }
+    Ok(done)
 }
 
-/// One loader: takes chunk jobs until there are none, each in its own transaction on its
-/// own connection.
-async fn load_chunks(url: &str, jobs: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>, loading: &Loading) -> Result<()> {
+/// One loader: takes its jobs (its partitions' share of each chunk) until there are none,
+/// each in its own transaction on its own connection.
+async fn load_chunks(url: &str, mut jobs: mpsc::Receiver<Job>, loading: &Loading) -> Result<()> {
     let mut client = eventlog::connect(url).await?;
     let mut turn = loading.turn.subscribe();
     loop {
-        let job = jobs.lock().await.recv().await;
-        let Some(mut job) = job else { return Ok(()) };
+        let Some(mut job) = jobs.recv().await else { return Ok(()) };
         let t = client.transaction().await?;
         // Take transaction ids in chunk order, so that in the log's (tx_id, global_seq) order
         // the seeded events come in global_seq order, as if one writer had appended them.
@@ -460,7 +474,7 @@ async fn load_chunks(url: &str, jobs: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>
         futures::pin_mut!(sink);
         sink.send(Bytes::from_static(header())).await?;
         let mut chunk_rows = 0;
-        let (first_seq, last_seq) = loop {
+        let partitions = loop {
             match job.pieces.recv().await {
                 Some(Piece::Rows { mut buf, tx_offsets, rows }) => {
                     let id = tx_id.to_be_bytes();
@@ -472,15 +486,16 @@ async fn load_chunks(url: &str, jobs: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>
                     chunk_rows += rows;
                     loading.bar.inc(rows);
                 }
-                Some(Piece::End { first_seq, last_seq }) => break (first_seq, last_seq),
+                Some(Piece::End { partitions }) => break partitions,
                 None => return Err(Error::Generator(format!("chunk {} ended early", job.chunk))),
             }
         };
         sink.send(Bytes::from_static(trailer())).await?;
         sink.finish().await?;
+        let (numbers, counts): (Vec<i32>, Vec<i64>) = partitions.iter().map(|&(p, n)| (p as i32, n as i64)).unzip();
         t.execute(
-            "INSERT INTO lab.seed_progress (chunk, first_seq, last_seq, tx_id) VALUES ($1, $2, $3, $4)",
-            &[&(job.chunk as i32), &first_seq, &last_seq, &tx_id],
+            "INSERT INTO lab.seed_progress (chunk, partition, events, tx_id) SELECT $1, p, n, $4 FROM unnest($2::INT[], $3::BIGINT[]) AS u(p, n)",
+            &[&(job.chunk as i32), &numbers, &counts, &tx_id],
         )
         .await?;
         let slot = loading.reserved.fetch_add(1, Ordering::SeqCst) + 1;
@@ -492,7 +507,7 @@ async fn load_chunks(url: &str, jobs: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>
         t.commit().await?;
         loading.committed.fetch_add(1, Ordering::SeqCst);
         loading.written.fetch_add(chunk_rows, Ordering::Relaxed);
-        tracing::debug!(chunk = job.chunk, first_seq, last_seq, tx_id, "chunk committed");
+        tracing::debug!(chunk = job.chunk, rows = chunk_rows, tx_id, "chunk part committed");
         if loading.stop_after == Some(slot) {
             info!(chunk = job.chunk, "stopping early as configured");
             loading.stop();
@@ -505,64 +520,118 @@ fn stopped() -> Error {
     Error::Generator("the loaders stopped".into())
 }
 
-/// The generator thread: encodes the chunks not in `skip` into jobs for the loaders and
-/// returns the final models, or `None` if the loaders stopped taking jobs.
+/// How the generator splits the log into jobs.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    chunk_events: u64,
+    partitions: u32,
+    /// Loaders; partition `p` is loaded by loader `p % loaders`.
+    loaders: u32,
+}
+
+/// A job being generated: its channel and its partitions' row counts.
+struct Open {
+    pieces: mpsc::UnboundedSender<Piece>,
+    buf: BytesMut,
+    tx_offsets: Vec<u32>,
+    rows: u64,
+    counts: Vec<(u32, u64)>,
+}
+
+impl Open {
+    fn flush(&mut self) -> bool {
+        let piece = Piece::Rows {
+            buf: std::mem::replace(&mut self.buf, BytesMut::with_capacity(PIECE_ROWS * 400)),
+            tx_offsets: std::mem::take(&mut self.tx_offsets),
+            rows: std::mem::take(&mut self.rows),
+        };
+        self.pieces.send(piece).is_ok()
+    }
+}
+
+/// The generator thread: encodes each chunk's rows of the partitions not yet committed (per
+/// `skip`) into one job per loader, and returns the final models and the number of jobs sent,
+/// or `None` if the loaders stopped taking jobs.
 fn generate_chunks(
     cfg: GenConfig,
-    chunk_events: u64,
-    skip: &HashSet<u32>,
-    jobs: &mpsc::Sender<Job>,
+    layout: Layout,
+    skip: &Committed,
+    jobs: &[mpsc::Sender<Job>],
     bar: &ProgressBar,
-) -> Result<Option<Final>> {
+) -> Result<Option<(Final, u32)>> {
     let mut gen = Generator::new(cfg)?;
-    let chunks = cfg.events.div_ceil(chunk_events);
+    let chunks = cfg.events.div_ceil(layout.chunk_events);
+    let no_skip = HashSet::new();
     let mut ordinal = 0;
     for chunk in 0..chunks {
-        let n = chunk_events.min(cfg.events - chunk * chunk_events);
+        let n = layout.chunk_events.min(cfg.events - chunk * layout.chunk_events);
         let chunk = chunk as u32;
-        if skip.contains(&chunk) {
+        let skipped = skip.get(&chunk).unwrap_or(&no_skip);
+        if skipped.len() == layout.partitions as usize {
             gen.by_ref().take(n as usize).for_each(drop);
             bar.inc(n);
             continue;
         }
-        let (pieces_tx, pieces) = mpsc::unbounded_channel();
-        if jobs.blocking_send(Job { chunk, ordinal, pieces }).is_err() {
-            return Ok(None);
-        }
-        ordinal += 1;
-        let (mut first_seq, mut last_seq) = (0, 0);
-        let mut left = n;
-        while left > 0 {
-            let rows = (left as usize).min(PIECE_ROWS);
-            let mut buf = BytesMut::with_capacity(rows * 400);
-            let mut tx_offsets = Vec::with_capacity(rows);
-            for event in gen.by_ref().take(rows) {
-                if first_seq == 0 {
-                    first_seq = event.global_seq;
-                }
-                last_seq = event.global_seq;
-                let mut w = RowWriter { buf: &mut buf };
-                w.start(7)
-                    .int8(event.global_seq)
-                    .int8(event.aggregate_id)
-                    .int4(event.version)
-                    .text(event.event_type.as_str())
-                    .timestamptz(event.ts_micros)
-                    .jsonb(&event.payload)
-                    .int8(0);
-                tx_offsets.push((buf.len() - 8) as u32);
+        // One job per loader with a partition still to load, sent in loader order.
+        let mut open: Vec<Option<Open>> = Vec::with_capacity(layout.loaders as usize);
+        for loader in 0..layout.loaders {
+            let mine: Vec<u32> =
+                (loader..layout.partitions).step_by(layout.loaders as usize).filter(|p| !skipped.contains(p)).collect();
+            if mine.is_empty() {
+                open.push(None);
+                continue;
             }
-            left -= rows as u64;
-            if pieces_tx.send(Piece::Rows { buf, tx_offsets, rows: rows as u64 }).is_err() {
+            let (pieces_tx, pieces) = mpsc::unbounded_channel();
+            if jobs[loader as usize].blocking_send(Job { chunk, ordinal, pieces }).is_err() {
+                return Ok(None);
+            }
+            ordinal += 1;
+            open.push(Some(Open {
+                pieces: pieces_tx,
+                buf: BytesMut::with_capacity(PIECE_ROWS * 400),
+                tx_offsets: Vec::with_capacity(PIECE_ROWS),
+                rows: 0,
+                counts: mine.into_iter().map(|p| (p, 0)).collect(),
+            }));
+        }
+        for event in gen.by_ref().take(n as usize) {
+            let partition = eventlog::partition_of(event.aggregate_id, layout.partitions);
+            let Some(job) = open[(partition % layout.loaders) as usize].as_mut() else {
+                bar.inc(1);
+                continue;
+            };
+            let Some(count) = job.counts.iter_mut().find(|(p, _)| *p == partition) else {
+                // Committed by an earlier run.
+                bar.inc(1);
+                continue;
+            };
+            count.1 += 1;
+            let mut w = RowWriter { buf: &mut job.buf };
+            w.start(7)
+                .int8(event.global_seq)
+                .int8(event.aggregate_id)
+                .int4(event.version)
+                .text(event.event_type.as_str())
+                .timestamptz(event.ts_micros)
+                .jsonb(&event.payload)
+                .int8(0);
+            job.tx_offsets.push((job.buf.len() - 8) as u32);
+            job.rows += 1;
+            if job.rows as usize >= PIECE_ROWS && !job.flush() {
                 return Ok(None);
             }
         }
-        if pieces_tx.send(Piece::End { first_seq, last_seq }).is_err() {
-            return Ok(None);
+        for mut job in open.into_iter().flatten() {
+            if job.rows > 0 && !job.flush() {
+                return Ok(None);
+            }
+            if job.pieces.send(Piece::End { partitions: job.counts }).is_err() {
+                return Ok(None);
+            }
         }
     }
     let transfers = gen.transfers();
-    Ok(Some((gen.into_accounts(), transfers)))
+    Ok(Some(((gen.into_accounts(), transfers), ordinal)))
 }
 
 /// Builds each partition's copy of the log's two unique indexes, `connections` partitions at

@@ -76,3 +76,35 @@ async fn the_boundary_stays_below_a_running_writer() {
     }
     assert_eq!(seen, 2);
 }
+
+/// `partition_of` is PostgreSQL's routing: for every modulus tried, the partition it names is
+/// the one whose bound the server says the key satisfies, and rows land in the table it names.
+#[tokio::test]
+async fn partition_of_routes_as_postgresql_does() {
+    let client = fresh().await;
+    let mut ids: Vec<i64> = (-300..300).collect();
+    ids.extend([i64::MIN, i64::MIN + 1, i64::MAX, 1 << 32, (1 << 32) - 1, -(1 << 32), 10_000_000, 987_654_321_012]);
+    ids.extend((0..200).map(|i: i64| i.wrapping_mul(0x9E37_79B9_7F4A_7C15u64 as i64)));
+    for modulus in [1u32, 2, 3, 4, 7, 16, 64, 1024] {
+        let remainders: Vec<i32> = ids.iter().map(|&id| eventlog::partition_of(id, modulus) as i32).collect();
+        let wrong: i64 = client
+            .query_one(
+                "SELECT count(*) FROM unnest($1::BIGINT[], $2::INT[]) AS k(id, r) \
+                 WHERE NOT satisfies_hash_partition('log.events'::regclass, $3, r, id)",
+                &[&ids, &remainders, &(modulus as i32)],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(wrong, 0, "modulus {modulus}");
+    }
+    let firsts: Vec<NewEvent> = (1..=64).map(opened).collect();
+    for e in &firsts {
+        eventlog::append_event(&client, e).await.unwrap();
+    }
+    for row in client.query("SELECT aggregate_id, tableoid::regclass::TEXT FROM log.events", &[]).await.unwrap() {
+        let id: i64 = row.get(0);
+        let table: String = row.get(1);
+        assert_eq!(table, format!("log.{}", eventlog::partition_table(eventlog::partition_of(id, 4))), "id {id}");
+    }
+}

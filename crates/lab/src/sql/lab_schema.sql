@@ -1,4 +1,4 @@
--- The lab's bookkeeping: what was seeded, and which chunks of it are committed.
+-- The lab's bookkeeping: what was seeded, and which parts of its chunks are committed.
 CREATE SCHEMA IF NOT EXISTS lab;
 
 -- The parameters of the seeded log; a rerun with other parameters is refused.
@@ -15,11 +15,13 @@ CREATE TABLE IF NOT EXISTS lab.seed_params (
     completed_at TIMESTAMPTZ
 );
 
--- One row per committed chunk, written in the chunk's own transaction.
+-- One row per partition of each committed chunk (its events in that partition), written in
+-- the transaction that loaded them: a loader's share of a chunk, the partitions it owns.
 CREATE TABLE IF NOT EXISTS lab.seed_progress (
-    chunk INT PRIMARY KEY,
-    first_seq BIGINT NOT NULL,
-    last_seq BIGINT NOT NULL,
+    chunk INT NOT NULL,
+    partition INT NOT NULL,
+    events BIGINT NOT NULL,
     tx_id BIGINT NOT NULL,
-    committed_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    committed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (chunk, partition)
 );

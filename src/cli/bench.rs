@@ -240,6 +240,12 @@ pub struct ConvergeArgs {
     /// Cap the replay's catch-up (events/s) so the crossover falls within the writers' reach.
     #[arg(long)]
     pub replay_rate_limit: Option<f64>,
+    /// Run the replay's PostgreSQL backends at this niceness (0-19), so the producer's keep
+    /// the cores they need and the rebuild takes what the writers leave: on a machine whose
+    /// cores the replay fills, the producer then reaches a rate it cannot reach beside it.
+    /// The replay is not capped. 0: the same priority as the producer.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub replay_nice: i32,
     /// Replay workers (default: the cores).
     #[arg(long)]
     pub workers: Option<usize>,
@@ -382,6 +388,7 @@ struct ConvergePlan {
     beyond: bool,
     writers: u32,
     replay_rate_limit: Option<f64>,
+    replay_nice: i32,
     workers: usize,
     max_time: Duration,
     settle: Duration,
@@ -529,6 +536,7 @@ impl ConvergeArgs {
             beyond: self.beyond,
             writers: self.writers,
             replay_rate_limit: self.replay_rate_limit,
+            replay_nice: self.replay_nice,
             workers: workers(self.workers)?,
             max_time: self.max_time,
             settle: self.settle,
@@ -594,7 +602,7 @@ async fn replay(url: String, out: &Path, p: ReplayPlan) -> Result<()> {
     println!(
         "fold: largest partition {} events, {} aggregates per worker map; {} events held at some point, \
          at most {} at once (limit {}); {} gap lookups applied {} events ahead of the stream; \
-         {} aggregates deferred, {} events folded from the spill",
+         {} evicted and read back ({} read); {} aggregates deferred, {} events folded from the spill",
         r.largest_partition_events,
         r.largest_partition_aggregates,
         r.held_total,
@@ -602,6 +610,8 @@ async fn replay(url: String, out: &Path, p: ReplayPlan) -> Result<()> {
         r.held_limit.map_or("none".to_owned(), |l| l.to_string()),
         r.gap_lookups,
         r.fetched,
+        r.evicted,
+        r.refetched,
         r.deferred_aggregates,
         r.spilled
     );
@@ -879,10 +889,14 @@ async fn converge(url: String, out: &Path, p: ConvergePlan) -> Result<()> {
         headline_ingest: p.headline,
         beyond: p.beyond,
         writers: p.writers,
+        replay_nice: p.replay_nice,
         out_dir: out.to_owned(),
     };
     let c = bench::converge(&config).await?;
-    println!("scale: {} events in the log at start; replay cap {:?}", c.log_events, c.replay_rate_limit);
+    println!(
+        "scale: {} events in the log at start; replay cap {:?}; replay backends at nice {}",
+        c.log_events, c.replay_rate_limit, c.replay_nice
+    );
     println!(
         "{:>12} {:>12} {:>10} {:>14} {:>12} {:>12} {:>16}",
         "target/s", "ingest/s", "converged", "convergence_s", "replay/s", "margin/s", "max_lag_after"

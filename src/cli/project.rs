@@ -289,6 +289,7 @@ async fn run_projector<P: fold::Projection>(
                 progress: a.progress,
                 adaptive,
                 priority: projector::CpuPriority { nice: a.nice, idle: a.sched_idle, cpus: a.cpus.unwrap_or(0) },
+                priority_process: true,
                 stall_after: a.stall_after,
                 held_limit: (a.held_limit > 0).then_some(a.held_limit),
                 gap_lookups: true,

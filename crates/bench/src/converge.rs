@@ -30,6 +30,10 @@ pub struct ConvergeConfig {
     pub beyond: bool,
     /// Producer writer connections.
     pub writers: u32,
+    /// Niceness (0..=19) of the replay's PostgreSQL backends, so the producer's backends keep
+    /// the cores they need and the rebuild takes what the writers leave; 0: the same priority.
+    /// The replay's own threads share this process with the producer and keep theirs.
+    pub replay_nice: i32,
     pub out_dir: PathBuf,
 }
 
@@ -61,6 +65,8 @@ pub struct ConvergeRun {
 pub struct Converge {
     pub log_events: i64,
     pub replay_rate_limit: Option<f64>,
+    /// The niceness of the replay's backends (0: the producer's).
+    pub replay_nice: i32,
     pub runs: Vec<ConvergeRun>,
     pub converged: bool,
     pub convergence_s: Option<f64>,
@@ -99,6 +105,8 @@ pub async fn converge(config: &ConvergeConfig) -> Result<Converge> {
                 workers: config.workers,
                 catch_up_rate_limit: config.replay_rate_limit,
                 stop_at_head: false,
+                priority: projector::CpuPriority { nice: config.replay_nice, idle: false, cpus: 0 },
+                priority_process: false,
                 ..projector::ReplayConfig::new(&config.database_url, V4)
             };
             tokio::spawn(async move { projector::replay(&cfg, replay_stop).await })
@@ -181,8 +189,13 @@ pub async fn converge(config: &ConvergeConfig) -> Result<Converge> {
     crate::plot::lines(
         &config.out_dir.join("converge.svg"),
         &format!(
-            "Lag to tail while replaying {log_events} events under ingest (replay cap: {})",
-            config.replay_rate_limit.map_or("none".into(), |r| format!("{r:.0}/s"))
+            "Lag to tail while replaying {log_events} events under ingest (replay cap: {}{})",
+            config.replay_rate_limit.map_or("none".into(), |r| format!("{r:.0}/s")),
+            if config.replay_nice > 0 {
+                format!(", replay backends at nice {}", config.replay_nice)
+            } else {
+                String::new()
+            }
         ),
         "seconds since replay start",
         "lag (events)",
@@ -204,6 +217,7 @@ pub async fn converge(config: &ConvergeConfig) -> Result<Converge> {
     Ok(Converge {
         log_events,
         replay_rate_limit: config.replay_rate_limit,
+        replay_nice: config.replay_nice,
         converged: first.as_ref().is_some_and(|r| r.converged),
         convergence_s: first.as_ref().and_then(|r| r.convergence_s),
         margin_events_per_s: first.as_ref().map_or(0.0, |r| r.margin_events_per_s),

@@ -330,7 +330,7 @@ pub async fn run(config: &LargeConfig) -> Result<LargeReport> {
         }
         println!(
             "v3: {} events in {:.1}s bulk ({:.0} events/s), peak RSS {} MB; held at most {} at once (limit {}), \
-             {} applied ahead by gap lookups, {} through the spill",
+             {} applied ahead by gap lookups, {} evicted and read back, {} through the spill",
             report.bulk_events,
             report.bulk_seconds,
             report.bulk_events_per_s,
@@ -338,6 +338,7 @@ pub async fn run(config: &LargeConfig) -> Result<LargeReport> {
             report.bulk_held_peak,
             report.held_limit.map_or("none".to_owned(), |l| l.to_string()),
             report.bulk_fetched,
+            report.bulk_evicted,
             report.bulk_spilled
         );
         state.record(&config.state_path, "v3_live", &report)?;

@@ -172,6 +172,9 @@ pub struct ReplayBench {
     /// Gap lookups at the held limit, and the events they applied ahead of the stream.
     pub gap_lookups: u64,
     pub fetched: u64,
+    /// Held events evicted at the limit, and the evicted events read back from the log.
+    pub evicted: u64,
+    pub refetched: u64,
     pub wall_seconds: f64,
     pub payload_type: String,
 }
@@ -245,6 +248,8 @@ pub async fn replay_bench(config: &ReplayBenchConfig) -> Result<ReplayBench> {
         spilled: replay.bulk_spilled,
         gap_lookups: replay.bulk_gap_lookups,
         fetched: replay.bulk_fetched,
+        evicted: replay.bulk_evicted,
+        refetched: replay.bulk_refetched,
         wall_seconds: wall.elapsed().as_secs_f64(),
         payload_type,
     };

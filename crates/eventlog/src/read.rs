@@ -53,7 +53,9 @@ impl RawEvent {
         fold::decode_event(projection, self.meta(), &self.event_type, &self.payload)
     }
 
-    fn from_row(row: &Row) -> Result<RawEvent> {
+    /// An event from a row of `SELECT global_seq, aggregate_id, version, type, ts, payload,
+    /// tx_id` (the payload as `jsonb`), in that order.
+    pub fn from_row(row: &Row) -> Result<RawEvent> {
         Ok(RawEvent {
             global_seq: row.try_get(0)?,
             aggregate_id: row.try_get(1)?,
@@ -133,12 +135,16 @@ pub async fn copy_partition(
     after: Position,
     below: i64,
 ) -> Result<impl Stream<Item = Result<RawEvent>>> {
+    // From the start, the position test would only cost the server a comparison per row.
+    let after = if after == Position::START {
+        String::new()
+    } else {
+        format!(" AND (tx_id, global_seq) > ({}, {})", after.tx, after.seq)
+    };
     let sql = format!(
         "COPY (SELECT global_seq, aggregate_id, version, type, ts, payload, tx_id FROM log.{} \
-         WHERE tx_id < {below} AND (tx_id, global_seq) > ({}, {})) TO STDOUT (FORMAT binary)",
+         WHERE tx_id < {below}{after}) TO STDOUT (FORMAT binary)",
         partition_table(partition),
-        after.tx,
-        after.seq
     );
     let out = client.copy_out(sql.as_str()).await?;
     let types = [Type::INT8, Type::INT8, Type::INT4, Type::TEXT, Type::TIMESTAMPTZ, Type::JSONB, Type::INT8];

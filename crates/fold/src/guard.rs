@@ -76,14 +76,32 @@ impl<P: Projection> Guarded<P> {
     }
 
     fn step(&mut self, projection: &P, event: &Envelope<P::Event>) -> Result<(), ApplyError> {
-        let state = projection.apply(self.state().cloned(), event)?;
-        self.row = Some(Row {
-            aggregate_id: event.meta.aggregate_id,
-            aggregate_version: event.meta.aggregate_version,
-            applied_seq: event.meta.global_seq,
+        let (guard, mut state) = match self.row.take() {
+            Some(row) => (Some((row.aggregate_id, row.aggregate_version, row.applied_seq)), Some(row.state)),
+            None => (None, None),
+        };
+        let applied = projection.apply_in_place(&mut state, event);
+        let row = |(aggregate_id, aggregate_version, applied_seq), state| Row {
+            aggregate_id,
+            aggregate_version,
+            applied_seq,
             state,
-        });
-        Ok(())
+        };
+        match applied {
+            Ok(()) => {
+                let next = (event.meta.aggregate_id, event.meta.aggregate_version, event.meta.global_seq);
+                self.row = state.map(|state| row(next, state));
+                match self.row {
+                    Some(_) => Ok(()),
+                    None => Err(ApplyError::new(&event.meta, "apply_in_place left no state")),
+                }
+            }
+            Err(e) => {
+                // The state as it was (the contract of `apply_in_place`), under its old guard.
+                self.row = guard.zip(state).map(|(guard, state)| row(guard, state));
+                Err(e)
+            }
+        }
     }
 }
 

@@ -112,6 +112,16 @@ pub trait Projection: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// engine guarantees that `event` is the next version of the aggregate.
     fn apply(&self, state: Option<Self::State>, event: &Envelope<Self::Event>) -> Result<Self::State, ApplyError>;
 
+    /// [`Projection::apply`] on the state where it lies: what the engine calls for every event.
+    /// On `Ok` the state is `Some`; on an error it must be left exactly as it was (the engine
+    /// keeps the row of an aggregate whose event it dead-letters). The default applies a
+    /// clone; a projection whose state owns heap data (strings, vectors) overrides it and
+    /// saves an allocation and a copy of that data on every event.
+    fn apply_in_place(&self, state: &mut Option<Self::State>, event: &Envelope<Self::Event>) -> Result<(), ApplyError> {
+        *state = Some(self.apply(state.clone(), event)?);
+        Ok(())
+    }
+
     /// The state's columns, in storage order; the engine adds `aggregate_id` before them and
     /// `aggregate_version, applied_seq` after them ([`crate::ENGINE_COLUMNS`]).
     fn columns(&self) -> &'static [Column];

@@ -25,8 +25,18 @@
 //! back sorted by `(aggregate_id, version)` once the partition has been read
 //! ([`PartitionFold::offer_spilled`]), where the guard applies them in order. Held events
 //! then stay under the limit whatever the storage order.
+//!
+//! Before that, short runs of held events are *evicted* ([`PartitionFold::evict_short_runs`]):
+//! a later version stored ahead of its place (PostgreSQL puts later rows in the free space left
+//! at the end of earlier pages) holds nothing behind it, but an aggregate with millions of
+//! events collects thousands of them, each waiting for the stream to reach it. Their raw copies
+//! are dropped and only their keys kept; when the aggregate's stream reaches one, the driver
+//! reads the next evicted versions of that aggregate back from the log by index
+//! ([`PartitionFold::take_wanted`], [`PartitionFold::offer_refetched`]), and whatever is still
+//! evicted when the partition ends is read back then ([`PartitionFold::take_all_evicted`]).
+//! Deferring such an aggregate instead would send every later event of it through the spill.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use eventlog::{Position, RawEvent};
 use fold::{Guarded, Offer, Projection};
@@ -43,6 +53,15 @@ pub const MAX_GAP: i32 = 1_000;
 /// misses: a lookup is for a few late predecessors that hold many, not for reading an
 /// aggregate ahead of the stream.
 pub const LOOKUP_GAIN: usize = 8;
+
+/// Runs of at most this many consecutive held versions are evicted at the limit (events
+/// stored ahead of their place); longer runs wait behind a predecessor stored late, and go to
+/// the spill with their aggregate.
+pub const EVICT_RUN: usize = 8;
+
+/// When a stream reaches an evicted version, the evicted versions of its aggregate up to this
+/// many versions ahead are read back in the same query.
+pub const REFETCH_WINDOW: i32 = 4_096;
 
 /// The fold of one partition in progress.
 pub struct PartitionFold<P: Projection> {
@@ -73,6 +92,14 @@ pub struct PartitionFold<P: Projection> {
     dead: HashSet<(i64, i32)>,
     fetched: u64,
     gap_lookups: u64,
+    /// Held events dropped from memory at the limit, by aggregate: read back from the log when
+    /// the aggregate's stream reaches them (their copies in the stream have passed).
+    evicted: HashMap<i64, BTreeSet<i32>>,
+    evicted_now: usize,
+    evicted_total: u64,
+    refetched: u64,
+    /// Aggregates whose stream has reached an evicted version.
+    wanted: Vec<i64>,
 }
 
 /// What one partition's fold kept at most, for the replay's logs and report.
@@ -93,6 +120,9 @@ pub struct FoldFootprint {
     /// Gap lookups (the held limit reached), and the events they applied ahead of the stream.
     pub gap_lookups: u64,
     pub fetched: u64,
+    /// Held events evicted at the limit (short runs), and the evicted events read back.
+    pub evicted: u64,
+    pub refetched: u64,
 }
 
 impl<P: Projection> PartitionFold<P> {
@@ -119,6 +149,11 @@ impl<P: Projection> PartitionFold<P> {
             dead: HashSet::new(),
             fetched: 0,
             gap_lookups: 0,
+            evicted: HashMap::new(),
+            evicted_now: 0,
+            evicted_total: 0,
+            refetched: 0,
+            wanted: Vec::new(),
         }
     }
 
@@ -198,11 +233,127 @@ impl<P: Projection> PartitionFold<P> {
         {
             return Ok(());
         }
-        if !self.prefetched.insert(key) {
+        if self.unevict(key) {
+            // Its stream copy has passed already: nothing to skip.
+            self.refetched += 1;
+        } else if !self.prefetched.insert(key) {
             return Ok(());
         }
         self.fetched += 1;
         self.apply_or_hold(raw)
+    }
+
+    /// Evicts held events in runs of at most [`EVICT_RUN`] consecutive versions, farthest from
+    /// their aggregate's applied version first, until at most half the limit is held: their
+    /// raw copies are dropped, their keys kept until they are read back.
+    pub fn evict_short_runs(&mut self) {
+        let Some(limit) = self.held_limit else { return };
+        if self.held_raw.len() <= limit / 2 {
+            return;
+        }
+        let mut keys: Vec<(i64, i32)> = self.held_raw.keys().copied().collect();
+        keys.sort_unstable();
+        // (distance from the applied version, aggregate, first version, length) of each run.
+        let mut runs: Vec<(i32, i64, i32, usize)> = Vec::new();
+        for (id, v) in keys {
+            match runs.last_mut() {
+                Some((_, rid, first, len)) if *rid == id && *first + *len as i32 == v => *len += 1,
+                _ => {
+                    let applied = self.streams.get(&id).map_or(0, Guarded::version);
+                    runs.push((v - applied, id, v, 1));
+                }
+            }
+        }
+        runs.retain(|r| r.3 <= EVICT_RUN);
+        runs.sort_unstable_by_key(|r| (std::cmp::Reverse(r.0), r.1, r.2));
+        let mut evicted = 0;
+        for (_, id, first, len) in runs {
+            if self.held_raw.len() <= limit / 2 {
+                break;
+            }
+            let stream = self.streams.get_mut(&id).expect("a held event has a stream");
+            let versions = self.evicted.entry(id).or_default();
+            for v in first..first + len as i32 {
+                self.held_raw.remove(&(id, v));
+                stream.pending.remove(&v);
+                versions.insert(v);
+            }
+            evicted += len;
+        }
+        self.evicted_now += evicted;
+        self.evicted_total += evicted as u64;
+        if evicted > 0 {
+            debug!(
+                partition = self.partition,
+                evicted,
+                held_now = self.held_raw.len(),
+                "held events past the limit: short runs of later versions evicted, to be read back"
+            );
+        }
+    }
+
+    /// Whether a stream has reached an evicted version (the driver reads it back now).
+    pub fn has_wanted(&self) -> bool {
+        !self.wanted.is_empty()
+    }
+
+    /// The evicted events to read back now, as `(aggregate_id, version)`: for each aggregate
+    /// whose stream reached one, that one and the next evicted versions up to
+    /// [`REFETCH_WINDOW`] ahead, as many as half the room left under the limit allows (those
+    /// past the stream are held until it reaches them). Taken, they are no longer evicted and
+    /// must be offered back through [`PartitionFold::offer_refetched`].
+    pub fn take_wanted(&mut self) -> Vec<(i64, i32)> {
+        let held = self.held_raw.len();
+        let mut room = self.held_limit.map_or(usize::MAX, |limit| limit.saturating_sub(held) / 2);
+        let mut keys = Vec::new();
+        for id in std::mem::take(&mut self.wanted) {
+            let applied = self.streams.get(&id).map_or(0, Guarded::version);
+            let Some(versions) = self.evicted.get_mut(&id) else { continue };
+            let ahead: Vec<i32> = versions.range(..=applied + REFETCH_WINDOW).copied().collect();
+            for (i, v) in ahead.into_iter().enumerate() {
+                // The first is the stream's next version: always, or it would stall.
+                if i > 0 && room == 0 {
+                    break;
+                }
+                room = room.saturating_sub(1);
+                versions.remove(&v);
+                keys.push((id, v));
+            }
+            if versions.is_empty() {
+                self.evicted.remove(&id);
+            }
+        }
+        self.evicted_now -= keys.len();
+        keys
+    }
+
+    /// Every event still evicted (the partition's stream has ended), taken as
+    /// [`PartitionFold::take_wanted`] takes them.
+    pub fn take_all_evicted(&mut self) -> Vec<(i64, i32)> {
+        let keys: Vec<(i64, i32)> =
+            self.evicted.drain().flat_map(|(id, versions)| versions.into_iter().map(move |v| (id, v))).collect();
+        self.evicted_now = 0;
+        self.wanted.clear();
+        keys
+    }
+
+    /// Offers an evicted event read back from the log.
+    pub fn offer_refetched(&mut self, raw: RawEvent) -> Result<()> {
+        self.refetched += 1;
+        self.apply_or_hold(raw)
+    }
+
+    /// Removes `key` from the evicted set; whether it was there.
+    fn unevict(&mut self, key: (i64, i32)) -> bool {
+        let Some(versions) = self.evicted.get_mut(&key.0) else { return false };
+        if !versions.remove(&key.1) {
+            return false;
+        }
+        if versions.is_empty() {
+            self.evicted.remove(&key.0);
+        }
+        self.evicted_now -= 1;
+        true
     }
 
     /// Whether more than half the limit is held (what a gap lookup tries to get under).
@@ -308,7 +459,15 @@ impl<P: Projection> PartitionFold<P> {
             }
         }
         match outcome {
-            Ok(Offer::Applied(n)) => self.applied += n as i64,
+            Ok(Offer::Applied(n)) => {
+                self.applied += n as i64;
+                // Skipped while nothing is evicted: no hashing per event then.
+                if !self.evicted.is_empty()
+                    && self.evicted.get(&raw.aggregate_id).and_then(|v| v.first()) == Some(&(after + 1))
+                {
+                    self.wanted.push(raw.aggregate_id);
+                }
+            }
             Ok(Offer::Held) => {
                 self.held_total += 1;
                 self.held_raw.insert((raw.aggregate_id, raw.version), raw);
@@ -365,7 +524,14 @@ impl<P: Projection> PartitionFold<P> {
             spilled: self.spilled,
             gap_lookups: self.gap_lookups,
             fetched: self.fetched,
+            evicted: self.evicted_total,
+            refetched: self.refetched,
         }
+    }
+
+    /// Events evicted and not read back yet.
+    pub fn evicted_now(&self) -> usize {
+        self.evicted_now
     }
 
     /// The partition's batch: one row per aggregate with state, the events still held (to be
@@ -380,6 +546,7 @@ impl<P: Projection> PartitionFold<P> {
             "partition {}: the fold deferred aggregates to the spill and it was not read back",
             self.partition
         );
+        assert!(self.evicted.is_empty(), "partition {}: evicted events were not read back", self.partition);
         let mut rows = Vec::with_capacity(self.streams.len());
         let mut held = Vec::with_capacity(self.held_raw.len());
         for (id, stream) in self.streams {
@@ -479,15 +646,30 @@ mod tests {
         assert_eq!(batch.applied, 4);
     }
 
-    /// Folds `events` with `limit` as [`crate::spill::Spiller`] drives it: at the limit, gap
-    /// lookups in `events` itself (the log) when `lookups`, then deferral; the spill passes
-    /// through a sorted vector as through the spill table (`ORDER BY aggregate_id, version`).
+    /// Reads evicted events back from `log` as [`crate::spill::Spiller`] does (sorted, as its
+    /// query returns them).
+    fn read_back(fold: &mut PartitionFold<V4>, log: &HashMap<(i64, i32), &RawEvent>, mut keys: Vec<(i64, i32)>) {
+        keys.sort();
+        for key in keys {
+            fold.offer_refetched(log[&key].clone()).unwrap();
+        }
+    }
+
+    /// Folds `events` with `limit` as [`crate::spill::Spiller`] drives it: evicted events read
+    /// back when their stream reaches them; at the limit, gap lookups in `events` itself (the
+    /// log) and evictions when `lookups`, then deferral; evicted events left at the end read
+    /// back, then the spill, through a sorted vector as through the spill table (`ORDER BY
+    /// aggregate_id, version`).
     fn fold_bounded(events: &[RawEvent], limit: Option<usize>, lookups: bool) -> (PartitionBatch<V4>, FoldFootprint) {
         let log: HashMap<(i64, i32), &RawEvent> = events.iter().map(|e| ((e.aggregate_id, e.version), e)).collect();
         let mut fold = PartitionFold::new(V4, 0, true).with_held_limit(limit);
         let mut spill = Vec::new();
         for e in events {
             fold.offer(e.clone()).unwrap();
+            while fold.has_wanted() {
+                let keys = fold.take_wanted();
+                read_back(&mut fold, &log, keys);
+            }
             if fold.over_limit() {
                 for _ in 0..if lookups { MAX_LOOKUP_ROUNDS } else { 0 } {
                     let mut gaps = fold.gaps();
@@ -504,11 +686,16 @@ mod tests {
                         break;
                     }
                 }
+                if lookups {
+                    fold.evict_short_runs();
+                }
                 fold.defer_to_half();
             }
             assert!(fold.held() < limit.unwrap_or(usize::MAX), "held {} at the limit", fold.held());
             spill.extend(fold.take_spill());
         }
+        let evicted = fold.take_all_evicted();
+        read_back(&mut fold, &log, evicted);
         spill.sort_by_key(|e| (e.aggregate_id, e.version));
         for e in spill {
             fold.offer_spilled(e).unwrap();
@@ -626,12 +813,77 @@ mod tests {
         assert_eq!(held(&unbounded).len(), 11, "9's versions 41..=50 behind the bad 40, and 3's version 2");
         for lookups in [false, true] {
             let (bounded, footprint) = fold_bounded(&events, Some(4), lookups);
-            assert!(footprint.spilled > 0 || footprint.fetched > 0);
+            assert!(footprint.spilled > 0 || footprint.fetched > 0 || footprint.refetched > 0);
             assert_eq!(bounded.dead_letters.len(), 1, "dead-lettered once (lookups: {lookups})");
             assert_eq!(bounded.dead_letters[0].event.version, 40);
             assert_eq!(sorted_rows(&bounded), sorted_rows(&unbounded));
             assert_eq!(held(&bounded), held(&unbounded), "lookups: {lookups}");
         }
+    }
+
+    /// A hot aggregate whose every tenth version is stored 2,000 events ahead of its place (as
+    /// PostgreSQL puts later rows in the free space of earlier pages), beside cold aggregates
+    /// in order: each such event holds nothing behind it, but ~100 wait at once. With a limit
+    /// of 40 they are evicted and read back when the stream reaches them: within the limit,
+    /// nothing through the spill, every evicted event read back once, the unbounded fold's rows.
+    #[test]
+    fn later_versions_stored_ahead_are_evicted_and_read_back_not_spilled() {
+        let mut events: Vec<RawEvent> = Vec::new();
+        for v in 1..=5_000 {
+            events.push(raw(1, v));
+            events.push(raw(1_000 + i64::from(v), 1));
+        }
+        let ahead: Vec<usize> = (0..events.len())
+            .filter(|&i| events[i].aggregate_id == 1 && events[i].version % 10 == 5 && i >= 2_000)
+            .collect();
+        for &i in &ahead {
+            let e = events.remove(i);
+            events.insert(i - 2_000, e);
+        }
+        let (unbounded, free) = fold_with_limit(&events, None);
+        assert!(free.held_peak > 80, "the log should hold ~100 at once, held {}", free.held_peak);
+        let (bounded, footprint) = fold_bounded(&events, Some(40), true);
+        assert!(footprint.held_peak <= 40, "held {} at once", footprint.held_peak);
+        assert_eq!((footprint.spilled, footprint.deferred_aggregates), (0, 0), "nothing needs the spill");
+        assert!(footprint.evicted > 0, "nothing was evicted");
+        assert_eq!(footprint.refetched, footprint.evicted, "every evicted event read back once");
+        assert_eq!(sorted_rows(&bounded), sorted_rows(&unbounded));
+        assert_eq!(bounded.applied, unbounded.applied);
+        assert_eq!(bounded.applied, 10_000);
+    }
+
+    /// An evicted event whose predecessor never comes (above the boundary) is read back at
+    /// the end and returned held with the batch, as without a limit.
+    #[test]
+    fn evicted_events_behind_a_missing_version_come_back_held() {
+        let mut events: Vec<RawEvent> = (1..=200).filter(|&v| v != 100).map(|v| raw(1, v)).collect();
+        // 150..=152 stored first, 100 never: 101..=200 wait to the end.
+        let early: Vec<RawEvent> = events.iter().filter(|e| (150..=152).contains(&e.version)).cloned().collect();
+        events.retain(|e| !(150..=152).contains(&e.version));
+        events.splice(0..0, early);
+        let (unbounded, _) = fold_with_limit(&events, None);
+        let (bounded, footprint) = fold_bounded(&events, Some(6), true);
+        assert!(footprint.evicted > 0);
+        let held = |b: &PartitionBatch<V4>| {
+            let mut h: Vec<_> = b.held.iter().map(|e| (e.aggregate_id, e.version)).collect();
+            h.sort();
+            h
+        };
+        assert_eq!(held(&unbounded).len(), 100);
+        assert_eq!(held(&bounded), held(&unbounded));
+        assert_eq!(sorted_rows(&bounded), sorted_rows(&unbounded));
+    }
+
+    #[test]
+    #[should_panic(expected = "evicted events were not read back")]
+    fn finishing_with_evicted_events_not_read_back_is_refused() {
+        let mut fold = PartitionFold::new(V4, 0, false).with_held_limit(Some(4));
+        for v in [5, 9, 13, 17, 21, 25] {
+            fold.offer(raw(1, v)).unwrap();
+        }
+        fold.evict_short_runs();
+        assert!(fold.evicted_now() > 0);
+        fold.finish(Position::boundary(1));
     }
 
     #[test]

@@ -60,6 +60,9 @@ pub struct ReplayConfig<P: Projection> {
     /// The CPU priority of the replay: of this process's threads and of the PostgreSQL
     /// backends serving its connections, so live serving keeps the CPU when both want it.
     pub priority: CpuPriority,
+    /// Apply `priority` to this process's threads as well as to the backends (off when the
+    /// process runs other work that must keep its priority, such as a benchmark's producer).
+    pub priority_process: bool,
     /// Catch-up's stall warning threshold (`LiveConfig::stall_after`).
     pub stall_after: Duration,
     /// The most events one partition's bulk fold holds at once (read before their
@@ -91,6 +94,7 @@ impl<P: Projection> ReplayConfig<P> {
             progress: false,
             adaptive: None,
             priority: CpuPriority::NORMAL,
+            priority_process: true,
             stall_after: Duration::from_secs(30),
             held_limit: Some(crate::spill::DEFAULT_HELD_LIMIT),
             gap_lookups: true,
@@ -130,6 +134,10 @@ pub struct ReplayReport {
     /// Gap lookups (a fold at its held limit), and the events they applied ahead of the stream.
     pub bulk_gap_lookups: u64,
     pub bulk_fetched: u64,
+    /// Held events evicted at the limit (short runs of later versions), and the evicted
+    /// events read back from the log.
+    pub bulk_evicted: u64,
+    pub bulk_refetched: u64,
     /// This process's peak resident set size (VmHWM) at the end of the bulk phase: since the
     /// process started, or since the caller last called [`reset_peak_rss`].
     pub peak_rss_bytes: u64,
@@ -201,7 +209,9 @@ pub async fn replay<P: Projection>(
     config: &ReplayConfig<P>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<ReplayReport> {
-    config.priority.apply_to_this_process();
+    if config.priority_process {
+        config.priority.apply_to_this_process();
+    }
     let controller = match &config.adaptive {
         Some(adaptive) => Some(Controller::start(adaptive, config.rate_limit, config.projection.name()).await?),
         None => None,
@@ -414,6 +424,8 @@ async fn bulk_phase<P: Projection>(
     report.bulk_spilled = footprint.spilled;
     report.bulk_gap_lookups = footprint.gap_lookups;
     report.bulk_fetched = footprint.fetched;
+    report.bulk_evicted = footprint.evicted;
+    report.bulk_refetched = footprint.refetched;
     Ok(())
 }
 
@@ -570,6 +582,8 @@ async fn worker<P: Projection>(shared: Arc<Shared<P>>, stop: tokio::sync::watch:
             all.spilled += footprint.spilled;
             all.gap_lookups += footprint.gap_lookups;
             all.fetched += footprint.fetched;
+            all.evicted += footprint.evicted;
+            all.refetched += footprint.refetched;
         }
         info!(
             partition = p,
@@ -581,6 +595,8 @@ async fn worker<P: Projection>(shared: Arc<Shared<P>>, stop: tokio::sync::watch:
             spilled = footprint.spilled,
             gap_lookups = footprint.gap_lookups,
             fetched = footprint.fetched,
+            evicted = footprint.evicted,
+            refetched = footprint.refetched,
             rss_mb = current_rss_bytes() / 1_000_000,
             seconds = started.elapsed().as_secs_f64(),
             "partition replayed"
@@ -620,15 +636,12 @@ async fn fold_partition<P: Projection>(
     pin_mut!(events);
     while let Some(raw) = events.next().await {
         let raw = raw?;
-        let bytes = raw.wire_bytes() as u64;
-        shared.events.fetch_add(1, Ordering::Relaxed);
-        shared.bytes.fetch_add(bytes, Ordering::Relaxed);
         unreported.events += 1;
-        unreported.bytes += bytes;
+        unreported.bytes += raw.wire_bytes() as u64;
         since_stop_check += 1;
         if since_stop_check >= 4_096 {
             since_stop_check = 0;
-            read_here += unreported.flush(&events_read, &bytes_read);
+            read_here += unreported.flush(shared, &events_read, &bytes_read);
             // Short of 1 until the partition is committed, however far off the estimate was.
             if size > 0 {
                 progress.set((read_here as f64 / size as f64).min(0.99));
@@ -647,7 +660,7 @@ async fn fold_partition<P: Projection>(
         fold.offer(raw)?;
         spill.keep_up(&mut fold).await?;
     }
-    unreported.flush(&events_read, &bytes_read);
+    unreported.flush(shared, &events_read, &bytes_read);
     spill.drain(&mut fold).await?;
     let footprint = fold.footprint();
     let batch = fold.finish(Position::boundary(shared.boundary));
@@ -656,8 +669,9 @@ async fn fold_partition<P: Projection>(
     Ok(Some((batch, footprint)))
 }
 
-/// Events and bytes read but not yet added to the counters: the fold adds them every few
-/// thousand events, not per event.
+/// Events and bytes read but not yet added to the counters (the metrics and the replay's
+/// totals): the fold adds them every few thousand events, not per event (the totals are
+/// shared by the workers: a write per event would bounce their cache line between cores).
 #[derive(Default)]
 struct Unreported {
     events: u64,
@@ -666,10 +680,12 @@ struct Unreported {
 
 impl Unreported {
     /// Adds what is pending to the counters; returns the events added.
-    fn flush(&mut self, events: &metrics::Counter, bytes: &metrics::Counter) -> u64 {
-        let n = std::mem::take(&mut self.events);
+    fn flush<P: Projection>(&mut self, shared: &Shared<P>, events: &metrics::Counter, bytes: &metrics::Counter) -> u64 {
+        let (n, b) = (std::mem::take(&mut self.events), std::mem::take(&mut self.bytes));
+        shared.events.fetch_add(n, Ordering::Relaxed);
+        shared.bytes.fetch_add(b, Ordering::Relaxed);
         events.increment(n);
-        bytes.increment(std::mem::take(&mut self.bytes));
+        bytes.increment(b);
         n
     }
 }

@@ -8,7 +8,14 @@
 //! The seeded 100M log's hot aggregates are out of order by millions of versions: those gaps
 //! are left to the spill (725 events looked up there, 38.9M spilled).
 //!
-//! *The spill*: what a lookup cannot release (a wide gap, a predecessor above the boundary, a
+//! *Eviction*: short runs of held events (later versions stored ahead of their place, each
+//! holding nothing behind it) are dropped from memory and read back by index when their
+//! aggregate's stream reaches them ([`PartitionFold::evict_short_runs`]). This is what the
+//! seeded log needs since each partition has one loader: PostgreSQL puts later rows in the
+//! free space of earlier pages, and a partition's hottest aggregate (millions of events)
+//! collects 100,000 of them before its stream reaches them.
+//!
+//! *The spill*: what a lookup or an eviction cannot release (a wide gap, a predecessor above the boundary, a
 //! dead letter) past half the limit goes with its aggregate to a spill: the events of the
 //! aggregates a [`PartitionFold`] deferred, kept out of memory in a temporary table on a
 //! connection of their own, and read back sorted by `(aggregate_id, version)` once the
@@ -34,7 +41,7 @@ use tokio_postgres::Client;
 
 use crate::partition_fold::PartitionFold;
 use crate::priority::CpuPriority;
-use crate::Result;
+use crate::{Error, Result};
 
 /// Events passed to the spill at once.
 pub const SPILL_CHUNK: usize = 4_096;
@@ -42,6 +49,9 @@ pub const SPILL_CHUNK: usize = 4_096;
 /// Gap lookups at most per time the limit is reached (each fills the gaps up to the lowest
 /// held version of every aggregate; a second finds the gaps behind those).
 pub const MAX_LOOKUP_ROUNDS: usize = 4;
+
+/// Evicted events read back per query at the end of a partition.
+const REFETCH_BATCH: usize = 10_000;
 
 /// The default held limit of the replay's folds: ~400 B per held event (raw copy and decoded
 /// envelope), so ~40 MB per worker at most.
@@ -81,6 +91,10 @@ impl Spiller {
     /// After each offer: at the held limit, looks the gaps up and defers what is still held
     /// past half the limit; writes what the fold has to spill once it has a chunk of it.
     pub async fn keep_up<P: Projection>(&mut self, fold: &mut PartitionFold<P>) -> Result<()> {
+        while fold.has_wanted() {
+            let keys = fold.take_wanted();
+            self.refetch(fold, &keys).await?;
+        }
         if fold.over_limit() {
             if let Some((partition, below)) = self.lookups {
                 for _ in 0..MAX_LOOKUP_ROUNDS {
@@ -88,6 +102,8 @@ impl Spiller {
                         break;
                     }
                 }
+                // Only where the log can be read back: evicted events are read from it again.
+                fold.evict_short_runs();
             }
             fold.defer_to_half();
         }
@@ -101,6 +117,12 @@ impl Spiller {
     /// `(aggregate_id, version)` and offers it to the fold. Nothing to do if nothing was
     /// deferred.
     pub async fn drain<P: Projection>(mut self, fold: &mut PartitionFold<P>) -> Result<()> {
+        // Evicted events first: read back now, they are held (or applied) and the spill's
+        // sorted events release them, as the stream would have.
+        let evicted = fold.take_all_evicted();
+        for keys in evicted.chunks(REFETCH_BATCH) {
+            self.refetch(fold, keys).await?;
+        }
         if !fold.has_spill() {
             return Ok(());
         }
@@ -145,12 +167,7 @@ impl Spiller {
         if gaps.is_empty() {
             return Ok(0);
         }
-        if self.lookup.is_none() {
-            let client = eventlog::connect(&self.database_url).await?;
-            self.priority.apply_to_backend(&client).await;
-            self.lookup = Some(client);
-        }
-        let client = self.lookup.as_ref().expect("connected above");
+        let client = self.lookup_client().await?;
         let (mut ids, mut after, mut before) = (Vec::new(), Vec::new(), Vec::new());
         for (id, a, b) in gaps {
             ids.push(id);
@@ -168,17 +185,49 @@ impl Spiller {
         let rows = client.query(sql.as_str(), &[&ids, &after, &before, &below]).await?;
         let found = rows.len() as u64;
         for row in rows {
-            fold.offer_fetched(RawEvent {
-                global_seq: row.try_get(0)?,
-                aggregate_id: row.try_get(1)?,
-                version: row.try_get(2)?,
-                event_type: row.try_get(3)?,
-                ts: row.try_get(4)?,
-                payload: row.try_get::<_, eventlog::Jsonb>(5)?.0,
-                tx_id: row.try_get(6)?,
-            })?;
+            fold.offer_fetched(RawEvent::from_row(&row)?)?;
         }
         Ok(found)
+    }
+
+    /// Reads evicted events (`(aggregate_id, version)`, all in the log below the stream's
+    /// boundary: the stream read them once) back from the log by index, and offers them.
+    async fn refetch<P: Projection>(&mut self, fold: &mut PartitionFold<P>, keys: &[(i64, i32)]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let (partition, below) = self.lookups.expect("events are evicted only with gap lookups on");
+        let (ids, versions): (Vec<i64>, Vec<i32>) = keys.iter().copied().unzip();
+        let sql = format!(
+            "SELECT e.global_seq, e.aggregate_id, e.version, e.type, e.ts, e.payload, e.tx_id \
+             FROM unnest($1::int8[], $2::int4[]) AS k(id, v) \
+             JOIN log.{} e ON e.aggregate_id = k.id AND e.version = k.v \
+             WHERE e.tx_id < $3 ORDER BY e.aggregate_id, e.version",
+            eventlog::partition_table(partition)
+        );
+        let rows = self.lookup_client().await?.query(sql.as_str(), &[&ids, &versions, &below]).await?;
+        if rows.len() != keys.len() {
+            return Err(Error::Worker(format!(
+                "partition {partition}: {} of {} evicted events read back from the log; the log changed below the \
+                 replay's boundary",
+                rows.len(),
+                keys.len()
+            )));
+        }
+        for row in rows {
+            fold.offer_refetched(RawEvent::from_row(&row)?)?;
+        }
+        Ok(())
+    }
+
+    /// The connection of the lookups and read-backs, opened the first time one is needed.
+    async fn lookup_client(&mut self) -> Result<&Client> {
+        if self.lookup.is_none() {
+            let client = eventlog::connect(&self.database_url).await?;
+            self.priority.apply_to_backend(&client).await;
+            self.lookup = Some(client);
+        }
+        Ok(self.lookup.as_ref().expect("connected above"))
     }
 
     async fn write(&mut self, events: Vec<RawEvent>) -> Result<()> {

@@ -86,15 +86,23 @@ struct Rules {
 }
 
 fn apply(rules: Rules, state: Option<Account>, event: &Envelope<BankEvent>) -> Result<Account, ApplyError> {
-    let mut account = match (state, &event.body) {
-        (None, BankEvent::AccountOpened { owner, currency }) => Account {
+    let mut state = state;
+    apply_in_place(rules, &mut state, event)?;
+    Ok(state.expect("an applied event leaves an account"))
+}
+
+/// Folds `event` into the account where it lies; every error is found before anything
+/// changes, so a failing event leaves the account as it was.
+fn apply_in_place(rules: Rules, state: &mut Option<Account>, event: &Envelope<BankEvent>) -> Result<(), ApplyError> {
+    let account = match (state.as_mut(), &event.body) {
+        (None, BankEvent::AccountOpened { owner, currency }) => state.insert(Account {
             owner: owner.clone(),
             currency: currency.clone(),
             status: Status::Open,
             balance: 0,
             lifetime_deposits: 0,
             last_activity_at: None,
-        },
+        }),
         (None, _) => return Err(ApplyError::new(&event.meta, "first event is not account_opened")),
         (Some(_), BankEvent::AccountOpened { .. }) => {
             return Err(ApplyError::new(&event.meta, "account_opened on an existing account"))
@@ -129,7 +137,7 @@ fn apply(rules: Rules, state: Option<Account>, event: &Envelope<BankEvent>) -> R
     if rules.activity {
         account.last_activity_at = Some(event.meta.ts);
     }
-    Ok(account)
+    Ok(())
 }
 
 fn base_values(a: &Account) -> Vec<Value> {
@@ -171,6 +179,9 @@ impl Projection for V3 {
     fn apply(&self, state: Option<Account>, event: &Envelope<BankEvent>) -> Result<Account, ApplyError> {
         apply(Rules { nested_fee: false, activity: false }, state, event)
     }
+    fn apply_in_place(&self, state: &mut Option<Account>, event: &Envelope<BankEvent>) -> Result<(), ApplyError> {
+        apply_in_place(Rules { nested_fee: false, activity: false }, state, event)
+    }
     fn columns(&self) -> &'static [Column] {
         &V3_COLUMNS
     }
@@ -205,6 +216,9 @@ impl Projection for V4 {
     }
     fn apply(&self, state: Option<Account>, event: &Envelope<BankEvent>) -> Result<Account, ApplyError> {
         apply(Rules { nested_fee: true, activity: true }, state, event)
+    }
+    fn apply_in_place(&self, state: &mut Option<Account>, event: &Envelope<BankEvent>) -> Result<(), ApplyError> {
+        apply_in_place(Rules { nested_fee: true, activity: true }, state, event)
     }
     fn columns(&self) -> &'static [Column] {
         &V4_COLUMNS
@@ -301,6 +315,25 @@ mod tests {
         let opened = history()[0].clone();
         let state = V4.apply(None, &opened).unwrap();
         assert!(V4.apply(Some(state), &opened).unwrap_err().reason.contains("existing account"));
+    }
+
+    #[test]
+    fn a_refused_event_leaves_the_account_in_place_as_it_was() {
+        for projection in [
+            Box::new(|s: &mut Option<Account>, e: &Envelope<BankEvent>| V3.apply_in_place(s, e))
+                as Box<dyn Fn(&mut Option<Account>, &Envelope<BankEvent>) -> Result<(), ApplyError>>,
+            Box::new(|s, e| V4.apply_in_place(s, e)),
+        ] {
+            let mut state = None;
+            assert!(projection(&mut state, &ev(1, 1, BankEvent::Deposited { amount_cents: 1 })).is_err());
+            assert_eq!(state, None);
+            let history = history();
+            projection(&mut state, &history[0]).unwrap();
+            projection(&mut state, &history[1]).unwrap();
+            let before = state.clone();
+            assert!(projection(&mut state, &history[0]).is_err(), "opened twice");
+            assert_eq!(state, before);
+        }
     }
 
     #[test]

@@ -127,8 +127,9 @@ impl LogReader {
 }
 
 /// Streams every event of `partition` after `after` and below the xid `below` with binary
-/// COPY, in storage order (not position order: the caller folds through the version guard,
-/// which makes the order of different versions of an aggregate irrelevant).
+/// COPY, in storage order from the partition's first page (not position order: the caller
+/// folds through the version guard, which makes the order of different versions of an
+/// aggregate irrelevant). Turns synchronized scans off for `client`'s session.
 pub async fn copy_partition(
     client: &Client,
     partition: u32,
@@ -146,6 +147,11 @@ pub async fn copy_partition(
          WHERE tx_id < {below}{after}) TO STDOUT (FORMAT binary)",
         partition_table(partition),
     );
+    // From the first page, in storage order: with synchronized scans (on by default for a
+    // table over a quarter of shared_buffers) the scan would start wherever the last scan of
+    // the partition stopped (an index build, a query, a replay that crashed) and read the later
+    // part of the log first, and a fold would hold every later version it read that way.
+    client.batch_execute("SET synchronize_seqscans = off").await?;
     let out = client.copy_out(sql.as_str()).await?;
     let types = [Type::INT8, Type::INT8, Type::INT4, Type::TEXT, Type::TIMESTAMPTZ, Type::JSONB, Type::INT8];
     Ok(BinaryCopyOutStream::new(out, &types).map(|row| {

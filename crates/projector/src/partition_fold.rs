@@ -59,6 +59,10 @@ pub const LOOKUP_GAIN: usize = 8;
 /// the spill with their aggregate.
 pub const EVICT_RUN: usize = 8;
 
+/// Evicted keys kept at most, as a multiple of the held limit (~40 B each against ~400 B for a
+/// held event): past it, what is held goes to the spill.
+pub const EVICTED_PER_HELD: usize = 10;
+
 /// When a stream reaches an evicted version, the evicted versions of its aggregate up to this
 /// many versions ahead are read back in the same query.
 pub const REFETCH_WINDOW: i32 = 4_096;
@@ -244,8 +248,9 @@ impl<P: Projection> PartitionFold<P> {
     }
 
     /// Evicts held events in runs of at most [`EVICT_RUN`] consecutive versions, farthest from
-    /// their aggregate's applied version first, until at most half the limit is held: their
-    /// raw copies are dropped, their keys kept until they are read back.
+    /// their aggregate's applied version first, until at most half the limit is held (or
+    /// [`EVICTED_PER_HELD`] times the limit are evicted): their raw copies are dropped, their
+    /// keys kept until they are read back.
     pub fn evict_short_runs(&mut self) {
         let Some(limit) = self.held_limit else { return };
         if self.held_raw.len() <= limit / 2 {
@@ -268,7 +273,7 @@ impl<P: Projection> PartitionFold<P> {
         runs.sort_unstable_by_key(|r| (std::cmp::Reverse(r.0), r.1, r.2));
         let mut evicted = 0;
         for (_, id, first, len) in runs {
-            if self.held_raw.len() <= limit / 2 {
+            if self.held_raw.len() <= limit / 2 || self.evicted_now + evicted + len > limit * EVICTED_PER_HELD {
                 break;
             }
             let stream = self.streams.get_mut(&id).expect("a held event has a stream");
@@ -692,6 +697,7 @@ mod tests {
                 fold.defer_to_half();
             }
             assert!(fold.held() < limit.unwrap_or(usize::MAX), "held {} at the limit", fold.held());
+            assert!(fold.evicted_now() <= limit.unwrap_or(0) * EVICTED_PER_HELD, "{} evicted", fold.evicted_now());
             spill.extend(fold.take_spill());
         }
         let evicted = fold.take_all_evicted();

@@ -108,3 +108,49 @@ async fn partition_of_routes_as_postgresql_does() {
         assert_eq!(table, format!("log.{}", eventlog::partition_table(eventlog::partition_of(id, 4))), "id {id}");
     }
 }
+
+/// A partition's bulk read starts at its first page even when another scan of the table
+/// stopped halfway: with PostgreSQL's synchronized scans (on by default, for tables over a
+/// quarter of shared_buffers) it would start where that scan was and read the later half of
+/// the log first, and a replay would hold every later version it read before its predecessors.
+#[tokio::test]
+async fn a_partition_is_read_from_its_first_page_whatever_scanned_it_before() {
+    let url = pgharness::throwaway().fresh_database();
+    let mut client = eventlog::connect(&url).await.unwrap();
+    eventlog::create(&mut client, 1).await.unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO log.events (aggregate_id, version, type, ts, payload) \
+             SELECT g, 1, 'padded', now(), jsonb_build_object('pad', repeat(md5(g::TEXT), 45)) \
+             FROM generate_series(1, 50000) AS g",
+        )
+        .await
+        .unwrap();
+    let (pages, quarter_of_buffers): (i64, i64) = {
+        let r = client
+            .query_one(
+                "SELECT pg_relation_size('log.events_p000') / 8192, \
+                 (SELECT setting::BIGINT / 4 FROM pg_settings WHERE name = 'shared_buffers')",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert!(pages > quarter_of_buffers, "{pages} pages: too small for synchronized scans ({quarter_of_buffers})");
+    // Another session's scan, stopped halfway.
+    let other = eventlog::connect(&url).await.unwrap();
+    other
+        .batch_execute(
+            "BEGIN; DECLARE half CURSOR FOR SELECT global_seq FROM log.events_p000; \
+             FETCH 25000 FROM half; CLOSE half; COMMIT",
+        )
+        .await
+        .unwrap();
+    let below = eventlog::boundary(&client).await.unwrap();
+    let events = eventlog::copy_partition(&client, 0, Position::START, below).await.unwrap();
+    futures::pin_mut!(events);
+    let first = futures::StreamExt::next(&mut events).await.unwrap().unwrap();
+    let lowest: i64 = other.query_one("SELECT min(global_seq) FROM log.events", &[]).await.unwrap().get(0);
+    assert_eq!(first.global_seq, lowest, "the read started mid-table");
+}

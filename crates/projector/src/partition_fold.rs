@@ -29,7 +29,7 @@
 //! Before that, short runs of held events are *evicted* ([`PartitionFold::evict_short_runs`]):
 //! a later version stored ahead of its place (PostgreSQL puts later rows in the free space left
 //! at the end of earlier pages) holds nothing behind it, but an aggregate with millions of
-//! events collects thousands of them, each waiting for the stream to reach it. Their raw copies
+//! events may collect many of them, each waiting for the stream to reach it. Their raw copies
 //! are dropped and only their keys kept; when the aggregate's stream reaches one, the driver
 //! reads the next evicted versions of that aggregate back from the log by index
 //! ([`PartitionFold::take_wanted`], [`PartitionFold::offer_refetched`]), and whatever is still
@@ -104,6 +104,9 @@ pub struct PartitionFold<P: Projection> {
     refetched: u64,
     /// Aggregates whose stream has reached an evicted version.
     wanted: Vec<i64>,
+    /// Evicted events of aggregates deferred since: the driver reads them from the log into
+    /// the spill, where the rest of their aggregate's events are.
+    spill_refetch: Vec<(i64, i32)>,
 }
 
 /// What one partition's fold kept at most, for the replay's logs and report.
@@ -158,6 +161,7 @@ impl<P: Projection> PartitionFold<P> {
             evicted_total: 0,
             refetched: 0,
             wanted: Vec::new(),
+            spill_refetch: Vec::new(),
         }
     }
 
@@ -297,6 +301,12 @@ impl<P: Projection> PartitionFold<P> {
         }
     }
 
+    /// Evicted events of aggregates deferred since they were evicted, as `(aggregate_id,
+    /// version)`: the driver reads them from the log and writes them to the spill.
+    pub fn take_spill_refetch(&mut self) -> Vec<(i64, i32)> {
+        std::mem::take(&mut self.spill_refetch)
+    }
+
     /// Whether a stream has reached an evicted version (the driver reads it back now).
     pub fn has_wanted(&self) -> bool {
         !self.wanted.is_empty()
@@ -430,6 +440,11 @@ impl<P: Projection> PartitionFold<P> {
             if let Some(stream) = self.streams.get_mut(id) {
                 stream.pending.clear();
             }
+            if let Some(versions) = self.evicted.remove(id) {
+                self.evicted_now -= versions.len();
+                self.spilled += versions.len() as u64;
+                self.spill_refetch.extend(versions.into_iter().map(|v| (*id, v)));
+            }
         }
         debug!(
             partition = self.partition,
@@ -551,7 +566,11 @@ impl<P: Projection> PartitionFold<P> {
             "partition {}: the fold deferred aggregates to the spill and it was not read back",
             self.partition
         );
-        assert!(self.evicted.is_empty(), "partition {}: evicted events were not read back", self.partition);
+        assert!(
+            self.evicted.is_empty() && self.spill_refetch.is_empty(),
+            "partition {}: evicted events were not read back",
+            self.partition
+        );
         let mut rows = Vec::with_capacity(self.streams.len());
         let mut held = Vec::with_capacity(self.held_raw.len());
         for (id, stream) in self.streams {
@@ -695,6 +714,7 @@ mod tests {
                     fold.evict_short_runs();
                 }
                 fold.defer_to_half();
+                spill.extend(fold.take_spill_refetch().iter().map(|key| log[key].clone()));
             }
             assert!(fold.held() < limit.unwrap_or(usize::MAX), "held {} at the limit", fold.held());
             assert!(fold.evicted_now() <= limit.unwrap_or(0) * EVICTED_PER_HELD, "{} evicted", fold.evicted_now());

@@ -10,10 +10,9 @@
 //!
 //! *Eviction*: short runs of held events (later versions stored ahead of their place, each
 //! holding nothing behind it) are dropped from memory and read back by index when their
-//! aggregate's stream reaches them ([`PartitionFold::evict_short_runs`]). This is what the
-//! seeded log needs since each partition has one loader: PostgreSQL puts later rows in the
-//! free space of earlier pages, and a partition's hottest aggregate (millions of events)
-//! collects 100,000 of them before its stream reaches them.
+//! aggregate's stream reaches them ([`PartitionFold::evict_short_runs`]): what a table written
+//! by one inserter has, PostgreSQL putting later rows in the free space of earlier pages. Only
+//! the runs are read again, not their aggregate, which deferring would send through the spill.
 //!
 //! *The spill*: what a lookup or an eviction cannot release (a wide gap, a predecessor above the boundary, a
 //! dead letter) past half the limit goes with its aggregate to a spill: the events of the
@@ -106,6 +105,12 @@ impl Spiller {
                 fold.evict_short_runs();
             }
             fold.defer_to_half();
+            // Evicted events of the aggregates just deferred join the rest of theirs.
+            let keys = fold.take_spill_refetch();
+            if !keys.is_empty() {
+                let events = self.read_back(&keys).await?;
+                self.write(events).await?;
+            }
         }
         if fold.spill_pending() >= SPILL_CHUNK {
             self.write(fold.take_spill()).await?;
@@ -190,11 +195,19 @@ impl Spiller {
         Ok(found)
     }
 
-    /// Reads evicted events (`(aggregate_id, version)`, all in the log below the stream's
-    /// boundary: the stream read them once) back from the log by index, and offers them.
+    /// Reads evicted events back from the log and offers them to the fold.
     async fn refetch<P: Projection>(&mut self, fold: &mut PartitionFold<P>, keys: &[(i64, i32)]) -> Result<()> {
+        for raw in self.read_back(keys).await? {
+            fold.offer_refetched(raw)?;
+        }
+        Ok(())
+    }
+
+    /// Reads evicted events (`(aggregate_id, version)`, all in the log below the stream's
+    /// boundary: the stream read them once) back from the log by index, sorted by key.
+    async fn read_back(&mut self, keys: &[(i64, i32)]) -> Result<Vec<RawEvent>> {
         if keys.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let (partition, below) = self.lookups.expect("events are evicted only with gap lookups on");
         let (ids, versions): (Vec<i64>, Vec<i32>) = keys.iter().copied().unzip();
@@ -214,10 +227,7 @@ impl Spiller {
                 keys.len()
             )));
         }
-        for row in rows {
-            fold.offer_refetched(RawEvent::from_row(&row)?)?;
-        }
-        Ok(())
+        Ok(rows.iter().map(RawEvent::from_row).collect::<eventlog::Result<_>>()?)
     }
 
     /// The connection of the lookups and read-backs, opened the first time one is needed.

@@ -87,8 +87,9 @@ impl Spiller {
         self
     }
 
-    /// After each offer: at the held limit, looks the gaps up and defers what is still held
-    /// past half the limit; writes what the fold has to spill once it has a chunk of it.
+    /// After each offer: reads back the evicted events a stream has reached; at the held limit,
+    /// looks the gaps up, evicts short runs and defers what is still held past half the limit;
+    /// writes what the fold has to spill once it has a chunk of it.
     pub async fn keep_up<P: Projection>(&mut self, fold: &mut PartitionFold<P>) -> Result<()> {
         while fold.has_wanted() {
             let keys = fold.take_wanted();

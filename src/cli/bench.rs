@@ -898,18 +898,19 @@ async fn converge(url: String, out: &Path, p: ConvergePlan) -> Result<()> {
         c.log_events, c.replay_rate_limit, c.replay_nice
     );
     println!(
-        "{:>12} {:>12} {:>10} {:>14} {:>12} {:>12} {:>16}",
-        "target/s", "ingest/s", "converged", "convergence_s", "replay/s", "margin/s", "max_lag_after"
+        "{:>12} {:>12} {:>10} {:>14} {:>12} {:>12} {:>12} {:>16}",
+        "target/s", "ingest/s", "converged", "convergence_s", "replay/s", "margin/s", "catch_up/s", "max_lag_after"
     );
     for r in &c.runs {
         println!(
-            "{:>12.0} {:>12.0} {:>10} {:>14} {:>12.0} {:>12.0} {:>16}",
+            "{:>12.0} {:>12.0} {:>10} {:>14} {:>12.0} {:>12.0} {:>12} {:>16}",
             r.target_ingest_events_per_s,
             r.ingest_events_per_s,
             r.converged,
             r.convergence_s.map_or("-".into(), |s| format!("{s:.1}")),
             r.replay_events_per_s,
             r.margin_events_per_s,
+            r.catch_up_events_per_s.map_or("-".into(), |s| format!("{s:.0}")),
             r.max_lag_after_converged.map_or("-".into(), |l| l.to_string())
         );
     }

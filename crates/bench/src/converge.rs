@@ -55,6 +55,9 @@ pub struct ConvergeRun {
     /// The replay's capacity (events/s): its catch-up cap, or its measured bulk rate.
     pub replay_events_per_s: f64,
     pub margin_events_per_s: f64,
+    /// The catch-up's rate (events applied per second of catch-up): the ingest where the run
+    /// converged (it waits for events), its capacity under the run's load where it did not.
+    pub catch_up_events_per_s: Option<f64>,
     /// Largest lag after converging (bounded = it stays small).
     pub max_lag_after_converged: Option<i64>,
     pub samples: Vec<(f64, i64)>,
@@ -156,6 +159,7 @@ pub async fn converge(config: &ConvergeConfig) -> Result<Converge> {
             bulk_done: bulk_seen,
             replay_events_per_s: replay_rate,
             margin_events_per_s: replay_rate - produced.events_per_s,
+            catch_up_events_per_s: replayed.catch_up.as_ref().map(|c| c.events_per_s),
             max_lag_after_converged: max_after,
             samples,
         };

@@ -529,13 +529,13 @@ struct Layout {
     loaders: u32,
 }
 
-/// A job being generated: its channel and its partitions' row counts.
+/// A job being generated: its channel, its rows so far and its partitions.
 struct Open {
     pieces: mpsc::UnboundedSender<Piece>,
     buf: BytesMut,
     tx_offsets: Vec<u32>,
     rows: u64,
-    counts: Vec<(u32, u64)>,
+    partitions: Vec<u32>,
 }
 
 impl Open {
@@ -572,11 +572,16 @@ fn generate_chunks(
             bar.inc(n);
             continue;
         }
+        // Rows per partition still to load in this chunk; `None`: committed by an earlier run.
+        let mut counts: Vec<Option<u64>> =
+            (0..layout.partitions).map(|p| (!skipped.contains(&p)).then_some(0)).collect();
         // One job per loader with a partition still to load, sent in loader order.
         let mut open: Vec<Option<Open>> = Vec::with_capacity(layout.loaders as usize);
         for loader in 0..layout.loaders {
-            let mine: Vec<u32> =
-                (loader..layout.partitions).step_by(layout.loaders as usize).filter(|p| !skipped.contains(p)).collect();
+            let mine: Vec<u32> = (loader..layout.partitions)
+                .step_by(layout.loaders as usize)
+                .filter(|&p| counts[p as usize].is_some())
+                .collect();
             if mine.is_empty() {
                 open.push(None);
                 continue;
@@ -591,21 +596,18 @@ fn generate_chunks(
                 buf: BytesMut::with_capacity(PIECE_ROWS * 400),
                 tx_offsets: Vec::with_capacity(PIECE_ROWS),
                 rows: 0,
-                counts: mine.into_iter().map(|p| (p, 0)).collect(),
+                partitions: mine,
             }));
         }
         for event in gen.by_ref().take(n as usize) {
             let partition = eventlog::partition_of(event.aggregate_id, layout.partitions);
-            let Some(job) = open[(partition % layout.loaders) as usize].as_mut() else {
-                bar.inc(1);
-                continue;
-            };
-            let Some(count) = job.counts.iter_mut().find(|(p, _)| *p == partition) else {
+            let Some(count) = counts[partition as usize].as_mut() else {
                 // Committed by an earlier run.
                 bar.inc(1);
                 continue;
             };
-            count.1 += 1;
+            *count += 1;
+            let job = open[(partition % layout.loaders) as usize].as_mut().expect("a partition to load has its job");
             let mut w = RowWriter { buf: &mut job.buf };
             w.start(7)
                 .int8(event.global_seq)
@@ -625,7 +627,8 @@ fn generate_chunks(
             if job.rows > 0 && !job.flush() {
                 return Ok(None);
             }
-            if job.pieces.send(Piece::End { partitions: job.counts }).is_err() {
+            let partitions = job.partitions.iter().map(|&p| (p, counts[p as usize].unwrap_or(0))).collect();
+            if job.pieces.send(Piece::End { partitions }).is_err() {
                 return Ok(None);
             }
         }

@@ -8,6 +8,7 @@ pub mod guide {}
 
 pub mod adaptive;
 mod error;
+mod locks;
 pub mod partition_fold;
 pub mod priority;
 mod ratelimit;
@@ -21,19 +22,14 @@ mod verify;
 
 pub use adaptive::{AdaptiveConfig, AdaptiveReport, LatencySource};
 pub use error::{BadEvent, Error};
+pub use locks::{bulk_lock_key, lock_version, lock_version_shared, take_over, PARTITION_LOCK, PARTITION_UNLOCK};
 pub use priority::CpuPriority;
 pub use ratelimit::RateLimiter;
 pub use repair::{repair, RepairReport};
-pub use replay::{
-    bulk_lock_key, current_rss_bytes, peak_rss_bytes, replay, reset_peak_rss, take_over, ReplayConfig, ReplayReport,
-    PARTITION_LOCK, PARTITION_UNLOCK,
-};
+pub use replay::{current_rss_bytes, peak_rss_bytes, replay, reset_peak_rss, ReplayConfig, ReplayReport};
 pub use snapshot::{build_snapshots, SnapshotConfig, SnapshotReport};
 pub use source::{PgLog, Read, Source};
-pub use tail::{
-    lock_version, lock_version_shared, run_live, run_tail_on, LiveConfig, LiveReport, StallWatch, StepOutcome,
-    TailOptions, Tailer,
-};
+pub use tail::{run_live, run_tail_on, LiveConfig, LiveReport, StallWatch, StepOutcome, TailOptions, Tailer};
 pub use verify::{verify_against_log, LogDiff, LogVerifyReport};
 
 /// Result alias of this crate.

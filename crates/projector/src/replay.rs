@@ -22,11 +22,15 @@ use tracing::{info, warn};
 
 use crate::adaptive::{AdaptiveConfig, AdaptiveReport, Controller};
 use crate::error::Error;
+use crate::locks::{
+    lock_registration, lock_version, lock_version_shared, partition_key, take_over, unlock_registration,
+    unlock_version_shared, PARTITION_LOCK, PARTITION_UNLOCK,
+};
 use crate::partition_fold::{FoldFootprint, PartitionFold};
 use crate::priority::CpuPriority;
 use crate::ratelimit::RateLimiter;
 use crate::spill::Spiller;
-use crate::tail::{lock_version, lock_version_shared, run_tail, version_key, LiveConfig, LiveReport};
+use crate::tail::{run_tail, LiveConfig, LiveReport};
 use crate::{metric, Result};
 
 /// Configuration of a replay.
@@ -269,7 +273,7 @@ async fn rebuild<P: Projection>(
         }
         pass_barrier(&client, projection, &mut report).await?;
     } else {
-        client.execute("SELECT pg_advisory_unlock_shared(hashtext($1))", &[&version_key(projection)]).await?;
+        unlock_version_shared(&client, projection).await?;
         lock_version(&client, projection).await?;
     }
     let total = report.bulk_seconds + report.barrier_seconds;
@@ -292,7 +296,7 @@ async fn claim_version<P: Projection>(client: &mut Client, config: &ReplayConfig
     lock_version_shared(client, projection).await?;
     // Registration creates the table: serialised, so two processes starting at once do not
     // race on CREATE TABLE.
-    client.execute("SELECT pg_advisory_lock(hashtext('reproject:register'))", &[]).await?;
+    lock_registration(client).await?;
     let info = match readmodel::version_info(&*client, projection.name()).await {
         Ok(info) => Ok(info),
         Err(readmodel::Error::UnknownVersion(_)) => {
@@ -300,7 +304,7 @@ async fn claim_version<P: Projection>(client: &mut Client, config: &ReplayConfig
         }
         Err(e) => Err(e),
     };
-    client.execute("SELECT pg_advisory_unlock(hashtext('reproject:register'))", &[]).await?;
+    unlock_registration(client).await?;
     let info = info?;
     readmodel::ensure_log_source(&*client, projection.name(), readmodel::EVENT_STORE).await?;
     if info.state == State::Retired {
@@ -318,16 +322,6 @@ async fn claim_version<P: Projection>(client: &mut Client, config: &ReplayConfig
         w = w.min(until);
     }
     Ok(readmodel::set_bulk_boundary(&*client, projection.name(), w).await?)
-}
-
-/// After the bulk phase: gives up the shared lock and tries to take the version exclusively,
-/// to pass the barrier and catch up. False when another replay process of the version still
-/// holds it (that process finishes the build; this one is done).
-pub async fn take_over<P: Projection>(client: &Client, projection: &P) -> Result<bool> {
-    let key = version_key(projection);
-    client.execute("SELECT pg_advisory_unlock_shared(hashtext($1))", &[&key]).await?;
-    let taken: bool = client.query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&key]).await?.get(0);
-    Ok(taken)
 }
 
 /// The bulk phase: every partition not yet at `boundary` folded and written by the workers;
@@ -486,29 +480,12 @@ async fn catch_up<P: Projection>(
     run_tail(client, &live, stop, tail_limiter).await
 }
 
-/// The advisory lock of one partition of a version's bulk phase: held by the session that folds
-/// it, so a partition is folded by one worker of one process at a time, and a process killed
-/// mid-partition loses only that partition's work (its session ends, the lock with it, and
-/// another process takes the partition; nothing of it was committed).
-pub const PARTITION_LOCK: &str = "SELECT pg_try_advisory_lock(hashtext($1), $2)";
-pub const PARTITION_UNLOCK: &str = "SELECT pg_advisory_unlock(hashtext($1), $2)";
-
-/// The key of the partition locks of `version`'s bulk phase (with the partition as the second
-/// key): one per process and partition, whichever log the replay reads.
-pub fn bulk_lock_key(version: &str) -> String {
-    format!("reproject:bulk:{version}")
-}
-
-fn partition_key<P: Projection>(shared: &Shared<P>) -> String {
-    bulk_lock_key(shared.config.projection.name())
-}
-
 /// The next partition this worker folds: taken from the queue, locked, and not yet at the
 /// boundary (another process may have finished it). A partition another process holds is set
 /// aside and tried again every 200 ms until it is done or free (its holder died). `None` when
 /// every partition is at the boundary.
 async fn claim_partition<P: Projection>(client: &Client, shared: &Shared<P>) -> Result<Option<u32>> {
-    let key = partition_key(shared);
+    let key = partition_key(&shared.config.projection);
     let boundary = Position::boundary(shared.boundary);
     loop {
         let next = shared.queue.lock().expect("queue lock").pop_front();
@@ -541,7 +518,7 @@ async fn claim_partition<P: Projection>(client: &Client, shared: &Shared<P>) -> 
 }
 
 async fn release_partition<P: Projection>(client: &Client, shared: &Shared<P>, p: u32) -> Result<()> {
-    client.query_one(PARTITION_UNLOCK, &[&partition_key(shared), &(p as i32)]).await?;
+    client.query_one(PARTITION_UNLOCK, &[&partition_key(&shared.config.projection), &(p as i32)]).await?;
     Ok(())
 }
 

@@ -12,6 +12,7 @@ use tokio_postgres::Client;
 use tracing::{info, warn};
 
 use crate::error::{BadEvent, Error};
+use crate::locks::lock_version;
 use crate::source::{PgLog, Read, Source};
 use crate::{metric, Result};
 
@@ -512,37 +513,6 @@ pub struct LiveReport {
     pub positions: Vec<Position>,
     pub held: usize,
     pub activated: bool,
-}
-
-/// The advisory lock key of a version: held exclusively by its one writer (the live projector,
-/// or a replay's catch-up), shared by the processes of a replay's bulk phase.
-pub(crate) fn version_key<P: Projection>(projection: &P) -> String {
-    format!("reproject:{}", projection.name())
-}
-
-/// Takes the per-version advisory lock that keeps one writer per version, waiting up to 30s
-/// (a killed predecessor's session may take a moment to be reaped).
-pub async fn lock_version<P: Projection>(client: &Client, projection: &P) -> Result<()> {
-    lock_version_as(client, projection, "pg_advisory_lock").await
-}
-
-/// Takes the version's lock in shared mode (a replay's bulk phase), waiting up to 30 s for an
-/// exclusive holder.
-pub async fn lock_version_shared<P: Projection>(client: &Client, projection: &P) -> Result<()> {
-    lock_version_as(client, projection, "pg_advisory_lock_shared").await
-}
-
-async fn lock_version_as<P: Projection>(client: &Client, projection: &P, function: &str) -> Result<()> {
-    client.batch_execute("SET lock_timeout = '30s'").await?;
-    let taken = client.execute(&format!("SELECT {function}(hashtext($1))"), &[&version_key(projection)]).await;
-    client.batch_execute("SET lock_timeout = 0").await?;
-    match taken {
-        Ok(_) => Ok(()),
-        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
-            Err(Error::Locked(projection.name().to_owned()))
-        }
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Takes the version's writer lock and registers it if new (a retired version may be tailed

@@ -1,8 +1,6 @@
 //! Command-line flags (clap derive), their validation, and dispatch to the libraries.
 
 mod bench;
-mod bench_kafka;
-mod bench_tiers;
 mod db;
 mod demo;
 mod lab;

@@ -10,8 +10,8 @@ use clap::Args;
 use kafkalog::{Broker, KafkaLog};
 use lab::bank::V4;
 
-use super::bench::{print_files, workers, LogArgs};
-use super::parse_duration;
+use super::{print_files, workers, LogArgs};
+use crate::cli::parse_duration;
 
 /// The flags of `bench compaction`.
 #[derive(Debug, Args)]

@@ -1,19 +1,7 @@
 //! `reproject`: rebuild event-sourced read models from the log, fast and exact, and cut
-//! readers over with zero downtime. This binary only parses flags and calls the libraries.
-
-mod cli;
-
-use clap::Parser;
+//! readers over with zero downtime. The command line with the bank's projections and the lab;
+//! an application's binary is the same entry point with its own catalog.
 
 fn main() -> std::process::ExitCode {
-    let args = cli::Cli::parse();
-    cli::init_tracing(&args.log);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts");
-    match runtime.block_on(cli::run(args)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    reproject::main(reproject::bank())
 }

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use lab::catalog::Known;
 
-use super::{database_url, parse_duration, project::projection, Global};
+use super::{database_url, parse_duration, Global};
+use crate::Catalog;
 
 #[derive(Debug, Args)]
 pub struct SeedArgs {
@@ -62,9 +62,12 @@ pub async fn seed(g: &Global, a: SeedArgs) -> Result<ExitCode> {
     // Everything else the seeder would refuse, refused before the cluster starts.
     config.validate().context("invalid --events, --aggregates or --zipf")?;
     let url = database_url(g)?;
+    #[cfg(not(feature = "kafka"))]
+    g.no_topic()?;
     let report = lab::seed::run(&url, config).await.context("seeding the log")?;
     println!("{}", report.render());
-    if let Some(topic) = &g.topic {
+    #[cfg(feature = "kafka")]
+    if let Some(topic) = &g.topic()? {
         let partitions = a.topic_partitions.unwrap_or(a.partitions);
         topic.create(partitions, false).await.with_context(|| format!("creating {topic}"))?;
         let mirror = kafkalog::MirrorConfig::new(&url, topic.clone());
@@ -130,16 +133,23 @@ pub async fn produce(g: &Global, a: ProduceArgs) -> Result<ExitCode> {
         ..lab::ProduceConfig::new(a.rate, a.duration, a.seed)
     };
     let stop = super::ctrl_c();
+    #[cfg(not(feature = "kafka"))]
+    g.no_topic()?;
     // With --topic, a mirror follows the event store into the topic while the writers run,
     // then drains what they left.
+    #[cfg(feature = "kafka")]
+    let topic = g.topic()?;
+    #[cfg(feature = "kafka")]
     let (mirror_stop_tx, mirror_stop) = tokio::sync::watch::channel(false);
-    let mirror = g.topic.as_ref().map(|topic| {
+    #[cfg(feature = "kafka")]
+    let mirror = topic.as_ref().map(|topic| {
         let config = kafkalog::MirrorConfig { follow: true, ..kafkalog::MirrorConfig::new(&url, topic.clone()) };
         tokio::spawn(async move { kafkalog::mirror(&config, mirror_stop).await })
     });
     let report = lab::produce::run(&url, config, stop).await.context("producing")?;
     println!("{}", report.render());
-    if let (Some(mirror), Some(topic)) = (mirror, &g.topic) {
+    #[cfg(feature = "kafka")]
+    if let (Some(mirror), Some(topic)) = (mirror, &topic) {
         mirror_stop_tx.send_replace(true);
         mirror.await.context("mirror task")?.with_context(|| format!("mirroring into {topic}"))?;
         let last = kafkalog::MirrorConfig::new(&url, topic.clone());
@@ -173,9 +183,10 @@ pub struct VerifyArgs {
     /// The version to check.
     #[arg(long = "projection", visible_alias = "version", value_name = "PROJECTION")]
     pub projection: String,
-    /// `expected` (the generator's true state: the bank's accounts only), `log` (a fold of the
-    /// log up to the version's positions: any projection), or another version of the family.
-    #[arg(long, default_value = "expected")]
+    /// `log` (a fold of the log up to the version's positions: any projection), `expected` (the
+    /// lab generator's true state: the bank's accounts only), or another version of the family.
+    /// Default: `expected` for a version of the bank's accounts in a seeded database, else `log`.
+    #[arg(long, default_value = "auto")]
     pub against: String,
     /// Require both versions to be frozen at this position (`projector --until X`) first.
     #[arg(long, value_name = "POSITION")]
@@ -185,30 +196,41 @@ pub struct VerifyArgs {
     pub show_sql: bool,
 }
 
-pub async fn verify(g: &Global, a: VerifyArgs) -> Result<ExitCode> {
-    let left = projection(&a.projection)?;
+pub async fn verify(g: &Global, a: VerifyArgs, catalog: &Catalog) -> Result<ExitCode> {
+    let left = catalog.find(&a.projection).context("--projection")?;
     let right = match a.against.as_str() {
-        "expected" | "log" => None,
-        other => Some(Known::parse(other).with_context(|| format!("--against {other} (expected, log or a version)"))?),
+        "expected" | "log" | "auto" => None,
+        other => Some(
+            catalog
+                .find(other)
+                .with_context(|| format!("--against {other} (log, expected or a version of this binary)"))?,
+        ),
     };
     if a.at.is_some() && right.is_none() {
         bail!("--at compares two versions: give --against VERSION");
     }
     let mut client = eventlog::connect(&database_url(g)?).await.context("connecting")?;
-    if a.against == "log" {
-        let report = lab::dispatch!(left, p => projector::verify_against_log(&mut client, &p).await)
-            .with_context(|| format!("verifying {left} against the log"))?;
+    let against = match a.against.as_str() {
+        "auto" if lab::verify::has_expected(&client, left.any()).await? => "expected",
+        "auto" => "log",
+        other => other,
+    };
+    if against == "log" {
+        let report = left
+            .verify_against_log(&mut client)
+            .await
+            .with_context(|| format!("verifying {} against the log", a.projection))?;
         println!("{}", report.render());
         return Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
     }
     let report = match right {
-        None => lab::verify::against_expected(&client, left.as_any()).await?,
+        None => lab::verify::against_expected(&client, left.any()).await?,
         Some(right) => {
             if let Some(at) = a.at {
-                frozen_at(&client, left, at).await?;
-                frozen_at(&client, right, at).await?;
+                frozen_at(&client, left.any().name(), at).await?;
+                frozen_at(&client, right.any().name(), at).await?;
             }
-            lab::verify::between_versions(&client, left.as_any(), right.as_any()).await?
+            lab::verify::between_versions(&client, left.any(), right.any()).await?
         }
     };
     if a.show_sql {
@@ -219,8 +241,8 @@ pub async fn verify(g: &Global, a: VerifyArgs) -> Result<ExitCode> {
 }
 
 /// Checks that every partition of `projection` sits exactly at the boundary `at`.
-async fn frozen_at(client: &tokio_postgres::Client, projection: Known, at: i64) -> Result<()> {
-    let positions = readmodel::offsets(client, projection.name()).await?;
+async fn frozen_at(client: &tokio_postgres::Client, projection: &str, at: i64) -> Result<()> {
+    let positions = readmodel::offsets(client, projection).await?;
     let off: Vec<_> = positions.iter().filter(|p| **p != eventlog::Position::boundary(at)).collect();
     if !off.is_empty() {
         bail!(

@@ -1,20 +1,24 @@
 //! Command-line flags (clap derive), their validation, and dispatch to the libraries.
 
+mod adopt;
 mod bench;
 mod db;
 mod demo;
 mod lab;
 mod large;
+mod log;
 mod obs;
-mod project;
+pub(crate) mod project;
 mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use anyhow::{bail, Context, Result};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::Catalog;
 
 /// Rebuild event-sourced read models from the log, fast and exact, and cut over with zero
 /// downtime.
@@ -45,12 +49,29 @@ pub struct Global {
     /// A Kafka topic as the log (`kafka://HOST:PORT[,HOST:PORT]/TOPIC`), keyed by aggregate_id:
     /// `seed` and `produce` write the event store and mirror it into the topic; `projector`
     /// reads the topic instead of the event store. Unset: the PostgreSQL event store only.
-    #[arg(long, global = true, env = "REPROJECT_TOPIC", value_name = "kafka://HOST:PORT/TOPIC", value_parser = parse_topic)]
-    pub topic: Option<kafkalog::KafkaLog>,
+    /// Needs a build with the `kafka` feature.
+    #[arg(long, global = true, env = "REPROJECT_TOPIC", value_name = "kafka://HOST:PORT/TOPIC")]
+    pub topic: Option<String>,
 }
 
-fn parse_topic(text: &str) -> Result<kafkalog::KafkaLog, String> {
-    kafkalog::KafkaLog::parse(text).map_err(|e| e.to_string())
+impl Global {
+    /// The Kafka topic of `--topic`, parsed, if given.
+    #[cfg(feature = "kafka")]
+    pub fn topic(&self) -> Result<Option<kafkalog::KafkaLog>> {
+        self.topic
+            .as_deref()
+            .map(|t| kafkalog::KafkaLog::parse(t).map_err(|e| anyhow::anyhow!("--topic {t}: {e}")))
+            .transpose()
+    }
+
+    /// Refuses `--topic` in a build without Kafka.
+    #[cfg(not(feature = "kafka"))]
+    pub fn no_topic(&self) -> Result<()> {
+        if let Some(t) = &self.topic {
+            bail!("--topic {t}: this build has no Kafka support (rebuild with `--features kafka`)");
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -74,6 +95,11 @@ pub enum Command {
     Load(serve::LoadArgs),
     /// Manage the embedded PostgreSQL cluster.
     Db(db::DbArgs),
+    /// The event log: `log create` makes an empty one (for an app that will append to it).
+    Log(log::LogArgs),
+    /// Adopt the app's own events table: the log fed from it online, writers unchanged, its own
+    /// stream ids (uuid, text or bigint); resumable, and it keeps feeding until stopped.
+    Adopt(adopt::AdoptArgs),
     /// Run a projector: `live` tails the log; `replay` rebuilds a version from offset 0.
     Projector(project::ProjectorArgs),
     /// Re-fold one aggregate from the log and write it back (single-aggregate repair).
@@ -128,22 +154,85 @@ pub fn ctrl_c() -> tokio::sync::watch::Receiver<bool> {
     rx
 }
 
+/// The lab's commands: the bank's generator, producer and benchmarks.
+const LAB_COMMANDS: [&str; 5] = ["demo", "seed", "produce", "bench", "lab"];
+
+/// Parses this process's flags for a binary with `catalog`'s projections and runs the command.
+pub fn main(catalog: Catalog) -> ExitCode {
+    let mut command = Cli::command();
+    // The binary's own name in usage lines and errors (an adopter's binary is not `reproject`).
+    if let Some(name) = std::env::args_os()
+        .next()
+        .and_then(|a| std::path::Path::new(&a).file_name().map(|n| n.to_string_lossy().into_owned()))
+    {
+        let name: &'static str = Box::leak(name.into_boxed_str());
+        command = command.name(name).bin_name(name);
+    }
+    if !catalog.has_lab() {
+        for lab in LAB_COMMANDS {
+            command = command.mut_subcommand(lab, |c| c.hide(true));
+        }
+    }
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    init_tracing(&cli.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts");
+    match runtime.block_on(run(cli, &catalog)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Refuses a lab command in a binary whose catalog has no lab.
+fn lab_only(catalog: &Catalog, name: &str) -> Result<()> {
+    if !catalog.has_lab() {
+        bail!(
+            "`{name}` is a command of the lab (the bank's generator, producer and benchmarks): this binary serves \
+             its own projections ({}); run it with the `reproject` binary",
+            catalog.names().join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// Runs one command.
-pub async fn run(cli: Cli) -> Result<ExitCode> {
+pub async fn run(cli: Cli, catalog: &Catalog) -> Result<ExitCode> {
     let g = cli.global;
     match cli.command {
-        Command::Demo(args) => demo::run(&g, args).await,
-        Command::Seed(args) => lab::seed(&g, args).await,
-        Command::Produce(args) => lab::produce(&g, args).await,
-        Command::Verify(args) => lab::verify(&g, args).await,
-        Command::Bench(args) => bench::run(&g, args).await,
-        Command::Lab(args) => large::run(&g, args).await,
+        Command::Demo(args) => {
+            lab_only(catalog, "demo")?;
+            demo::run(&g, args).await
+        }
+        Command::Seed(args) => {
+            lab_only(catalog, "seed")?;
+            lab::seed(&g, args).await
+        }
+        Command::Produce(args) => {
+            lab_only(catalog, "produce")?;
+            lab::produce(&g, args).await
+        }
+        Command::Bench(args) => {
+            lab_only(catalog, "bench")?;
+            bench::run(&g, args).await
+        }
+        Command::Lab(args) => {
+            lab_only(catalog, "lab")?;
+            large::run(&g, args).await
+        }
+        Command::Verify(args) => lab::verify(&g, args, catalog).await,
         Command::Db(args) => db::run(&g, args).await,
-        Command::Api(args) => serve::api(&g, args).await,
-        Command::Load(args) => serve::load(args).await,
-        Command::Projector(args) => project::projector(&g, args).await,
-        Command::Repair(args) => project::repair(&g, args).await,
-        Command::Snapshot(args) => project::snapshot(&g, args).await,
+        Command::Log(args) => log::run(&g, args).await,
+        Command::Adopt(args) => adopt::run(&g, args).await,
+        Command::Api(args) => serve::api(&g, args, catalog).await,
+        Command::Load(args) => serve::load(&g, args).await,
+        Command::Projector(args) => project::projector(&g, args, catalog).await,
+        Command::Repair(args) => project::repair(&g, args, catalog).await,
+        Command::Snapshot(args) => project::snapshot(&g, args, catalog).await,
         Command::Cutover(args) => project::cutover(&g, args).await,
         Command::Rollback(args) => project::rollback(&g, args).await,
         Command::Projections => project::projections(&g).await,

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use lab::catalog::Known;
 
 use super::{database_url, parse_duration, Global};
+use crate::Catalog;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
@@ -31,8 +31,8 @@ pub struct ProjectorArgs {
     /// live or replay.
     #[arg(long, value_enum)]
     pub mode: Mode,
-    /// Projection version to build: v3 (the bank's two-year-old accounts model), v4 (the fixed
-    /// one), activity_v1 (a second read model of the same events).
+    /// Projection version to build, by name (this binary's catalog; the `reproject` binary
+    /// knows the bank's v3, v4 and activity_v1).
     #[arg(long = "projection", visible_alias = "version", value_name = "PROJECTION")]
     pub projection: String,
     /// Events per committed tail batch.
@@ -108,6 +108,10 @@ pub struct ProjectorArgs {
     /// from a temporary table, sorted, at the end of the partition. 0: no limit.
     #[arg(long, default_value_t = projector::spill::DEFAULT_HELD_LIMIT, value_name = "EVENTS")]
     pub held_limit: usize,
+    /// When a cutover retires this version, keep tailing it this long (so that a rollback to
+    /// it switches at once), then stop. `0s`: stop at once.
+    #[arg(long, value_parser = parse_duration, default_value = "15m")]
+    pub retired_window: Duration,
     /// Serve this projector's Prometheus metrics (`GET /metrics`) on this address, e.g.
     /// `127.0.0.1:9187` (events applied, batch sizes, write latency, partitions done, held events).
     #[arg(long, value_name = "ADDR")]
@@ -161,13 +165,8 @@ fn adaptive_config(a: &ProjectorArgs) -> Result<Option<projector::AdaptiveConfig
     }))
 }
 
-/// Validates a version name before any work starts.
-pub fn projection(name: &str) -> Result<Known> {
-    Known::parse(name).with_context(|| format!("--projection {name}"))
-}
-
-pub async fn projector(g: &Global, a: ProjectorArgs) -> Result<ExitCode> {
-    let projection = projection(&a.projection)?;
+pub async fn projector(g: &Global, a: ProjectorArgs, catalog: &Catalog) -> Result<ExitCode> {
+    let entry = catalog.find(&a.projection).context("--projection")?;
     if a.batch == 0 {
         bail!("--batch must be at least 1");
     }
@@ -190,17 +189,21 @@ pub async fn projector(g: &Global, a: ProjectorArgs) -> Result<ExitCode> {
         tracing::info!(%bound, "metrics on /metrics");
     }
     let stop = super::ctrl_c();
-    if let Some(topic) = &g.topic {
+    #[cfg(feature = "kafka")]
+    if let Some(topic) = g.topic()? {
         if a.until.is_some() || adaptive.is_some() || a.nice != 0 || a.sched_idle || a.cpus.is_some() {
             bail!(
                 "--until, --max-live-p99-increase, --nice, --sched-idle and --cpus apply to the event store's \
                  projector, not to one reading --topic"
             );
         }
-        let topic = topic.clone();
-        return lab::dispatch!(projection, p => run_topic_projector(p, &a, url, topic, stop).await);
+        println!("{}", entry.topic_projector(&a, url, topic, stop).await?);
+        return Ok(ExitCode::SUCCESS);
     }
-    lab::dispatch!(projection, p => run_projector(p, &a, url, adaptive, stop).await)
+    #[cfg(not(feature = "kafka"))]
+    g.no_topic()?;
+    println!("{}", entry.projector(&a, url, adaptive, stop).await?);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The live projector's configuration from the flags (`--until` is the event store's: set by
@@ -216,18 +219,21 @@ fn live_config<P: fold::Projection>(a: &ProjectorArgs, url: &str, projection: P)
         rate_limit: a.rate_limit,
         progress: a.progress,
         stall_after: a.stall_after,
+        retired_window: a.retired_window,
         ..projector::LiveConfig::new(url, projection)
     }
 }
 
-/// The projector of one concrete projection reading a Kafka topic (`--topic`).
-async fn run_topic_projector<P: fold::Projection>(
+/// The projector of one concrete projection reading a Kafka topic (`--topic`); its report
+/// as one JSON line.
+#[cfg(feature = "kafka")]
+pub(crate) async fn run_topic_projector<P: fold::Projection>(
     projection: P,
     a: &ProjectorArgs,
     url: String,
     topic: kafkalog::KafkaLog,
     stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<ExitCode> {
+) -> Result<String> {
     match a.mode {
         Mode::Live => {
             let config = live_config(a, &url, projection);
@@ -235,7 +241,7 @@ async fn run_topic_projector<P: fold::Projection>(
             let mut client = eventlog::connect(&url).await.context("connecting to PostgreSQL")?;
             let report =
                 projector::run_tail_on(&mut client, &config, stop, None, source).await.context("live projector")?;
-            println!("{}", serde_json::to_string(&report)?);
+            Ok(serde_json::to_string(&report)?)
         }
         Mode::Replay => {
             if a.rate_limit.is_some() || a.from_offset.is_some() {
@@ -251,25 +257,24 @@ async fn run_topic_projector<P: fold::Projection>(
                 ..kafkalog::KafkaReplayConfig::new(&url, topic, projection)
             };
             let report = kafkalog::replay(&config, stop).await.context("replay from the topic")?;
-            println!("{}", serde_json::to_string(&report)?);
+            Ok(serde_json::to_string(&report)?)
         }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
-/// The projector of one concrete projection, from validated flags.
-async fn run_projector<P: fold::Projection>(
+/// The projector of one concrete projection, from validated flags; its report as one JSON line.
+pub(crate) async fn run_projector<P: fold::Projection>(
     projection: P,
     a: &ProjectorArgs,
     url: String,
     adaptive: Option<projector::AdaptiveConfig>,
     stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<ExitCode> {
+) -> Result<String> {
     match a.mode {
         Mode::Live => {
             let config = projector::LiveConfig { until: a.until, ..live_config(a, &url, projection) };
             let report = projector::run_live(&config, stop).await.context("live projector")?;
-            println!("{}", serde_json::to_string(&report)?);
+            Ok(serde_json::to_string(&report)?)
         }
         Mode::Replay => {
             let workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
@@ -293,12 +298,12 @@ async fn run_projector<P: fold::Projection>(
                 stall_after: a.stall_after,
                 held_limit: (a.held_limit > 0).then_some(a.held_limit),
                 gap_lookups: true,
+                retired_window: a.retired_window,
             };
             let report = projector::replay(&config, stop).await.context("replay")?;
-            println!("{}", serde_json::to_string(&report)?);
+            Ok(serde_json::to_string(&report)?)
         }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Debug, Args)]
@@ -306,16 +311,20 @@ pub struct RepairArgs {
     /// Projection version whose row to repair.
     #[arg(long = "projection", visible_alias = "version", value_name = "PROJECTION")]
     pub projection: String,
-    /// The aggregate to re-fold.
-    #[arg(long)]
-    pub aggregate: i64,
+    /// The aggregate to re-fold: its stream id as the log has it (an integer, a uuid or a text).
+    #[arg(long, value_name = "ID")]
+    pub aggregate: String,
 }
 
-pub async fn repair(g: &Global, a: RepairArgs) -> Result<ExitCode> {
-    let projection = projection(&a.projection)?;
+pub async fn repair(g: &Global, a: RepairArgs, catalog: &Catalog) -> Result<ExitCode> {
+    let entry = catalog.find(&a.projection).context("--projection")?;
     let mut client = eventlog::connect(&database_url(g)?).await.context("connecting")?;
-    let report = lab::dispatch!(projection, p => projector::repair(&mut client, &p, a.aggregate).await)
-        .with_context(|| format!("repairing aggregate {} of {}", a.aggregate, projection))?;
+    let kind = eventlog::id_kind(&client).await.context("reading the log's stream id type")?;
+    let id = kind.parse(&a.aggregate).map_err(|e| anyhow::anyhow!("--aggregate {e}"))?;
+    let report = entry
+        .repair(&mut client, &id)
+        .await
+        .with_context(|| format!("repairing aggregate {id} of {}", a.projection))?;
     println!("{}", serde_json::to_string(&report)?);
     Ok(ExitCode::SUCCESS)
 }
@@ -334,19 +343,11 @@ pub struct SnapshotArgs {
     pub workers: u32,
 }
 
-pub async fn snapshot(g: &Global, a: SnapshotArgs) -> Result<ExitCode> {
-    let projection = projection(&a.projection)?;
+pub async fn snapshot(g: &Global, a: SnapshotArgs, catalog: &Catalog) -> Result<ExitCode> {
+    let entry = catalog.find(&a.projection).context("--projection")?;
     let url = database_url(g)?;
-    let report = lab::dispatch!(projection, p => {
-        let config = projector::SnapshotConfig {
-            every: a.every,
-            workers: a.workers,
-            progress: true,
-            ..projector::SnapshotConfig::new(&url, p)
-        };
-        projector::build_snapshots(&config).await
-    })
-    .with_context(|| format!("snapshotting {projection}"))?;
+    let report =
+        entry.snapshot(url, a.every, a.workers).await.with_context(|| format!("snapshotting {}", a.projection))?;
     println!("{}", serde_json::to_string(&report)?);
     Ok(ExitCode::SUCCESS)
 }
@@ -365,16 +366,16 @@ pub struct CutoverArgs {
 }
 
 pub async fn cutover(g: &Global, a: CutoverArgs) -> Result<ExitCode> {
-    let projection = projection(&a.projection)?;
     let mut client = eventlog::connect(&database_url(g)?).await.context("connecting")?;
-    switch(&mut client, projection, a.wait, a.timeout).await
+    switch(&mut client, &a.projection, a.wait, a.timeout).await
 }
 
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
-    /// The read model whose last cutover to undo.
-    #[arg(long, default_value = "accounts")]
-    pub family: String,
+    /// The read model (family) whose last cutover to undo; optional when one family has an
+    /// active version.
+    #[arg(long)]
+    pub family: Option<String>,
     /// Wait until the retired version has caught up with the active one, then switch.
     #[arg(long)]
     pub wait: bool,
@@ -387,45 +388,47 @@ pub struct RollbackArgs {
 pub async fn rollback(g: &Global, a: RollbackArgs) -> Result<ExitCode> {
     let mut client = eventlog::connect(&database_url(g)?).await.context("connecting")?;
     let infos = readmodel::list(&client).await.context("reading the registry")?;
-    let active = infos
-        .iter()
-        .find(|p| p.state == readmodel::State::Active && p.family == a.family)
-        .with_context(|| format!("no version of {} is active", a.family))?;
+    let active: Vec<&readmodel::ProjectionInfo> =
+        infos.iter().filter(|p| p.state == readmodel::State::Active).collect();
+    let active = match &a.family {
+        Some(family) => active
+            .iter()
+            .find(|p| &p.family == family)
+            .with_context(|| format!("no version of family {family} is active"))?,
+        None => match active.as_slice() {
+            [one] => one,
+            [] => bail!("no version is active: nothing to roll back"),
+            several => bail!(
+                "several families are active ({}): name one with --family",
+                several.iter().map(|p| p.family.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        },
+    };
     let previous =
         active.cutover.as_ref().and_then(|c| c.get("previous")?.as_str().map(str::to_owned)).with_context(|| {
             format!("{} was not activated by a cutover from another version: nothing to roll back to", active.version)
         })?;
-    let projection = projection(&previous)?;
-    switch(&mut client, projection, a.wait, a.timeout).await
+    switch(&mut client, &previous, a.wait, a.timeout).await
 }
 
-/// Cuts over to `projection` (or rolls back to it), waiting for it to catch up if asked.
-async fn switch(
-    client: &mut tokio_postgres::Client,
-    projection: Known,
-    wait: bool,
-    timeout: Duration,
-) -> Result<ExitCode> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        match readmodel::cutover(client, projection.name()).await {
-            Ok(c) => {
-                println!("{}", serde_json::to_string(&c)?);
-                return Ok(ExitCode::SUCCESS);
-            }
-            Err(e @ (readmodel::Error::Lagging { .. } | readmodel::Error::WrongState { .. }))
-                if wait && tokio::time::Instant::now() < deadline =>
-            {
-                tracing::info!(error = %e, "not yet: waiting");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => return Err(e).with_context(|| format!("cutover to {projection}")),
-        }
-    }
+/// Cuts over to `version` (or rolls back to it), waiting for it to catch up if asked.
+async fn switch(client: &mut tokio_postgres::Client, version: &str, wait: bool, timeout: Duration) -> Result<ExitCode> {
+    let deadline = wait.then(|| tokio::time::Instant::now() + timeout);
+    let c =
+        readmodel::cutover_waiting(client, version, deadline).await.with_context(|| format!("cutover to {version}"))?;
+    println!("{}", serde_json::to_string(&c)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 pub async fn projections(g: &Global) -> Result<ExitCode> {
     let client = eventlog::connect(&database_url(g)?).await.context("connecting")?;
+    let registry: bool = client.query_one("SELECT to_regclass('read.projections') IS NOT NULL", &[]).await?.get(0);
+    if !registry {
+        println!(
+            "no read models yet: this database has no registry (a projector registers its version when it starts)"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let counts = readmodel::counts(&client).await.context("counting held events and dead letters")?;
     let progress = readmodel::build_progress(&client).await.context("reading build progress")?;
     for p in readmodel::list(&client).await.context("reading the registry")? {

@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use super::{database_url, parse_duration, Global};
+use crate::Catalog;
 
 #[derive(Debug, Args)]
 pub struct ApiArgs {
@@ -72,7 +73,7 @@ async fn shutdown_signal() {
     tracing::info!(signal, "shutting down");
 }
 
-pub async fn api(g: &Global, a: ApiArgs) -> Result<ExitCode> {
+pub async fn api(g: &Global, a: ApiArgs, catalog: &Catalog) -> Result<ExitCode> {
     if a.pool == 0 {
         bail!("--pool must be at least 1");
     }
@@ -82,7 +83,8 @@ pub async fn api(g: &Global, a: ApiArgs) -> Result<ExitCode> {
     // Validated before the database is touched: a bad token or an exposed address fails first.
     let token = admin_token(&a)?;
     api::check_exposure(a.listen, token.as_ref()).context("--listen")?;
-    let mut config = api::ApiConfig::new(database_url(g)?, a.listen, a.pool, lab::catalog::Known::catalog());
+    let mut config = api::ApiConfig::new(database_url(g)?, a.listen, a.pool, catalog.projections());
+    config.default_family = catalog.default_family_name().map(str::to_owned);
     config.admin_token = token;
     config.limits.header_read_timeout = a.header_read_timeout;
     config.limits.idle_timeout = a.idle_timeout;
@@ -111,9 +113,17 @@ pub struct LoadArgs {
     /// Total requests per second (default: as fast as the API answers).
     #[arg(long)]
     pub rate: Option<f64>,
-    /// Aggregate ids are drawn (Zipf) from 1..=N.
-    #[arg(long, default_value_t = 100_000)]
-    pub aggregates: u64,
+    /// Read aggregates 1..=N of a bigint log (Zipf over them). Default: ids that exist, sampled
+    /// from the served version's table (see --sample-ids).
+    #[arg(long, value_name = "N")]
+    pub aggregates: Option<u64>,
+    /// The read model to read (`?family=`); default: the API's.
+    #[arg(long)]
+    pub family: Option<String>,
+    /// How many existing ids to sample from the database (Zipf over them, in a fixed order):
+    /// the family's active version's table, through --database-url or the embedded cluster.
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    pub sample_ids: u64,
     /// Zipf exponent of the ids.
     #[arg(long, default_value_t = 1.1)]
     pub zipf: f64,
@@ -125,19 +135,36 @@ pub struct LoadArgs {
     pub fail_on_error: bool,
 }
 
-pub async fn load(a: LoadArgs) -> Result<ExitCode> {
+pub async fn load(g: &Global, a: LoadArgs) -> Result<ExitCode> {
     if a.concurrency == 0 {
         bail!("--concurrency must be at least 1");
     }
     if a.rate.is_some_and(|r| !r.is_finite() || r <= 0.0) {
         bail!("--rate must be positive");
     }
+    if a.sample_ids == 0 {
+        bail!("--sample-ids must be at least 1");
+    }
+    let ids = match a.aggregates {
+        Some(0) => bail!("--aggregates must be at least 1"),
+        Some(_) => None,
+        None => {
+            let client = eventlog::connect(&database_url(g)?).await.context("connecting to sample ids")?;
+            let (version, ids) = readmodel::sample_ids(&client, a.family.as_deref(), a.sample_ids)
+                .await
+                .context("sampling aggregate ids that exist")?;
+            println!("reading {} ids sampled from {version}", ids.len());
+            Some(std::sync::Arc::new(ids))
+        }
+    };
     let config = loadgen::LoadConfig {
         url: a.url,
         concurrency: a.concurrency,
         duration: a.duration,
         rate: a.rate,
-        aggregates: a.aggregates,
+        aggregates: a.aggregates.unwrap_or(1),
+        ids,
+        family: a.family.clone(),
         zipf: a.zipf,
         seed: 1,
         csv_path: Some(a.csv.clone()),

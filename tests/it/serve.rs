@@ -53,7 +53,7 @@ where
 async fn sigterm_drains_the_request_in_flight_then_exits() {
     let url = pgharness::throwaway().fresh_database();
     let mut client = eventlog::connect(&url).await.expect("connect");
-    eventlog::create(&mut client, 2).await.expect("log");
+    eventlog::create(&mut client, 2, fold::IdKind::Bigint).await.expect("log");
     readmodel::ensure_schema(&mut client).await.expect("read schema");
     let (mut child, addr) = start_api(&url);
 

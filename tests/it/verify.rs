@@ -28,7 +28,7 @@ async fn verify_at_compares_two_versions_frozen_at_one_position() {
     let tx = client.transaction().await.unwrap();
     for k in 0..50 {
         let event = eventlog::NewEvent {
-            aggregate_id: 1,
+            aggregate_id: 1.into(),
             version: next + k,
             event_type: "deposited".into(),
             ts: chrono::Utc::now(),

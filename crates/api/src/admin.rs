@@ -107,11 +107,15 @@ pub(crate) async fn projections(State(state): State<Arc<AppState>>) -> Result<Js
     let progress = readmodel::build_progress(&client).await?;
     let now = chrono::Utc::now();
     // "active" is the default family's active version; "active_by_family" has every family's.
-    let default_family = state.default_family();
-    let active = infos
-        .iter()
-        .find(|p| p.state == readmodel::State::Active && p.family == default_family)
-        .map(|p| p.version.clone());
+    // The default family's, or the only family's when the service names none.
+    let active_families: Vec<&readmodel::ProjectionInfo> =
+        infos.iter().filter(|p| p.state == readmodel::State::Active).collect();
+    let active = match state.default_family() {
+        Some(family) => active_families.iter().find(|p| p.family == family),
+        None if active_families.len() == 1 => active_families.first(),
+        None => None,
+    }
+    .map(|p| p.version.clone());
     state.active.observe(active.as_deref());
     let active_by_family: serde_json::Map<String, Value> = infos
         .iter()

@@ -76,10 +76,18 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// client cannot make the server buffer anything.
 pub(crate) async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let Some(token) = &state.admin_token else {
+        // The command that works here is this binary's own (an application's binary has its
+        // own name): the API runs in it.
+        let bin = std::env::args_os()
+            .next()
+            .and_then(|a| std::path::Path::new(&a).file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "reproject".to_owned());
         return ApiError::new(
             StatusCode::FORBIDDEN,
-            "POST /cutover is disabled: this API was started without an admin token; start it with \
-             --admin-token-file FILE or REPROJECT_ADMIN_TOKEN to enable it, or run `reproject cutover --version V`",
+            format!(
+                "POST /cutover is disabled: this API was started without an admin token; start it with \
+                 --admin-token-file FILE or REPROJECT_ADMIN_TOKEN to enable it, or run `{bin} cutover --projection V`"
+            ),
         )
         .into_response();
     };

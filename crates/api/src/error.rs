@@ -76,6 +76,10 @@ impl IntoResponse for ApiError {
 impl From<tokio_postgres::Error> for ApiError {
     fn from(e: tokio_postgres::Error) -> ApiError {
         use tokio_postgres::error::SqlState;
+        // read.only_active_family(): a read that names no family where several are served.
+        if let Some(db) = e.as_db_error().filter(|db| db.code().code() == "RPJ01") {
+            return ApiError::bad_request(db.message().to_owned());
+        }
         let missing = [SqlState::UNDEFINED_FUNCTION, SqlState::UNDEFINED_TABLE, SqlState::INVALID_SCHEMA_NAME];
         if e.code().is_some_and(|c| missing.contains(c)) {
             tracing::warn!(error = %e, "read model or log schema missing");

@@ -37,9 +37,14 @@ pub struct AppState {
     pub finality: finality::Finality,
     /// The token `POST /cutover` requires; `None` disables the endpoint.
     pub admin_token: Option<AdminToken>,
-    /// The projections this build can fold (time travel), in the catalog's order; the first
-    /// one's family is the one `GET /aggregate/{id}` serves without `?family=`.
+    /// The projections this build can fold (time travel), in the catalog's order.
     pub projections: Catalog,
+    /// The family `GET /aggregate/{id}` serves without `?family=`; `None`: the one family with
+    /// an active version (a request naming none where several are active is a 400 naming them).
+    pub default_family: Option<String>,
+    /// The type of the log's stream ids, read once (a log never changes it): how the API parses
+    /// the `{id}` of a path.
+    ids: tokio::sync::OnceCell<fold::IdKind>,
 }
 
 /// The projections a service knows, by trait object: time travel folds one aggregate at a
@@ -52,9 +57,27 @@ impl AppState {
         self.projections.iter().copied().find(|p| p.name() == version)
     }
 
-    /// The family served when a request names none.
-    pub fn default_family(&self) -> &'static str {
-        self.projections.first().map_or("accounts", |p| p.family())
+    /// The family served when a request names none, if the service was given one.
+    pub fn default_family(&self) -> Option<&str> {
+        self.default_family.as_deref()
+    }
+
+    /// The type of the log's stream ids (read from the log on first use).
+    pub async fn id_kind(&self) -> Result<fold::IdKind, ApiError> {
+        let kind = self
+            .ids
+            .get_or_try_init(|| async {
+                let conn = self.pool.get().await?;
+                eventlog::id_kind(&conn).await.map_err(ApiError::from)
+            })
+            .await?;
+        Ok(*kind)
+    }
+
+    /// Parses the `{id}` of a path as a stream id of the log's type.
+    pub async fn parse_id(&self, text: &str) -> Result<fold::AggregateId, ApiError> {
+        let kind = self.id_kind().await?;
+        kind.parse(text).map_err(|e| ApiError::bad_request(format!("aggregate id {e}")))
     }
 }
 
@@ -74,6 +97,8 @@ pub struct ApiConfig {
     pub limits: HttpLimits,
     /// The projections the service can fold for time travel (see [`AppState::projections`]).
     pub projections: Catalog,
+    /// The family served when a request names none (see [`AppState::default_family`]).
+    pub default_family: Option<String>,
 }
 
 impl ApiConfig {
@@ -91,6 +116,7 @@ impl ApiConfig {
             admin_token: None,
             limits: HttpLimits::default(),
             projections,
+            default_family: None,
         }
     }
 }
@@ -119,12 +145,25 @@ pub async fn state(
     admin_token: Option<AdminToken>,
     projections: Catalog,
 ) -> Result<Arc<AppState>, Error> {
+    state_with(database_url, pool_size, admin_token, projections, None).await
+}
+
+/// [`state`] with the family served when a request names none.
+pub async fn state_with(
+    database_url: &str,
+    pool_size: usize,
+    admin_token: Option<AdminToken>,
+    projections: Catalog,
+    default_family: Option<String>,
+) -> Result<Arc<AppState>, Error> {
     let state = Arc::new(AppState {
         pool: Pool::connect(database_url, pool_size).await?,
         active: ActiveGauge::default(),
         finality: finality::Finality::default(),
         admin_token,
         projections,
+        default_family,
+        ids: tokio::sync::OnceCell::new(),
     });
     tokio::spawn(finality::run(Arc::downgrade(&state), database_url.to_owned()));
     Ok(state)
@@ -147,8 +186,14 @@ pub async fn serve(
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), Error> {
     check_exposure(config.listen, config.admin_token.as_ref())?;
-    let state =
-        state(&config.database_url, config.pool_size, config.admin_token.clone(), config.projections.clone()).await?;
+    let state = state_with(
+        &config.database_url,
+        config.pool_size,
+        config.admin_token.clone(),
+        config.projections.clone(),
+        config.default_family.clone(),
+    )
+    .await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Listen { addr: config.listen, source })?;

@@ -44,12 +44,3 @@ async fn no_route(uri: axum::http::Uri) -> ApiError {
 async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
     ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, format!("{method} is not allowed on {}", uri.path()))
 }
-
-/// Parses an aggregate id from the path: a positive 64-bit integer.
-pub(crate) fn parse_id(text: &str) -> Result<i64, ApiError> {
-    text.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
-        // Echo at most a short prefix: the id came from the client and can be kilobytes.
-        let shown = crate::http::truncate(text, 32);
-        ApiError::bad_request(format!("aggregate id must be a positive integer, got {shown:?}"))
-    })
-}

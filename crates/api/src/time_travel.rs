@@ -29,7 +29,6 @@ use serde_json::{json, Value};
 use tokio_postgres::error::SqlState;
 
 use crate::error::ApiError;
-use crate::routes::parse_id;
 use crate::AppState;
 
 const ACTIVE_VERSION: &str = include_str!("sql/active_version.sql");
@@ -129,8 +128,9 @@ fn parse_cut(params: &HashMap<String, String>) -> Result<Cut, ApiError> {
 }
 
 /// The projection to fold with: `?version=` if given, else the active version of the family
-/// (`?family=`, or the catalog's first), else the family's newest version in this build (the
-/// read schema need not exist: time travel needs only the log).
+/// (`?family=`, or the service's default, or the one family of the catalog, or the one family
+/// with an active version), else the family's newest version in this build (the read schema
+/// need not exist: time travel needs only the log).
 async fn projection_for(
     state: &AppState,
     client: &tokio_postgres::Client,
@@ -143,7 +143,11 @@ async fn projection_for(
             ApiError::bad_request(format!("unknown projection version {shown:?} (known: {})", known()))
         });
     }
-    let family = cut.family.as_deref().unwrap_or(state.default_family());
+    let family = match cut.family.as_deref().or(state.default_family()) {
+        Some(family) => family.to_owned(),
+        None => implicit_family(state, client).await?,
+    };
+    let family = family.as_str();
     let active = match client.query_opt(ACTIVE_VERSION, &[&family]).await {
         Ok(row) => row.map(|r| r.get::<_, String>(0)),
         Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => None,
@@ -151,12 +155,38 @@ async fn projection_for(
     };
     match active {
         Some(name) => state.projection(&name).ok_or_else(|| {
-            ApiError::unavailable(format!("the active version {name} has no fold in this build; pass ?version="))
+            ApiError::unavailable(format!(
+                "the active version {name} has no fold in this service (it folds: {}); pass ?version=",
+                known()
+            ))
         }),
         None => state.projections.iter().rev().copied().find(|p| p.family() == family).ok_or_else(|| {
             let shown = crate::http::truncate(family, 32);
             ApiError::bad_request(format!("no projection of family {shown:?} in this build (known: {})", known()))
         }),
+    }
+}
+
+/// The family of a time-travel request that names none: the catalog's only family, else the
+/// one family with an active version; several is a 400 naming them.
+async fn implicit_family(state: &AppState, client: &tokio_postgres::Client) -> Result<String, ApiError> {
+    let mut families: Vec<&str> = state.projections.iter().map(|p| p.family()).collect();
+    families.dedup();
+    if let [only] = families.as_slice() {
+        return Ok((*only).to_owned());
+    }
+    match client.query_one("SELECT read.only_active_family()", &[]).await {
+        Ok(row) => row.get::<_, Option<String>>(0).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "no read model is active: name a family ({}) or a version with ?family= or ?version=",
+                families.join(", ")
+            ))
+        }),
+        Err(e) if e.code() == Some(&SqlState::UNDEFINED_FUNCTION) => Err(ApiError::bad_request(format!(
+            "name a family ({}) or a version with ?family= or ?version=",
+            families.join(", ")
+        ))),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -166,7 +196,8 @@ pub(crate) async fn as_of(
     Path(id): Path<String>,
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id)?;
+    let id = state.parse_id(&id).await?;
+    let kind = id.kind();
     let Query(params) = params.map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))?;
     let cut = parse_cut(&params)?;
     let conn = state.pool.get().await?;
@@ -184,25 +215,25 @@ pub(crate) async fn as_of(
     // xids, so a position cut folds the whole history below it.
     let hit = match (cut.position, conn.latest_snapshot().await?) {
         (None, Some(statement)) => {
-            readmodel::latest_snapshot(&conn, statement, projection, id, until_ts, until_seq).await?
+            readmodel::latest_snapshot(&conn, statement, projection, &id, until_ts, until_seq).await?
         }
         _ => readmodel::SnapshotHit::default(),
     };
     let after_version = hit.snapshot.as_ref().map_or(0, |s| s.0);
     let statement = conn.aggregate_events().await?;
     let versions = after_version..=hit.next_version.unwrap_or(i32::MAX);
-    let mut raws = eventlog::aggregate_events_after(&conn, statement, id, versions, until_ts, until_seq).await?;
+    let mut raws = eventlog::aggregate_events_after(&conn, statement, &id, versions, until_ts, until_seq).await?;
     drop(conn);
     if let Some(x) = cut.position {
         raws.retain(|e| e.tx_id < x);
     }
     let events: Vec<(fold::Meta, &str, &[u8])> =
         raws.iter().map(|r| (r.meta(), r.event_type.as_str(), r.payload.as_slice())).collect();
-    let folded = projection.fold_json(hit.snapshot.as_ref().map(|s| &s.1), &events).map_err(|e| match e {
+    let folded = projection.fold_json(hit.snapshot.as_ref().map(|s| &s.1), kind, &events).map_err(|e| match e {
         FoldError::Decode { global_seq, error } => ApiError::conflict(format!(
             "aggregate {id} has an event that cannot be decoded at global_seq {global_seq}: {error}"
         ))
-        .with(json!({ "aggregate_id": id, "global_seq": global_seq })),
+        .with(json!({ "aggregate_id": id.to_json(), "global_seq": global_seq })),
         other => ApiError::conflict(format!("aggregate {id} cannot be folded by {}: {other}", projection.name())),
     })?;
     let as_of = json!({
@@ -218,7 +249,7 @@ pub(crate) async fn as_of(
     let not_final_because = finality.err();
     let Some(mut body) = folded.row else {
         return Err(ApiError::not_found(format!("aggregate {id} has no events by then")).with(json!({
-            "aggregate_id": id,
+            "aggregate_id": id.to_json(),
             "as_of": as_of,
             "events_read": raws.len(),
             "final": is_final,

@@ -418,6 +418,8 @@ async fn rebuild_and_cutover(config: &LargeConfig) -> Result<RebuildFigures> {
             duration: Duration::from_secs(30),
             rate: None,
             aggregates: aggregates as u64,
+            ids: None,
+            family: None,
             zipf: 1.1,
             seed: 13,
             csv_path: None,

@@ -83,7 +83,7 @@ pub async fn naive(
              applied_seq = EXCLUDED.applied_seq WHERE a.aggregate_version < EXCLUDED.aggregate_version",
         )
         .await?;
-    let mut streams: std::collections::HashMap<i64, Guarded<V4>> = std::collections::HashMap::new();
+    let mut streams: std::collections::HashMap<fold::AggregateId, Guarded<V4>> = std::collections::HashMap::new();
     let started = Instant::now();
     let mut events = 0u64;
     for row in rows {
@@ -97,7 +97,7 @@ pub async fn naive(
             tx_id: row.get(6),
         };
         let event = raw.decode(&V4).with_context(|| format!("decoding global_seq {}", raw.global_seq))?;
-        let stream = streams.entry(raw.aggregate_id).or_default();
+        let stream = streams.entry(raw.aggregate_id.clone()).or_default();
         stream.offer(&V4, event)?;
         if let Some(r) = &stream.row {
             let a = &r.state;

@@ -130,6 +130,8 @@ pub async fn cutover_bench(config: &CutoverBenchConfig) -> Result<CutoverBench> 
             duration: config.duration,
             rate: None,
             aggregates: aggregates as u64,
+            ids: None,
+            family: None,
             zipf: 1.1,
             seed: 9,
             csv_path: Some(config.out_dir.join("cutover_load.csv")),
@@ -410,10 +412,11 @@ pub async fn time_travel_check<P: Projection>(url: &str, projection: P) -> Resul
         bail!("GET {path} answered {}", resp.status());
     }
     let body: serde_json::Value = resp.json().await?;
-    let raws = eventlog::aggregate_events(&client, id, chrono::DateTime::<chrono::Utc>::MAX_UTC, offset).await?;
+    let raws =
+        eventlog::aggregate_events(&client, &id.into(), chrono::DateTime::<chrono::Utc>::MAX_UTC, offset).await?;
     let events = raws.iter().map(|r| r.decode(&projection)).collect::<Result<Vec<_>, _>>()?;
-    let expected = fold::fold_prefix(&projection, events)?.row;
-    let served = fold::row_from_json(&projection, &body).ok();
+    let expected = fold::fold_from(&projection, None, events)?.row;
+    let served = fold::row_from_json(&projection, &body, fold::IdKind::Bigint).ok();
     Ok(TimeTravelCheck {
         snapshot,
         aggregate_id: id,

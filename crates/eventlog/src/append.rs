@@ -1,12 +1,13 @@
 //! Appending events: the one write path into the log (used by the producer and tests).
 
 use chrono::{DateTime, Utc};
+use fold::AggregateId;
 use tokio_postgres::GenericClient;
 
 /// An event to append. `global_seq` and `tx_id` are assigned by the database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEvent {
-    pub aggregate_id: i64,
+    pub aggregate_id: AggregateId,
     pub version: i32,
     pub event_type: String,
     pub ts: DateTime<Utc>,

@@ -1,6 +1,7 @@
 //! Reading the log: gap-safe tailing, bulk COPY out of a partition, one aggregate's history.
 
 use chrono::{DateTime, Utc};
+use fold::{AggregateId, IdKind};
 use futures::{Stream, StreamExt};
 use postgres_types::Type;
 use tokio_postgres::binary_copy::BinaryCopyOutStream;
@@ -8,7 +9,7 @@ use tokio_postgres::{Client, Row, Statement};
 
 use crate::pg::Jsonb;
 use crate::position::Position;
-use crate::schema::{partition_count, partition_table};
+use crate::schema::{id_kind, partition_count, partition_table};
 use crate::{Error, Result};
 
 const READ_AFTER: &str = include_str!("sql/read_after.sql");
@@ -18,7 +19,7 @@ const AGGREGATE_EVENTS: &str = include_str!("sql/aggregate_events.sql");
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawEvent {
     pub global_seq: i64,
-    pub aggregate_id: i64,
+    pub aggregate_id: AggregateId,
     pub version: i32,
     pub event_type: String,
     pub ts: DateTime<Utc>,
@@ -42,14 +43,15 @@ impl RawEvent {
     pub fn meta(&self) -> fold::Meta {
         fold::Meta {
             global_seq: self.global_seq,
-            aggregate_id: self.aggregate_id,
+            aggregate_id: self.aggregate_id.clone(),
             aggregate_version: self.version,
             ts: self.ts,
         }
     }
 
-    /// Decodes type and payload for `projection` (its upcasters first).
-    pub fn decode<P: fold::Projection>(&self, projection: &P) -> Result<fold::Envelope<P::Event>, fold::DecodeError> {
+    /// Decodes type and payload for `projection` (its upcasters first); a type the projection
+    /// does not know decodes to a skip (`body: None`) unless it is strict.
+    pub fn decode<P: fold::Projection>(&self, projection: &P) -> Result<fold::Decoded<P::Event>, fold::DecodeError> {
         fold::decode_event(projection, self.meta(), &self.event_type, &self.payload)
     }
 
@@ -147,13 +149,14 @@ pub async fn copy_partition(
          WHERE tx_id < {below}{after}) TO STDOUT (FORMAT binary)",
         partition_table(partition),
     );
+    let id_type = id_sql_type(id_kind(client).await?);
     // From the first page, in storage order: with synchronized scans (on by default for a
     // table over a quarter of shared_buffers) the scan would start wherever the last scan of
     // the partition stopped (an index build, a query, a replay that crashed) and read the later
     // part of the log first, and a fold would hold every later version it read that way.
     client.batch_execute("SET synchronize_seqscans = off").await?;
     let out = client.copy_out(sql.as_str()).await?;
-    let types = [Type::INT8, Type::INT8, Type::INT4, Type::TEXT, Type::TIMESTAMPTZ, Type::JSONB, Type::INT8];
+    let types = [Type::INT8, id_type, Type::INT4, Type::TEXT, Type::TIMESTAMPTZ, Type::JSONB, Type::INT8];
     Ok(BinaryCopyOutStream::new(out, &types).map(|row| {
         let row = row?;
         Ok(RawEvent {
@@ -168,10 +171,19 @@ pub async fn copy_partition(
     }))
 }
 
+/// The PostgreSQL type of stream ids of kind `id`, for binary COPY.
+pub fn id_sql_type(id: IdKind) -> Type {
+    match id {
+        IdKind::Bigint => Type::INT8,
+        IdKind::Uuid => Type::UUID,
+        IdKind::Text => Type::TEXT,
+    }
+}
+
 /// One aggregate's events in version order, up to a timestamp and a `global_seq` (inclusive).
 pub async fn aggregate_events(
     client: &Client,
-    aggregate_id: i64,
+    aggregate_id: &AggregateId,
     until_ts: DateTime<Utc>,
     until_seq: i64,
 ) -> Result<Vec<RawEvent>> {
@@ -179,11 +191,10 @@ pub async fn aggregate_events(
 }
 
 /// Prepares the statement behind [`aggregate_events_after`], for callers that run it often
-/// (time travel): one round trip per call instead of two, and no planning.
+/// (time travel): one round trip per call instead of two, and no planning. The id parameter
+/// takes the log's id type.
 pub async fn prepare_aggregate_events(client: &Client) -> Result<Statement> {
-    Ok(client
-        .prepare_typed(AGGREGATE_EVENTS, &[Type::INT8, Type::INT4, Type::TIMESTAMPTZ, Type::INT8, Type::INT4])
-        .await?)
+    Ok(client.prepare(AGGREGATE_EVENTS).await?)
 }
 
 /// One aggregate's events with a version in `versions` except its start (a snapshot's version:
@@ -192,7 +203,7 @@ pub async fn prepare_aggregate_events(client: &Client) -> Result<Statement> {
 pub async fn aggregate_events_after<T>(
     client: &Client,
     statement: &T,
-    aggregate_id: i64,
+    aggregate_id: &AggregateId,
     versions: std::ops::RangeInclusive<i32>,
     until_ts: DateTime<Utc>,
     until_seq: i64,
@@ -201,6 +212,6 @@ where
     T: ?Sized + tokio_postgres::ToStatement,
 {
     let (after, through) = (*versions.start(), *versions.end());
-    let rows = client.query(statement, &[&aggregate_id, &after, &until_ts, &until_seq, &through]).await?;
+    let rows = client.query(statement, &[aggregate_id, &after, &until_ts, &until_seq, &through]).await?;
     rows.iter().map(RawEvent::from_row).collect()
 }

@@ -1,5 +1,6 @@
 //! Creating the log and its partitions, and reading its metadata.
 
+use fold::IdKind;
 use tokio_postgres::Client;
 
 use crate::{Error, Result};
@@ -84,9 +85,9 @@ pub async fn exists(client: &Client) -> Result<bool> {
     Ok(row.get(0))
 }
 
-/// Creates the log with `partitions` hash partitions, without its indexes (see
-/// [`ensure_indexes`]) so that a bulk load runs at COPY speed.
-pub async fn create(client: &mut Client, partitions: u32) -> Result<()> {
+/// Creates the log with `partitions` hash partitions and stream ids of type `id`, without its
+/// indexes (see [`ensure_indexes`]) so that a bulk load runs at COPY speed.
+pub async fn create(client: &mut Client, partitions: u32, id: IdKind) -> Result<()> {
     if !(1..=1024).contains(&partitions) {
         return Err(Error::BadPartitionCount(partitions));
     }
@@ -94,7 +95,7 @@ pub async fn create(client: &mut Client, partitions: u32) -> Result<()> {
         return Err(Error::AlreadyExists(partition_count(client).await?));
     }
     let tx = client.transaction().await?;
-    tx.batch_execute(SCHEMA).await?;
+    tx.batch_execute(&SCHEMA.replace("{id_type}", fold::ColumnType::AggregateId.sql(id))).await?;
     for p in 0..partitions {
         tx.batch_execute(&format!(
             "CREATE TABLE log.{} PARTITION OF log.events FOR VALUES WITH (MODULUS {partitions}, REMAINDER {p})",
@@ -102,7 +103,8 @@ pub async fn create(client: &mut Client, partitions: u32) -> Result<()> {
         ))
         .await?;
     }
-    tx.execute("INSERT INTO log.meta (partitions) VALUES ($1)", &[&(partitions as i32)]).await?;
+    tx.execute("INSERT INTO log.meta (partitions, id_type) VALUES ($1, $2)", &[&(partitions as i32), &id.as_str()])
+        .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -125,6 +127,20 @@ pub async fn partition_count(client: &Client) -> Result<u32> {
     }
     let row = client.query_one("SELECT partitions FROM log.meta", &[]).await?;
     Ok(row.get::<_, i32>(0) as u32)
+}
+
+/// The type of the log's stream ids (bigint for a log created before logs had a choice).
+pub async fn id_kind(client: &Client) -> Result<IdKind> {
+    if !exists(client).await? {
+        return Err(Error::Missing);
+    }
+    // Read through to_jsonb so that a log.meta without the column (an older log) reads NULL.
+    let row = client.query_one("SELECT to_jsonb(m) ->> 'id_type' FROM log.meta m", &[]).await?;
+    let name: Option<String> = row.get(0);
+    match name {
+        None => Ok(IdKind::Bigint),
+        Some(name) => IdKind::from_name(&name).ok_or(Error::BadIdType(name)),
+    }
 }
 
 /// Size figures of the log.

@@ -7,8 +7,9 @@
 
 use serde_json::{Map, Value as Json};
 
-use crate::codec::{Column, RowError, Value, ENGINE_COLUMNS};
+use crate::codec::{Column, RowCodec, RowError, Value, ENGINE_COLUMNS};
 use crate::guard::{decode_event, fold_from};
+use crate::id::{AggregateId, IdKind};
 use crate::projection::{ApplyError, DecodeError, Meta, Projection, Row};
 
 /// One aggregate folded from stored events (see [`AnyProjection::fold_json`]).
@@ -16,7 +17,8 @@ use crate::projection::{ApplyError, DecodeError, Meta, Projection, Row};
 pub struct FoldedJson {
     /// The row as `to_jsonb` renders it, or `None` when no event applied.
     pub row: Option<Map<String, Json>>,
-    /// The aggregate version and `global_seq` of the last applied event (0, 0 before any).
+    /// The aggregate version and `global_seq` of the last applied (or skipped) event (0, 0
+    /// before any).
     pub aggregate_version: i32,
     pub applied_seq: i64,
     /// Versions read past a missing one, which the guard holds instead of skipping the gap.
@@ -48,9 +50,17 @@ pub trait AnyProjection: Send + Sync + std::fmt::Debug {
         cols.extend_from_slice(&ENGINE_COLUMNS[1..]);
         cols
     }
+    /// Whether unknown event types stop the fold (see [`Projection::strict_types`]).
+    fn strict_types(&self) -> bool;
     /// Folds one aggregate's stored events `(meta, type, payload)`, in any order, on top of
-    /// `start` (a row as JSON, e.g. a snapshot of versions 1..k), through the version guard.
-    fn fold_json(&self, start: Option<&Json>, events: &[(Meta, &str, &[u8])]) -> Result<FoldedJson, FoldError>;
+    /// `start` (a row as JSON, e.g. a snapshot of versions 1..k, in a log of `id` ids),
+    /// through the version guard.
+    fn fold_json(
+        &self,
+        start: Option<&Json>,
+        id: IdKind,
+        events: &[(Meta, &str, &[u8])],
+    ) -> Result<FoldedJson, FoldError>;
 }
 
 impl<P: Projection> AnyProjection for P {
@@ -64,48 +74,65 @@ impl<P: Projection> AnyProjection for P {
         Projection::table(self)
     }
     fn state_columns(&self) -> &'static [Column] {
-        self.columns()
+        P::State::COLUMNS
     }
-    fn fold_json(&self, start: Option<&Json>, events: &[(Meta, &str, &[u8])]) -> Result<FoldedJson, FoldError> {
-        let start = start.map(|j| row_from_json(self, j)).transpose()?;
+    fn strict_types(&self) -> bool {
+        Projection::strict_types(self)
+    }
+    fn fold_json(
+        &self,
+        start: Option<&Json>,
+        id: IdKind,
+        events: &[(Meta, &str, &[u8])],
+    ) -> Result<FoldedJson, FoldError> {
+        let start = start.map(|j| row_from_json(self, j, id)).transpose()?;
         let mut decoded = Vec::with_capacity(events.len());
         for (meta, event_type, payload) in events {
             decoded.push(
-                decode_event(self, *meta, event_type, payload)
+                decode_event(self, meta.clone(), event_type, payload)
                     .map_err(|error| FoldError::Decode { global_seq: meta.global_seq, error })?,
             );
         }
         let stream = fold_from(self, start, decoded)?;
+        let applied_seq = match (&stream.row, &stream.mark) {
+            (Some(r), _) => r.applied_seq,
+            (None, Some(m)) => m.applied_seq,
+            (None, None) => 0,
+        };
         Ok(FoldedJson {
             row: stream.row.as_ref().map(|r| row_json(self, r)),
             aggregate_version: stream.version(),
-            applied_seq: stream.row.as_ref().map_or(0, |r| r.applied_seq),
+            applied_seq,
             pending_versions: stream.pending.keys().copied().collect(),
         })
     }
 }
 
 /// Every value of `row`, the engine's columns included, in the table's column order.
-pub fn row_values<P: Projection>(projection: &P, row: &Row<P::State>) -> Vec<Value> {
-    let mut values = Vec::with_capacity(projection.columns().len() + 3);
-    values.push(Value::Int8(row.aggregate_id));
-    values.extend(projection.to_values(&row.state));
+pub fn row_values<P: Projection>(_projection: &P, row: &Row<P::State>) -> Vec<Value> {
+    let mut values = Vec::with_capacity(P::State::COLUMNS.len() + 3);
+    values.push(Value::Id(row.aggregate_id.clone()));
+    row.state.write_values(&mut values);
     values.push(Value::Int4(row.aggregate_version));
     values.push(Value::Int8(row.applied_seq));
     values
 }
 
 /// Reads a row from the values of every column, in the table's order (as [`row_values`]).
-pub fn row_from_values<P: Projection>(projection: &P, mut values: Vec<Value>) -> Result<Row<P::State>, String> {
-    let n = projection.columns().len();
+pub fn row_from_values<P: Projection>(_projection: &P, mut values: Vec<Value>) -> Result<Row<P::State>, String> {
+    use crate::codec::ColumnValue;
+    let n = P::State::COLUMNS.len();
     if values.len() != n + 3 {
         return Err(format!("expected {} columns, got {}", n + 3, values.len()));
     }
-    let applied_seq = values.pop().expect("length checked").into_i64("applied_seq")?;
-    let aggregate_version = values.pop().expect("length checked").into_i32("aggregate_version")?;
+    let column = |name: &'static str| move |e: String| format!("column {name}: {e}");
+    let applied_seq = i64::from_value(values.pop().expect("length checked")).map_err(column("applied_seq"))?;
+    let aggregate_version =
+        i32::from_value(values.pop().expect("length checked")).map_err(column("aggregate_version"))?;
     let state_values = values.split_off(1);
-    let aggregate_id = values.pop().expect("length checked").into_i64("aggregate_id")?;
-    Ok(Row { aggregate_id, aggregate_version, applied_seq, state: projection.read_values(state_values)? })
+    let aggregate_id =
+        AggregateId::from_value(values.pop().expect("length checked")).map_err(column("aggregate_id"))?;
+    Ok(Row { aggregate_id, aggregate_version, applied_seq, state: P::State::from_values(state_values)? })
 }
 
 /// The row as PostgreSQL's `to_jsonb` renders a row of the version's table.
@@ -114,12 +141,12 @@ pub fn row_json<P: Projection>(projection: &P, row: &Row<P::State>) -> Map<Strin
     columns.iter().zip(row_values(projection, row)).map(|(c, v)| (c.name.to_owned(), v.to_json())).collect()
 }
 
-/// Reads a row from its `to_jsonb` form (as [`row_json`] writes it).
-pub fn row_from_json<P: Projection>(projection: &P, json: &Json) -> Result<Row<P::State>, RowError> {
+/// Reads a row from its `to_jsonb` form (as [`row_json`] writes it), in a log of `id` ids.
+pub fn row_from_json<P: Projection>(projection: &P, json: &Json, id: IdKind) -> Result<Row<P::State>, RowError> {
     let mut values = Vec::new();
     for column in AnyProjection::all_columns(projection) {
         let field = json.get(column.name).unwrap_or(&Json::Null);
-        values.push(Value::from_json(&column, field)?);
+        values.push(Value::from_json(&column, field, id)?);
     }
     row_from_values(projection, values).map_err(|reason| RowError { column: "(row)".into(), reason })
 }

@@ -11,11 +11,20 @@
 mod codec;
 mod erased;
 mod guard;
+mod id;
 mod projection;
 mod upcast;
 
-pub use codec::{Column, ColumnType, RowError, Value, ENGINE_COLUMNS};
+pub use codec::{
+    json_from_value, json_to_value, take, Column, ColumnType, ColumnValue, RowCodec, RowError, Value, ENGINE_COLUMNS,
+};
 pub use erased::{row_from_json, row_from_values, row_json, row_values, AnyProjection, FoldError, FoldedJson};
-pub use guard::{decode_event, fold_from, fold_prefix, Guarded, Offer};
+pub use guard::{decode_event, fold_from, fold_prefix, Decoded, Guarded, Mark, Offer};
+pub use id::{AggregateId, IdError, IdKind};
 pub use projection::{ApplyError, DecodeError, Envelope, Meta, Projection, Row};
+/// `#[derive(RowCodec)]`: a state struct's fields as its columns (see [`RowCodec`]).
+pub use reproject_derive::RowCodec;
 pub use upcast::{Payload, Upcaster};
+/// Re-exported for projections' states: `uuid::Uuid` and `rust_decimal::Decimal` are the Rust
+/// types of `uuid` and `numeric` columns.
+pub use {rust_decimal::Decimal, uuid::Uuid};

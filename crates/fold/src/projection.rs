@@ -2,14 +2,16 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::codec::{Column, Value};
+use crate::codec::RowCodec;
+use crate::id::AggregateId;
 use crate::upcast::{Payload, Upcaster};
 
 /// Where an event sits in the log: the engine's part of every event, whatever its type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Meta {
     pub global_seq: i64,
-    pub aggregate_id: i64,
+    /// The stream the event belongs to (the log's id kind: an integer, a uuid or a text).
+    pub aggregate_id: AggregateId,
     /// The event's number in its aggregate's stream, 1, 2, 3, ... without gaps.
     pub aggregate_version: i32,
     pub ts: DateTime<Utc>,
@@ -29,14 +31,15 @@ pub struct Envelope<E> {
 /// aggregate version, and the engine compares versions without knowing the state's fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row<S> {
-    pub aggregate_id: i64,
+    pub aggregate_id: AggregateId,
     pub aggregate_version: i32,
     pub applied_seq: i64,
     pub state: S,
 }
 
-/// Why an event's `(type, payload)` could not be decoded. It goes to quarantine (with
-/// `--quarantine`) or stops the projector, naming the event.
+/// Why an event's `(type, payload)` could not be decoded. A malformed payload goes to
+/// quarantine (with `--quarantine`) or stops the projector, naming the event; an unknown type
+/// is skipped unless the projection is strict ([`Projection::strict_types`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("unknown event type {0:?}")]
@@ -57,7 +60,7 @@ impl DecodeError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("aggregate {aggregate_id} version {aggregate_version}: {reason}")]
 pub struct ApplyError {
-    pub aggregate_id: i64,
+    pub aggregate_id: AggregateId,
     pub aggregate_version: i32,
     pub reason: String,
 }
@@ -65,7 +68,11 @@ pub struct ApplyError {
 impl ApplyError {
     /// `event` cannot be applied, for `reason`.
     pub fn new(meta: &Meta, reason: impl Into<String>) -> ApplyError {
-        ApplyError { aggregate_id: meta.aggregate_id, aggregate_version: meta.aggregate_version, reason: reason.into() }
+        ApplyError {
+            aggregate_id: meta.aggregate_id.clone(),
+            aggregate_version: meta.aggregate_version,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -82,8 +89,9 @@ impl ApplyError {
 pub trait Projection: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// The events this projection reads, decoded.
     type Event: Clone + std::fmt::Debug + PartialEq + Send + Sync + 'static;
-    /// One aggregate's state (one row, without the engine's guard columns).
-    type State: Clone + std::fmt::Debug + PartialEq + Send + Sync + 'static;
+    /// One aggregate's state: one row of the version's table, without the engine's guard
+    /// columns. `#[derive(RowCodec)]` gives it its columns.
+    type State: RowCodec + Clone + std::fmt::Debug + PartialEq + Send + Sync + 'static;
 
     /// The read model this is a version of, e.g. `accounts`: versions of one family replace
     /// one another at cutover, and the API serves the family's active one.
@@ -104,9 +112,17 @@ pub trait Projection: Clone + std::fmt::Debug + Send + Sync + 'static {
     }
 
     /// Decodes an event from its type and (upcast) payload. A type this projection does not
-    /// know is [`DecodeError::UnknownType`]; to ignore a type on purpose, decode it to a
-    /// variant that `apply` treats as a no-op (the version guard still counts it).
+    /// know is [`DecodeError::UnknownType`]: the engine skips such an event (the version guard
+    /// still counts it, so nothing waits for it), unless [`Projection::strict_types`].
     fn decode(&self, event_type: &str, payload: &Payload<'_>) -> Result<Self::Event, DecodeError>;
+
+    /// Whether an event of a type `decode` does not know stops the projector (or, with
+    /// quarantine, dead-letters it) instead of being skipped. Default: skipped, because apps
+    /// add event types before their read models know them. A property of the projection, so
+    /// that every path (replay, tail, verify, repair, time travel) folds the same way.
+    fn strict_types(&self) -> bool {
+        false
+    }
 
     /// Folds one event into the state of its aggregate (`None` before its first event). The
     /// engine guarantees that `event` is the next version of the aggregate.
@@ -121,14 +137,4 @@ pub trait Projection: Clone + std::fmt::Debug + Send + Sync + 'static {
         *state = Some(self.apply(state.clone(), event)?);
         Ok(())
     }
-
-    /// The state's columns, in storage order; the engine adds `aggregate_id` before them and
-    /// `aggregate_version, applied_seq` after them ([`crate::ENGINE_COLUMNS`]).
-    fn columns(&self) -> &'static [Column];
-
-    /// The state's values, one per column, in column order.
-    fn to_values(&self, state: &Self::State) -> Vec<Value>;
-
-    /// Reads a state back from its values (as [`Projection::to_values`] gave them).
-    fn read_values(&self, values: Vec<Value>) -> Result<Self::State, String>;
 }

@@ -13,6 +13,7 @@
 //! The true state is v4 rebuilt from the event store and verified against
 //! `lab.expected_accounts` in the same run (0 diffs).
 
+use fold::{AggregateId, IdKind};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -60,7 +61,7 @@ pub struct CompactionReport {
 
 /// The true state, by aggregate: each row as JSON without `applied_seq` (the state records
 /// carry it too, but the comparison is of the state and its version).
-type Truth = HashMap<i64, Map<String, Value>>;
+type Truth = HashMap<AggregateId, Map<String, Value>>;
 
 fn comparable<P: Projection>(projection: &P, row: &Row<P::State>) -> Map<String, Value> {
     let mut json = fold::row_json(projection, row);
@@ -68,7 +69,7 @@ fn comparable<P: Projection>(projection: &P, row: &Row<P::State>) -> Map<String,
     json
 }
 
-fn diffs(truth: &Truth, got: &HashMap<i64, Map<String, Value>>) -> u64 {
+fn diffs(truth: &Truth, got: &HashMap<AggregateId, Map<String, Value>>) -> u64 {
     let mut n = truth.iter().filter(|(id, row)| got.get(id) != Some(row)).count() as u64;
     n += got.keys().filter(|id| !truth.contains_key(id)).count() as u64;
     n
@@ -89,10 +90,11 @@ pub async fn run<P: Projection>(
     let truth: Truth = readmodel::load_all_rows(&client, &projection)
         .await?
         .iter()
-        .map(|row| (row.aggregate_id, comparable(&projection, row)))
+        .map(|row| (row.aggregate_id.clone(), comparable(&projection, row)))
         .collect();
     let events: i64 = client.query_one("SELECT count(*) FROM log.events", &[]).await?.get(0);
-    let sample: i64 = client
+    let id = eventlog::id_kind(&client).await?;
+    let sample: AggregateId = client
         .query_one("SELECT aggregate_id FROM log.events GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1", &[])
         .await?
         .get(0);
@@ -116,17 +118,17 @@ pub async fn run<P: Projection>(
     let state_records = wait_compacted(&states, keys, wait).await?;
     let compaction_wait_s = waited.elapsed().as_secs_f64();
 
-    let (delta_state, delta_bytes) = fold_deltas(&deltas, &projection).await?;
+    let (delta_state, delta_bytes) = fold_deltas(&deltas, &projection, id).await?;
     let delta_diffs = diffs(&truth, &delta_state);
     // Time travel: the sample aggregate as of the middle of its partition.
     let middle = |log: &KafkaLog| -> Result<i64> {
         let p = crate::murmur2::partition_of(sample.to_string().as_bytes(), partitions);
         Ok(log.watermark(p)?.1 / 2)
     };
-    let delta_tt = crate::history::aggregate_history(&deltas, sample, middle(&deltas)?).await;
-    let (state_state, state_bytes) = latest_states(&states).await?;
+    let delta_tt = crate::history::aggregate_history(&deltas, &sample, middle(&deltas)?).await;
+    let (state_state, state_bytes) = latest_states(&states, id).await?;
     let state_diffs = diffs(&truth, &state_state);
-    let state_tt = crate::history::aggregate_history(&states, sample, middle(&states)?).await;
+    let state_tt = crate::history::aggregate_history(&states, &sample, middle(&states)?).await;
     let refused = |r: &Result<crate::history::History>| match r {
         Err(e @ Error::Compacted { .. }) => Some(e.to_string()),
         _ => None,
@@ -191,30 +193,34 @@ pub async fn wait_compacted(log: &KafkaLog, keys: u64, within: Duration) -> Resu
 
 /// The replay's fold of what is left of a delta topic, in memory: the rows the version guard
 /// produces, and the bytes read.
-async fn fold_deltas<P: Projection>(log: &KafkaLog, projection: &P) -> Result<(HashMap<i64, Map<String, Value>>, u64)> {
+async fn fold_deltas<P: Projection>(
+    log: &KafkaLog,
+    projection: &P,
+    id: IdKind,
+) -> Result<(HashMap<AggregateId, Map<String, Value>>, u64)> {
     let mut state = HashMap::new();
     let mut bytes = 0u64;
     for p in 0..log.partitions()? {
         let mut fold = PartitionFold::new(projection.clone(), p, true);
         for (offset, key, value) in read_partition(log, p).await? {
             bytes += (key.len() + value.len()) as u64;
-            fold.offer(decode(p, offset, Some(&key), Some(&value))?.event)?;
+            fold.offer(decode(p, offset, id, Some(&key), Some(&value))?.event)?;
         }
         for row in fold.finish(eventlog::Position::START).rows {
-            state.insert(row.aggregate_id, comparable(projection, &row));
+            state.insert(row.aggregate_id.clone(), comparable(projection, &row));
         }
     }
     Ok((state, bytes))
 }
 
 /// The latest record per key of a state-carrying topic: its state.
-async fn latest_states(log: &KafkaLog) -> Result<(HashMap<i64, Map<String, Value>>, u64)> {
+async fn latest_states(log: &KafkaLog, id: IdKind) -> Result<(HashMap<AggregateId, Map<String, Value>>, u64)> {
     let mut state = HashMap::new();
     let mut bytes = 0u64;
     for p in 0..log.partitions()? {
         for (offset, key, value) in read_partition(log, p).await? {
             bytes += (key.len() + value.len()) as u64;
-            let record = decode(p, offset, Some(&key), Some(&value))?;
+            let record = decode(p, offset, id, Some(&key), Some(&value))?;
             let Some(Value::Object(mut row)) = record.state else {
                 return Err(Error::BadRecord {
                     partition: p,

@@ -24,9 +24,10 @@ pub struct History {
 
 /// The events of `aggregate_id` at offsets up to `through` (inclusive) of its partition;
 /// [`Error::Compacted`] when any record of the partition below that offset is gone.
-pub async fn aggregate_history(log: &KafkaLog, aggregate_id: i64, through: i64) -> Result<History> {
+pub async fn aggregate_history(log: &KafkaLog, aggregate_id: &fold::AggregateId, through: i64) -> Result<History> {
     let partitions = log.partitions()?;
     let key = aggregate_id.to_string();
+    let id = aggregate_id.kind();
     let partition = partition_of(key.as_bytes(), partitions);
     let (low, high) = log.watermark(partition)?;
     let end = (through + 1).min(high);
@@ -42,7 +43,7 @@ pub async fn aggregate_history(log: &KafkaLog, aggregate_id: i64, through: i64) 
             }
             expected = offset + 1;
             if k == Some(key.as_bytes()) {
-                history.events.push(decode(partition, offset, k, v)?.event);
+                history.events.push(decode(partition, offset, id, k, v)?.event);
             }
             Ok(true)
         })

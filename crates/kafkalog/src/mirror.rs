@@ -61,7 +61,7 @@ pub struct MirrorReport {
 /// not resumable (its positions are not stored).
 pub struct StateCarrying<P: Projection> {
     projection: P,
-    streams: HashMap<i64, Guarded<P>>,
+    streams: HashMap<fold::AggregateId, Guarded<P>>,
 }
 
 impl<P: Projection> StateCarrying<P> {
@@ -75,7 +75,7 @@ impl<P: Projection> StateCarrying<P> {
         let decoded = event
             .decode(&self.projection)
             .map_err(|e| Error::Broker(format!("event {} does not decode: {e}", event.global_seq)))?;
-        let stream = self.streams.entry(event.aggregate_id).or_default();
+        let stream = self.streams.entry(event.aggregate_id.clone()).or_default();
         match stream.offer(&self.projection, decoded) {
             Ok(Offer::Applied(_)) => Ok(stream.row.as_ref().map(|row| fold::row_json(&self.projection, row))),
             Ok(Offer::Held | Offer::Duplicate) => Ok(None),

@@ -270,6 +270,7 @@ async fn fold_partition<P: Projection>(
     totals: &Totals,
 ) -> Result<()> {
     let started = Instant::now();
+    let id = eventlog::id_kind(client).await?;
     let (low, high) = config.log.watermark(p)?;
     let mut fold = PartitionFold::new(config.projection.clone(), p, config.quarantine);
     let mut fold_error = None;
@@ -279,7 +280,7 @@ async fn fold_partition<P: Projection>(
             totals
                 .bytes
                 .fetch_add((key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len)) as u64, Ordering::Relaxed);
-            let record = decode(p, offset, key, value)?;
+            let record = decode(p, offset, id, key, value)?;
             if let Err(e) = fold.offer(record.event) {
                 fold_error = Some(e);
                 return Ok(false);

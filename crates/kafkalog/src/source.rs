@@ -36,6 +36,8 @@ pub struct KafkaSource {
     next: Vec<i64>,
     /// The high watermarks last asked for.
     high: Vec<i64>,
+    /// The type of the keys' stream ids (the mirrored event store's), read on the first read.
+    id: Option<fold::IdKind>,
 }
 
 /// Whether any partition's next offset is below its high watermark.
@@ -54,6 +56,7 @@ impl KafkaSource {
             partitions,
             next: vec![0; partitions as usize],
             high: vec![0; partitions as usize],
+            id: None,
         })
     }
 
@@ -78,7 +81,11 @@ impl Source for KafkaSource {
         Ok(())
     }
 
-    async fn read(&mut self, _client: &Client, _positions: &[Position], limit: usize) -> projector::Result<Read> {
+    async fn read(&mut self, client: &Client, _positions: &[Position], limit: usize) -> projector::Result<Read> {
+        let id = match self.id {
+            Some(id) => id,
+            None => *self.id.insert(eventlog::id_kind(client).await?),
+        };
         // The high watermarks cost a request per partition: asked again (below) only once the
         // reader has reached the ones it last saw, not on every batch of a long catch-up.
         let mut events = Vec::new();
@@ -92,7 +99,7 @@ impl Source for KafkaSource {
             };
             let p = message.partition() as u32;
             let offset = message.offset();
-            let Decoded { event, .. } = decode(p, offset, message.key(), message.payload())?;
+            let Decoded { event, .. } = decode(p, offset, id, message.key(), message.payload())?;
             self.next[p as usize] = offset + 1;
             events.push((p, event));
         }

@@ -7,12 +7,12 @@
 //! an event that decodes.
 
 use chrono::{DateTime, Utc};
-use fold::{ApplyError, Column, ColumnType, DecodeError, Envelope, Payload, Projection, Upcaster, Value};
+use fold::{ApplyError, DecodeError, Envelope, Payload, Projection, RowCodec, Upcaster};
 
 use crate::bank::{decode, BankEvent, FEE_UPCASTERS};
 
 /// One account's activity.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, RowCodec)]
 pub struct Activity {
     pub deposits: i64,
     pub largest_deposit_cents: i64,
@@ -26,17 +26,6 @@ pub struct Activity {
     pub first_event_at: DateTime<Utc>,
     pub last_event_at: DateTime<Utc>,
 }
-
-const COLUMNS: [Column; 8] = [
-    Column::new("deposits", ColumnType::Int8),
-    Column::new("largest_deposit_cents", ColumnType::Int8),
-    Column::new("withdrawals", ColumnType::Int8),
-    Column::new("fees", ColumnType::Int8),
-    Column::new("fee_cents", ColumnType::Int8),
-    Column::new("transfers", ColumnType::Int8),
-    Column::new("first_event_at", ColumnType::Timestamptz),
-    Column::new("last_event_at", ColumnType::Timestamptz),
-];
 
 /// The activity projection, version 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -93,49 +82,6 @@ impl Projection for ActivityV1 {
         a.last_event_at = ts;
         Ok(a)
     }
-    fn columns(&self) -> &'static [Column] {
-        &COLUMNS
-    }
-    fn to_values(&self, a: &Activity) -> Vec<Value> {
-        vec![
-            Value::Int8(a.deposits),
-            Value::Int8(a.largest_deposit_cents),
-            Value::Int8(a.withdrawals),
-            Value::Int8(a.fees),
-            Value::Int8(a.fee_cents),
-            Value::Int8(a.transfers),
-            Value::Timestamptz(a.first_event_at),
-            Value::Timestamptz(a.last_event_at),
-        ]
-    }
-    fn read_values(&self, values: Vec<Value>) -> Result<Activity, String> {
-        let mut it = values.into_iter();
-        let mut int = |name: &str| it.next().ok_or_else(|| format!("column {name} is missing"))?.into_i64(name);
-        let (deposits, largest_deposit_cents, withdrawals, fees, fee_cents, transfers) = (
-            int("deposits")?,
-            int("largest_deposit_cents")?,
-            int("withdrawals")?,
-            int("fees")?,
-            int("fee_cents")?,
-            int("transfers")?,
-        );
-        let mut ts = |name: &str| {
-            it.next()
-                .ok_or_else(|| format!("column {name} is missing"))?
-                .into_opt_ts(name)?
-                .ok_or_else(|| format!("column {name} is null"))
-        };
-        Ok(Activity {
-            deposits,
-            largest_deposit_cents,
-            withdrawals,
-            fees,
-            fee_cents,
-            transfers,
-            first_event_at: ts("first_event_at")?,
-            last_event_at: ts("last_event_at")?,
-        })
-    }
 }
 
 /// The expected activity of every aggregate, computed in SQL straight from `log.events`,
@@ -146,7 +92,7 @@ pub const EXPECTED_FROM_LOG_SQL: &str = include_str!("sql/activity_expected.sql"
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fold::{decode_event, fold_prefix, Meta};
+    use fold::{decode_event, fold_from, AggregateId, Meta};
 
     #[test]
     fn counts_each_kind_of_activity_and_reads_every_fee_shape() {
@@ -166,19 +112,19 @@ mod tests {
             .map(|(i, (t, p))| {
                 let meta = Meta {
                     global_seq: i as i64 + 1,
-                    aggregate_id: 3,
+                    aggregate_id: AggregateId::Int(3),
                     aggregate_version: i as i32 + 1,
                     ts: DateTime::from_timestamp(1_000 + i as i64, 0).unwrap(),
                 };
                 decode_event(&ActivityV1, meta, t, p.as_bytes()).unwrap()
             })
             .collect();
-        let row = fold_prefix(&ActivityV1, events).unwrap().row.unwrap();
+        let row = fold_from(&ActivityV1, None, events).unwrap().row.unwrap();
         let a = &row.state;
         assert_eq!((a.deposits, a.largest_deposit_cents, a.withdrawals), (2, 900, 1));
         assert_eq!((a.fees, a.fee_cents, a.transfers), (2, 30, 1));
         assert_eq!((a.first_event_at.timestamp(), a.last_event_at.timestamp()), (1_000, 1_007));
         assert_eq!(row.aggregate_version, 8);
-        assert_eq!(ActivityV1.read_values(ActivityV1.to_values(a)), Ok(a.clone()));
+        assert_eq!(Activity::from_values(a.to_values()), Ok(a.clone()));
     }
 }

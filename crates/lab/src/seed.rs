@@ -436,7 +436,7 @@ async fn prepare(client: &mut Client, cfg: &SeedConfig) -> Result<Committed> {
         }
     }
     if !eventlog::exists(client).await? {
-        eventlog::create(client, cfg.partitions).await?;
+        eventlog::create(client, cfg.partitions, fold::IdKind::Bigint).await?;
         // Whatever was recorded belonged to a log that is gone.
         client.execute("DELETE FROM lab.seed_progress", &[]).await?;
     }

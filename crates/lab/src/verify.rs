@@ -144,6 +144,16 @@ async fn require_table<C: GenericClient>(client: &C, name: &str) -> Result<()> {
     }
 }
 
+/// Whether the lab holds a true state to check `projection` against: a version of the bank's
+/// accounts in a database the lab seeded.
+pub async fn has_expected<C: GenericClient>(client: &C, projection: &dyn AnyProjection) -> Result<bool> {
+    if projection.family() != crate::bank::V4.family() {
+        return Ok(false);
+    }
+    let exists: bool = client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&EXPECTED_TABLE]).await?.get(0);
+    Ok(exists)
+}
+
 /// Compares every aggregate of `projection`'s table with `lab.expected_accounts`. For v4 it
 /// is ok when nothing differs; for v3 when exactly the `v3_bug` aggregates differ. Run it with
 /// the log quiescent and the projection caught up.

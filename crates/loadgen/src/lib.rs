@@ -42,8 +42,13 @@ pub struct LoadConfig {
     pub duration: Duration,
     /// Total requests per second across workers; `None`: as fast as the API answers.
     pub rate: Option<f64>,
-    /// Aggregate ids are drawn from `1..=aggregates`.
+    /// Aggregate ids are drawn from `1..=aggregates` (ignored when `ids` is given).
     pub aggregates: u64,
+    /// The ids to read, most popular first: the Zipf rank `r` reads `ids[r - 1]` (path
+    /// segments as the API parses them: integers, uuids, texts). `None`: `1..=aggregates`.
+    pub ids: Option<std::sync::Arc<Vec<String>>>,
+    /// The read model to read (`?family=`); `None`: the API's default.
+    pub family: Option<String>,
     /// The Zipf exponent of the ids (1.1 in the lab profile; 0 is uniform).
     pub zipf: f64,
     /// Seed of the id sequence (each worker derives its own stream from it).
@@ -212,8 +217,11 @@ fn validate(config: &LoadConfig) -> Result<(), Error> {
     if config.concurrency == 0 || config.concurrency > 10_000 {
         return Err(Error::Config(format!("concurrency must be 1..=10000, got {}", config.concurrency)));
     }
-    if config.aggregates == 0 {
+    if config.aggregates == 0 && config.ids.is_none() {
         return Err(Error::Config("aggregates must be at least 1".into()));
+    }
+    if config.ids.as_ref().is_some_and(|ids| ids.is_empty()) {
+        return Err(Error::Config("no aggregate ids to read (the read model is empty?)".into()));
     }
     if !(config.zipf.is_finite() && config.zipf >= 0.0) {
         return Err(Error::Config(format!("zipf exponent must be a non-negative number, got {}", config.zipf)));
@@ -230,9 +238,18 @@ fn validate(config: &LoadConfig) -> Result<(), Error> {
 }
 
 /// One worker: requests until the deadline, optionally paced.
+/// What a worker reads: `{base}/aggregate/{id}{query}`, the id drawn from `ids` (or the rank
+/// itself).
+#[derive(Clone)]
+struct Target {
+    base: String,
+    ids: Option<std::sync::Arc<Vec<String>>>,
+    query: String,
+}
+
 async fn worker(
     client: reqwest::Client,
-    base: String,
+    target: Target,
     zipf: Zipf<f64>,
     mut rng: rand::rngs::StdRng,
     started: Instant,
@@ -254,9 +271,13 @@ async fn worker(
         if t0 >= deadline {
             break;
         }
-        let id = zipf.sample(&mut rng) as u64;
+        let rank = zipf.sample(&mut rng) as u64;
+        let id = match &target.ids {
+            Some(ids) => ids[(rank as usize - 1).min(ids.len() - 1)].clone(),
+            None => rank.to_string(),
+        };
         let second = t0.duration_since(started).as_secs();
-        let outcome = client.get(format!("{base}/aggregate/{id}")).send().await;
+        let outcome = client.get(format!("{}/aggregate/{id}{}", target.base, target.query)).send().await;
         // The body is part of the answer: read it before stopping the clock.
         let outcome = match outcome {
             Ok(resp) => {
@@ -310,7 +331,9 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, Error> {
         .timeout(REQUEST_TIMEOUT)
         .build()
         .map_err(Error::Client)?;
-    let zipf = Zipf::new(config.aggregates, config.zipf).map_err(|e| Error::Config(format!("zipf: {e}")))?;
+    let n = config.ids.as_ref().map_or(config.aggregates, |ids| ids.len() as u64);
+    let zipf = Zipf::new(n, config.zipf).map_err(|e| Error::Config(format!("zipf: {e}")))?;
+    let query = config.family.as_ref().map_or(String::new(), |f| format!("?family={f}"));
     let started = Instant::now();
     let deadline = started + config.duration;
     // With a rate, each worker ticks at concurrency/rate and the workers' phases are spread
@@ -320,7 +343,8 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, Error> {
     for w in 0..config.concurrency {
         let rng = rand::rngs::StdRng::seed_from_u64(config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ w as u64);
         let pace = every.map(|e| (e.mul_f64(w as f64 / config.concurrency as f64), e));
-        tasks.push(tokio::spawn(worker(client.clone(), base.clone(), zipf, rng, started, deadline, pace)));
+        let target = Target { base: base.clone(), ids: config.ids.clone(), query: query.clone() };
+        tasks.push(tokio::spawn(worker(client.clone(), target, zipf, rng, started, deadline, pace)));
     }
     let mut total = Tally::new();
     for t in tasks {

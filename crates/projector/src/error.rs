@@ -6,7 +6,7 @@
 pub struct BadEvent {
     pub partition: u32,
     pub global_seq: i64,
-    pub aggregate_id: i64,
+    pub aggregate_id: fold::AggregateId,
     pub version: i32,
     pub reason: String,
 }
@@ -18,7 +18,7 @@ pub enum Error {
     BadEvent(#[from] BadEvent),
     /// Repair: the aggregate's history in the log cannot be folded (the repair writes nothing).
     #[error("aggregate {aggregate_id} cannot be repaired: {detail}")]
-    Unfoldable { aggregate_id: i64, detail: String },
+    Unfoldable { aggregate_id: fold::AggregateId, detail: String },
     #[error("database error: {0}")]
     Db(#[from] tokio_postgres::Error),
     #[error(transparent)]
@@ -30,7 +30,7 @@ pub enum Error {
     #[error("version {version} is {state}: {hint}")]
     WrongState { version: String, state: readmodel::State, hint: &'static str },
     #[error("unknown aggregate {0}: it has no events in the log")]
-    UnknownAggregate(i64),
+    UnknownAggregate(fold::AggregateId),
     #[error("live read probe failed: {0}")]
     Probe(String),
     #[error("replay worker failed: {0}")]

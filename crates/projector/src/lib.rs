@@ -29,7 +29,9 @@ pub use repair::{repair, RepairReport};
 pub use replay::{current_rss_bytes, peak_rss_bytes, replay, reset_peak_rss, ReplayConfig, ReplayReport};
 pub use snapshot::{build_snapshots, SnapshotConfig, SnapshotReport};
 pub use source::{PgLog, Read, Source};
-pub use tail::{run_live, run_tail_on, LiveConfig, LiveReport, StallWatch, StepOutcome, TailOptions, Tailer};
+pub use tail::{
+    run_live, run_tail_on, LiveConfig, LiveReport, StallWatch, StepOutcome, TailOptions, Tailer, DEFAULT_RETIRED_WINDOW,
+};
 pub use verify::{verify_against_log, LogDiff, LogVerifyReport};
 
 /// Result alias of this crate.
@@ -70,4 +72,13 @@ pub mod metric {
     pub const LIVE_P99: &str = "reproject_replay_live_p99_seconds";
     /// Gauge: the p99 above which the adaptive controller halves the rate (label `version`).
     pub const LIVE_P99_THRESHOLD: &str = "reproject_replay_live_p99_threshold_seconds";
+    /// Counter: events of a type the projection does not know, skipped (their version counted)
+    /// (labels `version`, `type`, `phase`).
+    pub const EVENTS_SKIPPED: &str = "reproject_projector_events_skipped_total";
+}
+
+/// Counts one event of a type `version`'s projection does not know (skipped).
+pub(crate) fn count_skipped(version: &'static str, event_type: &str, phase: &'static str) {
+    metrics::counter!(metric::EVENTS_SKIPPED, "version" => version, "type" => event_type.to_owned(), "phase" => phase)
+        .increment(1);
 }

@@ -76,6 +76,9 @@ pub struct ReplayConfig<P: Projection> {
     /// At the held limit, look the missing predecessors up in the log before deferring
     /// aggregates to the spill (off only to test the spill alone).
     pub gap_lookups: bool,
+    /// After catch-up, when a cutover retires this version, how long its tail goes on (for a
+    /// rollback; see [`LiveConfig::retired_window`]).
+    pub retired_window: Duration,
 }
 
 impl<P: Projection> ReplayConfig<P> {
@@ -102,6 +105,7 @@ impl<P: Projection> ReplayConfig<P> {
             stall_after: Duration::from_secs(30),
             held_limit: Some(crate::spill::DEFAULT_HELD_LIMIT),
             gap_lookups: true,
+            retired_window: crate::tail::DEFAULT_RETIRED_WINDOW,
         }
     }
 }
@@ -474,6 +478,7 @@ async fn catch_up<P: Projection>(
         rate_limit: config.catch_up_rate_limit.or(config.rate_limit),
         progress: config.progress,
         stall_after: config.stall_after,
+        retired_window: config.retired_window,
     };
     // The adaptive limiter keeps driving catch-up unless catch-up has a cap of its own.
     let tail_limiter = adaptive.filter(|_| config.catch_up_rate_limit.is_none());

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use fold::{Envelope, Guarded, Projection};
+use fold::{AggregateId, Decoded, Guarded, Projection};
 use futures::{pin_mut, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use readmodel::Snapshot;
@@ -65,7 +65,7 @@ struct Folding<P: Projection> {
     stream: Guarded<P>,
     max_seq: i64,
     max_ts: DateTime<Utc>,
-    held: BTreeMap<i32, Envelope<P::Event>>,
+    held: BTreeMap<i32, Decoded<P::Event>>,
 }
 
 impl<P: Projection> Folding<P> {
@@ -75,12 +75,12 @@ impl<P: Projection> Folding<P> {
         &mut self,
         config: &SnapshotConfig<P>,
         partition: u32,
-        mut event: Envelope<P::Event>,
+        mut event: Decoded<P::Event>,
         taken: &mut Vec<Snapshot<P::State>>,
     ) -> Result<(), BadEvent> {
         loop {
-            let (seq, ts, aggregate_id, at) =
-                (event.meta.global_seq, event.meta.ts, event.meta.aggregate_id, event.meta.aggregate_version);
+            let (seq, ts, at) = (event.meta.global_seq, event.meta.ts, event.meta.aggregate_version);
+            let aggregate_id = event.meta.aggregate_id.clone();
             self.stream.offer(&config.projection, event).map_err(|e| BadEvent {
                 partition,
                 global_seq: seq,
@@ -91,9 +91,11 @@ impl<P: Projection> Folding<P> {
             self.max_seq = self.max_seq.max(seq);
             self.max_ts = self.max_ts.max(ts);
             let version = self.stream.version();
+            // An aggregate with only skipped events so far has no state to store.
             if version % config.every == 0 {
-                let row = self.stream.row.clone().expect("a stream past version 0 has a row");
-                taken.push(Snapshot { row, max_seq: self.max_seq, max_ts: self.max_ts });
+                if let Some(row) = self.stream.row.clone() {
+                    taken.push(Snapshot { row, max_seq: self.max_seq, max_ts: self.max_ts });
+                }
             }
             match self.held.remove(&(version + 1)) {
                 Some(next) => event = next,
@@ -177,7 +179,7 @@ async fn fold_partition<P: Projection>(
     p: u32,
     boundary: i64,
 ) -> Result<(u64, Vec<Snapshot<P::State>>)> {
-    let mut folding: HashMap<i64, Folding<P>> = HashMap::new();
+    let mut folding: HashMap<AggregateId, Folding<P>> = HashMap::new();
     let mut taken = Vec::new();
     let mut read = 0u64;
     let events = eventlog::copy_partition(client, p, eventlog::Position::START, boundary).await?;
@@ -188,12 +190,12 @@ async fn fold_partition<P: Projection>(
         let bad = |reason: String| BadEvent {
             partition: p,
             global_seq: raw.global_seq,
-            aggregate_id: raw.aggregate_id,
+            aggregate_id: raw.aggregate_id.clone(),
             version: raw.version,
             reason,
         };
         let event = raw.decode(&config.projection).map_err(|e| bad(e.to_string()))?;
-        let f = folding.entry(raw.aggregate_id).or_insert_with(|| Folding {
+        let f = folding.entry(raw.aggregate_id.clone()).or_insert_with(|| Folding {
             stream: Guarded::default(),
             max_seq: i64::MIN,
             max_ts: DateTime::<Utc>::MIN_UTC,

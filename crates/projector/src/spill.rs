@@ -32,7 +32,7 @@
 use std::pin::Pin;
 
 use eventlog::RawEvent;
-use fold::Projection;
+use fold::{AggregateId, IdKind, Projection};
 use futures::{pin_mut, StreamExt};
 use tokio_postgres::binary_copy::{BinaryCopyInWriter, BinaryCopyOutStream};
 use tokio_postgres::types::Type;
@@ -56,7 +56,15 @@ const REFETCH_BATCH: usize = 10_000;
 /// envelope), so ~40 MB per worker at most.
 pub const DEFAULT_HELD_LIMIT: usize = 100_000;
 
-const COLUMNS: [Type; 7] = [Type::INT8, Type::INT8, Type::INT4, Type::TEXT, Type::TIMESTAMPTZ, Type::BYTEA, Type::INT8];
+/// The spill table's columns, for binary COPY, in a log of `id` stream ids.
+fn columns(id: IdKind) -> [Type; 7] {
+    [Type::INT8, eventlog::id_sql_type(id), Type::INT4, Type::TEXT, Type::TIMESTAMPTZ, Type::BYTEA, Type::INT8]
+}
+
+/// The SQL type of stream ids of kind `id`.
+fn id_sql(id: IdKind) -> &'static str {
+    fold::ColumnType::AggregateId.sql(id)
+}
 
 /// Moves a fold's deferred events into a spill table and back; opens its connection the first
 /// time there is something to spill (a fold under its limit never connects).
@@ -72,6 +80,8 @@ pub struct Spiller {
 struct OpenSpill {
     client: Client,
     writer: Pin<Box<BinaryCopyInWriter>>,
+    /// The kind of the spilled events' stream ids (the table's `aggregate_id` type).
+    id: IdKind,
 }
 
 impl Spiller {
@@ -134,7 +144,7 @@ impl Spiller {
         }
         let rest = fold.take_spill();
         self.write(rest).await?;
-        let Some(OpenSpill { client, mut writer }) = self.open.take() else {
+        let Some(OpenSpill { client, mut writer, id }) = self.open.take() else {
             return Ok(());
         };
         writer.as_mut().finish().await?;
@@ -144,7 +154,7 @@ impl Spiller {
                  ORDER BY aggregate_id, version) TO STDOUT (FORMAT binary)",
             )
             .await?;
-        let rows = BinaryCopyOutStream::new(out, &COLUMNS);
+        let rows = BinaryCopyOutStream::new(out, &columns(id));
         pin_mut!(rows);
         while let Some(row) = rows.next().await {
             let row = row?;
@@ -174,6 +184,7 @@ impl Spiller {
             return Ok(0);
         }
         let client = self.lookup_client().await?;
+        let kind = gaps[0].0.kind();
         let (mut ids, mut after, mut before) = (Vec::new(), Vec::new(), Vec::new());
         for (id, a, b) in gaps {
             ids.push(id);
@@ -182,10 +193,11 @@ impl Spiller {
         }
         let sql = format!(
             "SELECT e.global_seq, e.aggregate_id, e.version, e.type, e.ts, e.payload, e.tx_id \
-             FROM unnest($1::int8[], $2::int4[], $3::int4[]) AS g(id, after, before) \
+             FROM unnest($1::{id}[], $2::int4[], $3::int4[]) AS g(id, after, before) \
              JOIN log.{} e ON e.aggregate_id = g.id AND e.version > g.after AND e.version < g.before \
              WHERE e.tx_id < $4 ORDER BY e.aggregate_id, e.version",
-            eventlog::partition_table(partition)
+            eventlog::partition_table(partition),
+            id = id_sql(kind),
         );
         // At most max(held limit, MAX_GAP) rows (PartitionFold::gaps), applied as they are read.
         let rows = client.query(sql.as_str(), &[&ids, &after, &before, &below]).await?;
@@ -197,7 +209,7 @@ impl Spiller {
     }
 
     /// Reads evicted events back from the log and offers them to the fold.
-    async fn refetch<P: Projection>(&mut self, fold: &mut PartitionFold<P>, keys: &[(i64, i32)]) -> Result<()> {
+    async fn refetch<P: Projection>(&mut self, fold: &mut PartitionFold<P>, keys: &[(AggregateId, i32)]) -> Result<()> {
         for raw in self.read_back(keys).await? {
             fold.offer_refetched(raw)?;
         }
@@ -206,18 +218,20 @@ impl Spiller {
 
     /// Reads evicted events (`(aggregate_id, version)`, all in the log below the stream's
     /// boundary: the stream read them once) back from the log by index, sorted by key.
-    async fn read_back(&mut self, keys: &[(i64, i32)]) -> Result<Vec<RawEvent>> {
+    async fn read_back(&mut self, keys: &[(AggregateId, i32)]) -> Result<Vec<RawEvent>> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
         let (partition, below) = self.lookups.expect("events are evicted only with gap lookups on");
-        let (ids, versions): (Vec<i64>, Vec<i32>) = keys.iter().copied().unzip();
+        let kind = keys[0].0.kind();
+        let (ids, versions): (Vec<AggregateId>, Vec<i32>) = keys.iter().cloned().unzip();
         let sql = format!(
             "SELECT e.global_seq, e.aggregate_id, e.version, e.type, e.ts, e.payload, e.tx_id \
-             FROM unnest($1::int8[], $2::int4[]) AS k(id, v) \
+             FROM unnest($1::{id}[], $2::int4[]) AS k(id, v) \
              JOIN log.{} e ON e.aggregate_id = k.id AND e.version = k.v \
              WHERE e.tx_id < $3 ORDER BY e.aggregate_id, e.version",
-            eventlog::partition_table(partition)
+            eventlog::partition_table(partition),
+            id = id_sql(kind),
         );
         let rows = self.lookup_client().await?.query(sql.as_str(), &[&ids, &versions, &below]).await?;
         if rows.len() != keys.len() {
@@ -246,7 +260,7 @@ impl Spiller {
             return Ok(());
         }
         if self.open.is_none() {
-            self.open = Some(self.connect().await?);
+            self.open = Some(self.connect(events[0].aggregate_id.kind()).await?);
         }
         let writer = &mut self.open.as_mut().expect("opened above").writer;
         for e in &events {
@@ -266,22 +280,23 @@ impl Spiller {
         Ok(())
     }
 
-    async fn connect(&self) -> Result<OpenSpill> {
+    async fn connect(&self, id: IdKind) -> Result<OpenSpill> {
         let client = eventlog::connect(&self.database_url).await?;
         self.priority.apply_to_backend(&client).await;
         // The sort of the read-back goes to disk past work_mem; 64 MB keeps a partition's
         // typical spill in memory on the server without letting it grow with the log.
         client
-            .batch_execute(
+            .batch_execute(&format!(
                 "SET work_mem = '64MB';
-                 CREATE TEMP TABLE reproject_spill (global_seq int8, aggregate_id int8, version int4, type text, \
+                 CREATE TEMP TABLE reproject_spill (global_seq int8, aggregate_id {}, version int4, type text, \
                  ts timestamptz, payload bytea, tx_id int8)",
-            )
+                id_sql(id)
+            ))
             .await?;
         let sink = client
             .copy_in("COPY reproject_spill (global_seq, aggregate_id, version, type, ts, payload, tx_id) FROM STDIN (FORMAT binary)")
             .await?;
-        let writer = Box::pin(BinaryCopyInWriter::new(sink, &COLUMNS));
-        Ok(OpenSpill { client, writer })
+        let writer = Box::pin(BinaryCopyInWriter::new(sink, &columns(id)));
+        Ok(OpenSpill { client, writer, id })
     }
 }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use eventlog::{Position, RawEvent};
-use fold::{Guarded, Offer, Projection};
+use fold::{AggregateId, Guarded, Offer, Projection};
 use readmodel::{DeadLetter, State, TailBatch};
 use tokio_postgres::Client;
 use tracing::{info, warn};
@@ -18,7 +18,7 @@ use crate::{metric, Result};
 
 /// One aggregate's share of a batch: its partition, its raw events by version (for held-event
 /// persistence and dead letters), and the decoded events in read order.
-type AggregateBatch<E> = (u32, BTreeMap<i32, RawEvent>, Vec<fold::Envelope<E>>);
+type AggregateBatch<E> = (u32, BTreeMap<i32, RawEvent>, Vec<fold::Decoded<E>>);
 
 /// What one step of the tailer did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +61,7 @@ pub struct Tailer<P: Projection, S: Source = PgLog> {
     projection: P,
     source: S,
     positions: Vec<Position>,
-    held: HashMap<i64, Vec<(u32, RawEvent)>>,
+    held: HashMap<AggregateId, Vec<(u32, RawEvent)>>,
     batch: usize,
     quarantine: bool,
     limiter: Option<std::sync::Arc<crate::RateLimiter>>,
@@ -105,9 +105,9 @@ impl<P: Projection, S: Source> Tailer<P, S> {
             }
         }
         source.start(&positions).await?;
-        let mut held: HashMap<i64, Vec<(u32, RawEvent)>> = HashMap::new();
+        let mut held: HashMap<AggregateId, Vec<(u32, RawEvent)>> = HashMap::new();
         for (p, e) in readmodel::held_events(client, projection.name()).await? {
-            held.entry(e.aggregate_id).or_default().push((p, e));
+            held.entry(e.aggregate_id.clone()).or_default().push((p, e));
         }
         Ok(Tailer {
             projection,
@@ -211,23 +211,39 @@ impl<P: Projection, S: Source> Tailer<P, S> {
         client: &Client,
         events: Vec<(u32, RawEvent)>,
         new_positions: &[Position],
-    ) -> Result<(TailBatch<P>, HashMap<i64, Vec<(u32, RawEvent)>>, usize)> {
+    ) -> Result<(TailBatch<P>, HashMap<AggregateId, Vec<(u32, RawEvent)>>, usize)> {
         let projection = &self.projection;
         let mut dead_letters = Vec::new();
         let by_aggregate = self.decode_by_aggregate(events, &mut dead_letters)?;
-        let ids: Vec<i64> = by_aggregate.keys().copied().collect();
+        let ids: Vec<AggregateId> = by_aggregate.keys().cloned().collect();
         let mut stored = readmodel::load_rows(client, projection, &ids).await?;
+        // Aggregates with no row may have a mark: only events of types the projection skips.
+        let rowless: Vec<AggregateId> = ids.iter().filter(|id| !stored.contains_key(*id)).cloned().collect();
+        let mut marks_before = readmodel::load_marks(client, projection.name(), &rowless).await?;
         let mut held = self.held.clone();
         let mut held_changed = false;
         let mut rows = Vec::new();
+        let (mut marks, mut unmarked) = (Vec::new(), Vec::new());
         let mut applied_by_partition: HashMap<u32, i64> = HashMap::new();
         let mut applied_total = 0usize;
         for (aggregate_id, batch) in by_aggregate {
             let p = batch.0;
             let before = stored.remove(&aggregate_id);
+            let mark_before = marks_before.remove(&aggregate_id);
             let previously_held = held.remove(&aggregate_id).unwrap_or_default();
-            let folded =
-                self.fold_aggregate(aggregate_id, before.clone(), &previously_held, batch, &mut dead_letters)?;
+            let folded = self.fold_aggregate(
+                &aggregate_id,
+                before.clone(),
+                mark_before.clone(),
+                &previously_held,
+                batch,
+                &mut dead_letters,
+            )?;
+            match (&folded.row, folded.mark) {
+                (Some(_), _) if mark_before.is_some() => unmarked.push(aggregate_id.clone()),
+                (None, Some(mark)) if Some(&mark) != mark_before.as_ref() => marks.push((p, mark)),
+                _ => {}
+            }
             applied_total += folded.applied;
             if folded.applied > 0 {
                 *applied_by_partition.entry(p).or_default() += folded.applied as i64;
@@ -251,7 +267,8 @@ impl<P: Projection, S: Source> Tailer<P, S> {
             .map(|(p, pos)| (p as u32, *pos, applied_by_partition.get(&(p as u32)).copied().unwrap_or(0)))
             .collect();
         let held_rows = held_changed.then(|| held.values().flatten().cloned().collect());
-        let batch = TailBatch { projection: projection.clone(), rows, offsets, held: held_rows, dead_letters };
+        let batch =
+            TailBatch { projection: projection.clone(), rows, offsets, held: held_rows, dead_letters, marks, unmarked };
         Ok((batch, held, applied_total))
     }
 
@@ -261,13 +278,17 @@ impl<P: Projection, S: Source> Tailer<P, S> {
         &self,
         events: Vec<(u32, RawEvent)>,
         dead_letters: &mut Vec<DeadLetter>,
-    ) -> Result<BTreeMap<i64, AggregateBatch<P::Event>>> {
-        let mut by_aggregate: BTreeMap<i64, AggregateBatch<P::Event>> = BTreeMap::new();
+    ) -> Result<BTreeMap<AggregateId, AggregateBatch<P::Event>>> {
+        let mut by_aggregate: BTreeMap<AggregateId, AggregateBatch<P::Event>> = BTreeMap::new();
         for (p, raw) in events {
             match raw.decode(&self.projection) {
                 Ok(event) => {
-                    let entry =
-                        by_aggregate.entry(raw.aggregate_id).or_insert_with(|| (p, BTreeMap::new(), Vec::new()));
+                    if event.body.is_none() {
+                        crate::count_skipped(self.projection.name(), &raw.event_type, "tail");
+                    }
+                    let entry = by_aggregate
+                        .entry(raw.aggregate_id.clone())
+                        .or_insert_with(|| (p, BTreeMap::new(), Vec::new()));
                     entry.2.push(event);
                     entry.1.insert(raw.version, raw);
                 }
@@ -280,19 +301,20 @@ impl<P: Projection, S: Source> Tailer<P, S> {
     /// Folds one aggregate's held and new events on top of its stored row.
     fn fold_aggregate(
         &self,
-        aggregate_id: i64,
+        aggregate_id: &AggregateId,
         before: Option<fold::Row<P::State>>,
+        mark: Option<fold::Mark>,
         previously_held: &[(u32, RawEvent)],
         (p, mut raws, new_events): AggregateBatch<P::Event>,
         dead_letters: &mut Vec<DeadLetter>,
     ) -> Result<FoldedAggregate<P::State>> {
-        let mut guarded = Guarded::<P>::new(before);
-        let mut offered: Vec<fold::Envelope<P::Event>> = Vec::with_capacity(previously_held.len() + new_events.len());
+        let mut guarded = Guarded::<P>::resume(before, mark);
+        let mut offered: Vec<fold::Decoded<P::Event>> = Vec::with_capacity(previously_held.len() + new_events.len());
         for (_, raw) in previously_held {
             offered.push(raw.decode(&self.projection).map_err(|e| BadEvent {
                 partition: p,
                 global_seq: raw.global_seq,
-                aggregate_id,
+                aggregate_id: aggregate_id.clone(),
                 version: raw.version,
                 reason: e.to_string(),
             })?);
@@ -312,7 +334,7 @@ impl<P: Projection, S: Source> Tailer<P, S> {
             }
         }
         let held = guarded.pending.keys().filter_map(|v| raws.get(v).map(|r| (p, r.clone()))).collect();
-        Ok(FoldedAggregate { row: guarded.row, held, applied })
+        Ok(FoldedAggregate { row: guarded.row, mark: guarded.mark, held, applied })
     }
 
     /// An event that cannot be folded: the error, or with quarantine a dead letter (and a
@@ -321,7 +343,7 @@ impl<P: Projection, S: Source> Tailer<P, S> {
         let bad = BadEvent {
             partition,
             global_seq: raw.global_seq,
-            aggregate_id: raw.aggregate_id,
+            aggregate_id: raw.aggregate_id.clone(),
             version: raw.version,
             reason: reason.clone(),
         };
@@ -338,6 +360,8 @@ impl<P: Projection, S: Source> Tailer<P, S> {
 /// were applied.
 struct FoldedAggregate<S> {
     row: Option<fold::Row<S>>,
+    /// With no row: how far only skipped events brought it.
+    mark: Option<fold::Mark>,
     held: Vec<(u32, RawEvent)>,
     applied: usize,
 }
@@ -368,7 +392,13 @@ pub struct LiveConfig<P: Projection> {
     /// Warn, naming the transaction that holds it, once the tail boundary has been held this
     /// long by one transaction while committed events wait above it (see [`StallWatch`]).
     pub stall_after: Duration,
+    /// After a cutover retires this version, keep tailing it this long, so that a rollback to
+    /// it inside the window switches at once (it has kept up); then stop. Zero: stop at once.
+    pub retired_window: Duration,
 }
+
+/// How long a retired version's projector keeps tailing it by default, for a rollback.
+pub const DEFAULT_RETIRED_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 impl<P: Projection> LiveConfig<P> {
     /// A live tail of `projection` in 10k-event batches, until stopped, without limits.
@@ -386,6 +416,7 @@ impl<P: Projection> LiveConfig<P> {
             rate_limit: None,
             progress: false,
             stall_after: Duration::from_secs(30),
+            retired_window: DEFAULT_RETIRED_WINDOW,
         }
     }
 }
@@ -635,6 +666,9 @@ pub async fn run_tail_on<P: Projection, S: Source>(
     let mut last_lag_check = Instant::now() - Duration::from_secs(10);
     let mut lag = None;
     let mut watch = StallWatch::new(projection.name(), config.stall_after);
+    // When a cutover retired this version (while this projector ran): it keeps tailing for the
+    // retired window, so that a rollback finds it caught up.
+    let mut retired_since: Option<Instant> = None;
     loop {
         if *stop.borrow() {
             break;
@@ -675,14 +709,30 @@ pub async fn run_tail_on<P: Projection, S: Source>(
         }
         if last_state_check.elapsed() > Duration::from_secs(1) {
             last_state_check = Instant::now();
-            // A cutover that retires this version stops its projector; one started on a
+            // A cutover that retires this version stops its projector once the retired window
+            // has passed (a rollback inside it finds the version caught up); one started on a
             // retired version (to keep it ready for a rollback) goes on.
-            if config.until.is_none()
-                && !started_retired
-                && readmodel::version_info(client, projection.name()).await?.state == State::Retired
-            {
-                info!(version = projection.name(), "version retired: stopping its projector");
-                break;
+            if config.until.is_none() && !started_retired {
+                let retired = readmodel::version_info(client, projection.name()).await?.state == State::Retired;
+                match (retired, retired_since) {
+                    (true, None) => {
+                        info!(
+                            version = projection.name(),
+                            window_s = config.retired_window.as_secs_f64(),
+                            "version retired: tailing on for the retired window (a rollback to it switches at once)"
+                        );
+                        retired_since = Some(Instant::now());
+                    }
+                    (false, Some(_)) => {
+                        info!(version = projection.name(), "version active again (a rollback): tailing on");
+                        retired_since = None;
+                    }
+                    _ => {}
+                }
+                if retired_since.is_some_and(|t| t.elapsed() >= config.retired_window) {
+                    info!(version = projection.name(), "retired window over: stopping its projector");
+                    break;
+                }
             }
         }
         if outcome.read == 0 {

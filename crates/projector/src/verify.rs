@@ -22,7 +22,7 @@ use crate::{Error, Result};
 /// One aggregate whose stored row differs from the fold of the log (either may be missing).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct LogDiff {
-    pub aggregate_id: i64,
+    pub aggregate_id: fold::AggregateId,
     pub stored: Option<serde_json::Map<String, serde_json::Value>>,
     pub folded: Option<serde_json::Map<String, serde_json::Value>>,
 }
@@ -98,7 +98,7 @@ pub async fn verify_against_log<P: Projection>(client: &mut Client, projection: 
             }
         }
         for row in fold.finish(*at).rows {
-            folded.insert(row.aggregate_id, row);
+            folded.insert(row.aggregate_id.clone(), row);
         }
     }
     let stored_rows = stored.len() as u64;
@@ -108,7 +108,7 @@ pub async fn verify_against_log<P: Projection>(client: &mut Client, projection: 
         match folded.remove(&row.aggregate_id) {
             Some(f) if f == row => {}
             other => diffs.push(LogDiff {
-                aggregate_id: row.aggregate_id,
+                aggregate_id: row.aggregate_id.clone(),
                 stored: Some(fold::row_json(projection, &row)),
                 folded: other.map(|f| fold::row_json(projection, &f)),
             }),
@@ -117,7 +117,7 @@ pub async fn verify_against_log<P: Projection>(client: &mut Client, projection: 
     for (id, f) in folded {
         diffs.push(LogDiff { aggregate_id: id, stored: None, folded: Some(fold::row_json(projection, &f)) });
     }
-    diffs.sort_by_key(|d| d.aggregate_id);
+    diffs.sort_by(|a, b| a.aggregate_id.cmp(&b.aggregate_id));
     let count = diffs.len() as u64;
     diffs.truncate(5);
     Ok(LogVerifyReport {

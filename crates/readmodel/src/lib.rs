@@ -13,8 +13,8 @@ mod status;
 mod write;
 
 pub use registry::{
-    cutover, ensure_log_source, held_events, lag_events, list, log_source, offsets, register, set_bulk_boundary,
-    set_state, version_info, Cutover, ProjectionInfo, State, EVENT_STORE,
+    cutover, cutover_waiting, ensure_log_source, held_events, lag_events, list, log_source, offsets, register,
+    sample_ids, set_bulk_boundary, set_state, version_info, Cutover, ProjectionInfo, State, EVENT_STORE,
 };
 pub use rows::{column_list, column_types, load_all_rows, load_rows, row_from_sql, sql_type, table_checksum, SqlValue};
 pub use schema::{
@@ -29,7 +29,8 @@ pub use status::{
     Counts,
 };
 pub use write::{
-    commit_tail_batch, repair_row, write_partition, write_source_partition, DeadLetter, PartitionBatch, TailBatch,
+    commit_tail_batch, load_marks, repair_row, write_partition, write_source_partition, DeadLetter, PartitionBatch,
+    TailBatch,
 };
 
 /// Errors of the read side.
@@ -48,7 +49,7 @@ pub enum Error {
     #[error("cutover to {version} refused: it lags the active version {active} by {lag_events} events on {lagging} of {partitions} partitions")]
     Lagging { version: String, active: String, lag_events: i64, lagging: usize, partitions: usize },
     #[error("stored row of aggregate {aggregate_id} in {table} is invalid: {reason}")]
-    BadRow { table: String, aggregate_id: i64, reason: String },
+    BadRow { table: String, aggregate_id: String, reason: String },
     #[error(
         "projection {version}: {what} name {name:?} is not a lowercase snake_case SQL identifier of at most 58 bytes"
     )]
@@ -63,6 +64,8 @@ pub enum Error {
          {active_log}; positions in two logs cannot be compared"
     )]
     MixedLogs { version: String, source_log: String, active: String, active_log: String },
+    #[error("{0}")]
+    NoFamily(String),
     #[error("offsets of {version} did not advance on {missing} partitions: another writer moved them")]
     OffsetConflict { version: String, missing: usize },
 }

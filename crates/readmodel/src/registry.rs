@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use eventlog::{partition_table, Position, RawEvent};
-use fold::AnyProjection;
+use fold::{AnyProjection, IdKind};
 use serde::Serialize;
 use tokio_postgres::{Client, GenericClient};
 
@@ -61,6 +61,8 @@ pub struct ProjectionInfo {
     pub positions: Vec<Position>,
     pub events_applied: i64,
     pub cutover: Option<serde_json::Value>,
+    /// The type of the log's stream ids (the table's `aggregate_id` column).
+    pub id_type: IdKind,
 }
 
 /// The `log_source` of a version folded from the PostgreSQL event store.
@@ -103,21 +105,30 @@ pub async fn ensure_log_source<C: GenericClient>(client: &C, version: &str, sour
     Err(Error::OtherLog { version: version.to_owned(), built_from, reading: source.to_owned() })
 }
 
-/// Registers `projection` (if it is not yet) in `state`, creates its table and its offsets
-/// rows at the start of the log. Returns the registry row as it now stands.
+/// Registers `projection` (if it is not yet) in `state`, creates its table (its
+/// `aggregate_id` of the log's id type) and its offsets rows at the start of the log. Returns the
+/// registry row as it now stands.
 pub async fn register(
     client: &mut Client,
     projection: &dyn AnyProjection,
     state: State,
     partitions: u32,
 ) -> Result<ProjectionInfo> {
-    create_version_table(client, projection, partitions).await?;
+    let id = eventlog::id_kind(client).await?;
+    create_version_table(client, projection, partitions, id).await?;
     let tx = client.transaction().await?;
     let inserted = tx
         .execute(
-            "INSERT INTO read.projections (version, family, state, table_name, partitions) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (version) DO NOTHING",
-            &[&projection.name(), &projection.family(), &state.as_str(), &projection.table(), &(partitions as i32)],
+            "INSERT INTO read.projections (version, family, state, table_name, partitions, id_type) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (version) DO NOTHING",
+            &[
+                &projection.name(),
+                &projection.family(),
+                &state.as_str(),
+                &projection.table(),
+                &(partitions as i32),
+                &id.as_str(),
+            ],
         )
         .await?;
     if inserted == 1 {
@@ -149,7 +160,8 @@ pub async fn list<C: GenericClient>(client: &C) -> Result<Vec<ProjectionInfo>> {
                     p.cutover, \
                     coalesce(array_agg(o.position_tx ORDER BY o.partition) FILTER (WHERE o.partition IS NOT NULL), '{}'), \
                     coalesce(array_agg(o.position_seq ORDER BY o.partition) FILTER (WHERE o.partition IS NOT NULL), '{}'), \
-                    coalesce(sum(o.events_applied), 0)::BIGINT, p.family \
+                    coalesce(sum(o.events_applied), 0)::BIGINT, p.family, \
+                    coalesce(to_jsonb(p) ->> 'id_type', 'bigint') \
              FROM read.projections p LEFT JOIN read.projection_offsets o USING (version) \
              GROUP BY p.version ORDER BY p.created_at, p.version",
             &[],
@@ -172,6 +184,7 @@ pub async fn list<C: GenericClient>(client: &C) -> Result<Vec<ProjectionInfo>> {
                 cutover: r.get(7),
                 positions: txs.into_iter().zip(seqs).map(|(tx, seq)| Position { tx, seq }).collect(),
                 events_applied: r.get(10),
+                id_type: IdKind::from_name(r.get(12)).unwrap_or_default(),
             }
         })
         .collect())
@@ -226,18 +239,26 @@ pub async fn offsets<C: GenericClient>(client: &C, version: &str) -> Result<Vec<
 pub async fn held_events<C: GenericClient>(client: &C, version: &str) -> Result<Vec<(u32, RawEvent)>> {
     let rows = client
         .query(
-            "SELECT partition, global_seq, aggregate_id, aggregate_version, type, ts, payload, tx_id \
-             FROM read.held_events WHERE version = $1",
+            "SELECT h.partition, h.global_seq, h.aggregate_id, h.aggregate_version, h.type, h.ts, h.payload, h.tx_id, \
+                    coalesce(to_jsonb(p) ->> 'id_type', 'bigint') \
+             FROM read.held_events h JOIN read.projections p USING (version) WHERE h.version = $1",
             &[&version],
         )
         .await?;
     rows.iter()
         .map(|r| {
+            let kind = IdKind::from_name(r.try_get(8)?).unwrap_or_default();
+            let text: String = r.try_get(2)?;
+            let aggregate_id = kind.parse(&text).map_err(|e| Error::BadRow {
+                table: "read.held_events".into(),
+                aggregate_id: text.clone(),
+                reason: e.to_string(),
+            })?;
             Ok((
                 r.try_get::<_, i32>(0)? as u32,
                 RawEvent {
                     global_seq: r.try_get(1)?,
-                    aggregate_id: r.try_get(2)?,
+                    aggregate_id,
                     version: r.try_get(3)?,
                     event_type: r.try_get(4)?,
                     ts: r.try_get(5)?,
@@ -284,6 +305,26 @@ pub struct Cutover {
     /// True when the version was `retired` (the one active before `previous`): a rollback.
     #[serde(default)]
     pub rollback: bool,
+}
+
+/// [`cutover`], tried again every 20 ms while the version lags the active one or is not ready
+/// yet, until `deadline` (`None`: tried once). The error of the last try when it passes.
+pub async fn cutover_waiting(
+    client: &mut Client,
+    version: &str,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<Cutover> {
+    loop {
+        match cutover(client, version).await {
+            Err(e @ (Error::Lagging { .. } | Error::WrongState { .. }))
+                if deadline.is_some_and(|d| tokio::time::Instant::now() < d) =>
+            {
+                tracing::debug!(error = %e, "cutover not yet possible: trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Promotes a `ready` version to `active` in one transaction, only if its position is at or
@@ -342,7 +383,7 @@ pub async fn cutover(client: &mut Client, version: &str) -> Result<Cutover> {
             recorded.ok_or_else(|| Error::WrongState { version: version.to_owned(), state, expected: "ready" })?;
         let mut c: Cutover = serde_json::from_value(recorded).map_err(|e| Error::BadRow {
             table: "projections".into(),
-            aggregate_id: 0,
+            aggregate_id: String::new(),
             reason: e.to_string(),
         })?;
         c.switched = false;
@@ -431,4 +472,46 @@ pub async fn cutover(client: &mut Client, version: &str) -> Result<Cutover> {
     .await?;
     tx.commit().await?;
     Ok(result)
+}
+
+/// Up to `n` aggregate ids (as text) that exist in the active version of `family` (or of the
+/// one family with an active version), in a fixed order: what a load driver reads. A large
+/// table is sampled by pages (`TABLESAMPLE SYSTEM ... REPEATABLE`), so this reads about twice
+/// the pages `n` rows need, not the table. Returns the version sampled and the ids.
+pub async fn sample_ids<C: GenericClient>(client: &C, family: Option<&str>, n: u64) -> Result<(String, Vec<String>)> {
+    let infos = list(client).await?;
+    let active: Vec<&ProjectionInfo> = infos.iter().filter(|p| p.state == State::Active).collect();
+    let info = match family {
+        Some(f) => active.iter().find(|p| p.family == f).copied(),
+        None if active.len() == 1 => active.first().copied(),
+        None if active.is_empty() => None,
+        None => {
+            let families: Vec<&str> = active.iter().map(|p| p.family.as_str()).collect();
+            return Err(Error::NoFamily(format!("several families are active ({}): name one", families.join(", "))));
+        }
+    };
+    let info = info.ok_or_else(|| {
+        Error::NoFamily(match family {
+            Some(f) => format!("no version of family {f} is active"),
+            None => "no version is active yet".to_owned(),
+        })
+    })?;
+    let table = format!("read.\"{}\"", info.table_name.replace('"', "\"\""));
+    let estimate: f64 = client
+        .query_one(
+            "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::FLOAT8 FROM pg_inherits i \
+             JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = to_regclass($1)",
+            &[&table],
+        )
+        .await?
+        .get(0);
+    let sample = if estimate > (n as f64) * 4.0 {
+        let percent = (n as f64 * 2.0 / estimate * 100.0).clamp(0.001, 100.0);
+        format!(" TABLESAMPLE SYSTEM ({percent}) REPEATABLE (7)")
+    } else {
+        String::new()
+    };
+    let sql = format!("SELECT aggregate_id::TEXT FROM {table}{sample} LIMIT {n}");
+    let ids = client.query(&sql, &[]).await?.iter().map(|r| r.get(0)).collect();
+    Ok((info.version.clone(), ids))
 }

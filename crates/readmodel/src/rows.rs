@@ -5,15 +5,15 @@ use std::collections::HashMap;
 use std::error::Error as StdError;
 
 use bytes::BytesMut;
-use fold::{AnyProjection, Column, ColumnType, Projection, Row, Value};
+use fold::{AggregateId, AnyProjection, Column, ColumnType, IdKind, Projection, Row, Value};
 use postgres_types::{to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::{Client, GenericClient};
 
 use crate::schema::qualified_table;
 use crate::{Error, Result};
 
-/// The PostgreSQL type of a column, for binary COPY.
-pub fn sql_type(ty: ColumnType) -> Type {
+/// The PostgreSQL type of a column in a log of `id` stream ids, for binary COPY.
+pub fn sql_type(ty: ColumnType, id: IdKind) -> Type {
     match ty {
         ColumnType::Int4 => Type::INT4,
         ColumnType::Int8 => Type::INT8,
@@ -21,6 +21,11 @@ pub fn sql_type(ty: ColumnType) -> Type {
         ColumnType::Text => Type::TEXT,
         ColumnType::Bool => Type::BOOL,
         ColumnType::Timestamptz => Type::TIMESTAMPTZ,
+        ColumnType::Jsonb => Type::JSONB,
+        ColumnType::Uuid => Type::UUID,
+        ColumnType::Numeric => Type::NUMERIC,
+        ColumnType::TextArray => Type::TEXT_ARRAY,
+        ColumnType::AggregateId => eventlog::id_sql_type(id),
     }
 }
 
@@ -38,11 +43,28 @@ impl ToSql for SqlValue<'_> {
             Value::Text(v) => v.to_sql(ty, out),
             Value::Bool(v) => v.to_sql(ty, out),
             Value::Timestamptz(v) => v.to_sql(ty, out),
+            Value::Json(v) => v.to_sql(ty, out),
+            Value::Uuid(v) => v.to_sql(ty, out),
+            Value::Numeric(v) => v.to_sql(ty, out),
+            Value::TextArray(v) => v.to_sql(ty, out),
+            Value::Id(v) => v.to_sql(ty, out),
         }
     }
 
     fn accepts(ty: &Type) -> bool {
-        [Type::INT4, Type::INT8, Type::FLOAT8, Type::TEXT, Type::BOOL, Type::TIMESTAMPTZ].contains(ty)
+        [
+            Type::INT4,
+            Type::INT8,
+            Type::FLOAT8,
+            Type::TEXT,
+            Type::BOOL,
+            Type::TIMESTAMPTZ,
+            Type::JSONB,
+            Type::UUID,
+            Type::NUMERIC,
+            Type::TEXT_ARRAY,
+        ]
+        .contains(ty)
     }
 
     to_sql_checked!();
@@ -53,9 +75,9 @@ pub fn column_list(projection: &dyn AnyProjection) -> String {
     projection.all_columns().iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
 }
 
-/// The column types of the version's table, for binary COPY.
-pub fn column_types(projection: &dyn AnyProjection) -> Vec<Type> {
-    projection.all_columns().iter().map(|c| sql_type(c.ty)).collect()
+/// The column types of the version's table in a log of `id` stream ids, for binary COPY.
+pub fn column_types(projection: &dyn AnyProjection, id: IdKind) -> Vec<Type> {
+    projection.all_columns().iter().map(|c| sql_type(c.ty, id)).collect()
 }
 
 fn value_at(row: &tokio_postgres::Row, i: usize, column: &Column) -> Result<Value, tokio_postgres::Error> {
@@ -68,6 +90,11 @@ fn value_at(row: &tokio_postgres::Row, i: usize, column: &Column) -> Result<Valu
         ColumnType::Timestamptz => {
             row.try_get::<_, Option<chrono::DateTime<chrono::Utc>>>(i)?.map_or(Value::Null, Value::Timestamptz)
         }
+        ColumnType::Jsonb => row.try_get::<_, Option<serde_json::Value>>(i)?.map_or(Value::Null, Value::Json),
+        ColumnType::Uuid => row.try_get::<_, Option<fold::Uuid>>(i)?.map_or(Value::Null, Value::Uuid),
+        ColumnType::Numeric => row.try_get::<_, Option<fold::Decimal>>(i)?.map_or(Value::Null, Value::Numeric),
+        ColumnType::TextArray => row.try_get::<_, Option<Vec<String>>>(i)?.map_or(Value::Null, Value::TextArray),
+        ColumnType::AggregateId => row.try_get::<_, Option<AggregateId>>(i)?.map_or(Value::Null, Value::Id),
     })
 }
 
@@ -79,8 +106,8 @@ pub fn row_from_sql<P: Projection>(projection: &P, row: &tokio_postgres::Row) ->
         values.push(value_at(row, i, column)?);
     }
     let aggregate_id = match values.first() {
-        Some(Value::Int8(id)) => *id,
-        _ => 0,
+        Some(Value::Id(id)) => id.to_string(),
+        _ => String::new(),
     };
     fold::row_from_values(projection, values).map_err(|reason| Error::BadRow {
         table: qualified_table(projection),
@@ -93,15 +120,15 @@ pub fn row_from_sql<P: Projection>(projection: &P, row: &tokio_postgres::Row) ->
 pub async fn load_rows<P: Projection, C: GenericClient>(
     client: &C,
     projection: &P,
-    ids: &[i64],
-) -> Result<HashMap<i64, Row<P::State>>> {
+    ids: &[AggregateId],
+) -> Result<HashMap<AggregateId, Row<P::State>>> {
     let sql =
         format!("SELECT {} FROM {} WHERE aggregate_id = ANY($1)", column_list(projection), qualified_table(projection));
     let rows = client.query(&sql, &[&ids]).await?;
     let mut out = HashMap::with_capacity(rows.len());
     for row in &rows {
         let r = row_from_sql(projection, row)?;
-        out.insert(r.aggregate_id, r);
+        out.insert(r.aggregate_id.clone(), r);
     }
     Ok(out)
 }

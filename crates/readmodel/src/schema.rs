@@ -1,6 +1,6 @@
 //! Creating the read schema and the per-version tables.
 
-use fold::AnyProjection;
+use fold::{AnyProjection, IdKind};
 use tokio_postgres::Client;
 
 use crate::Result;
@@ -62,13 +62,19 @@ pub fn check_identifiers(projection: &dyn AnyProjection) -> Result<()> {
 }
 
 /// Creates the version's table, hash-partitioned like the log so that log partition `p` folds
-/// into table partition `p`. Without a primary key: see [`add_primary_key`].
-pub async fn create_version_table(client: &Client, projection: &dyn AnyProjection, partitions: u32) -> Result<()> {
+/// into table partition `p`, with an `aggregate_id` of the log's id type `id`. Without a
+/// primary key: see [`add_primary_key`].
+pub async fn create_version_table(
+    client: &Client,
+    projection: &dyn AnyProjection,
+    partitions: u32,
+    id: IdKind,
+) -> Result<()> {
     check_identifiers(projection)?;
     let columns: Vec<String> = projection
         .all_columns()
         .iter()
-        .map(|c| format!("{} {}{}", c.name, c.ty.sql(), if c.nullable { "" } else { " NOT NULL" }))
+        .map(|c| format!("{} {}{}", c.name, c.ty.sql(id), if c.nullable { "" } else { " NOT NULL" }))
         .collect();
     let mut sql = format!(
         "CREATE TABLE IF NOT EXISTS {table} ({columns}) PARTITION BY HASH (aggregate_id);",
@@ -125,9 +131,15 @@ pub async fn drop_version(client: &mut Client, projection: &dyn AnyProjection) -
             expected: "not active",
         });
     }
-    for table in
-        ["held_events", "dead_letters", "quarantined_aggregates", "build_progress", "projection_offsets", "projections"]
-    {
+    for table in [
+        "held_events",
+        "dead_letters",
+        "quarantined_aggregates",
+        "untracked_aggregates",
+        "build_progress",
+        "projection_offsets",
+        "projections",
+    ] {
         tx.execute(&format!("DELETE FROM read.{table} WHERE version = $1"), &[&projection.name()]).await?;
     }
     tx.batch_execute(&format!("DROP TABLE IF EXISTS {}", qualified_table(projection))).await?;

@@ -2,7 +2,7 @@
 //! (one whole partition, truncated and COPYed in one transaction).
 
 use eventlog::{Jsonb, Position, RawEvent};
-use fold::{Projection, Row};
+use fold::{AggregateId, Mark, Projection, Row};
 use futures::pin_mut;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::{Client, Transaction};
@@ -24,7 +24,8 @@ pub struct DeadLetter {
 
 /// One tail batch: the changed rows (already folded, one per aggregate), the new position and
 /// applied-event count of each partition read, and the version's full set of held events when
-/// it changed.
+/// it changed; the marks of aggregates with no row (only skipped events so far) that changed,
+/// and the aggregates whose mark a row now replaces.
 #[derive(Debug, Clone)]
 pub struct TailBatch<P: Projection> {
     pub projection: P,
@@ -32,9 +33,12 @@ pub struct TailBatch<P: Projection> {
     pub offsets: Vec<(u32, Position, i64)>,
     pub held: Option<Vec<(u32, RawEvent)>>,
     pub dead_letters: Vec<DeadLetter>,
+    pub marks: Vec<(u32, Mark)>,
+    pub unmarked: Vec<AggregateId>,
 }
 
-/// One bulk-replayed partition: every row of it, its position, and what stays held.
+/// One bulk-replayed partition: every row of it, its position, what stays held, and the marks
+/// of its aggregates with no row (only skipped events).
 #[derive(Debug, Clone)]
 pub struct PartitionBatch<P: Projection> {
     pub projection: P,
@@ -44,6 +48,7 @@ pub struct PartitionBatch<P: Projection> {
     pub applied: i64,
     pub held: Vec<RawEvent>,
     pub dead_letters: Vec<DeadLetter>,
+    pub marks: Vec<Mark>,
 }
 
 async fn copy_rows<P: Projection>(
@@ -53,9 +58,13 @@ async fn copy_rows<P: Projection>(
     options: &str,
     rows: &[Row<P::State>],
 ) -> Result<()> {
+    // The id type is the rows' own (one log, one kind); no rows, nothing to copy.
+    let Some(id) = rows.first().map(|r| r.aggregate_id.kind()) else {
+        return Ok(());
+    };
     let sql = format!("COPY {target} ({}) FROM STDIN (FORMAT binary{options})", column_list(projection));
     let sink = tx.copy_in(sql.as_str()).await?;
-    let types = column_types(projection);
+    let types = column_types(projection, id);
     let writer = BinaryCopyInWriter::new(sink, &types);
     pin_mut!(writer);
     for row in rows {
@@ -85,7 +94,7 @@ async fn insert_held(tx: &Transaction<'_>, projection: &str, held: &[(u32, RawEv
             &[
                 &projection,
                 &(*p as i32),
-                &e.aggregate_id,
+                &e.aggregate_id.to_string(),
                 &e.version,
                 &e.global_seq,
                 &e.tx_id,
@@ -111,7 +120,7 @@ async fn insert_dead_letters(tx: &Transaction<'_>, projection: &str, letters: &[
                 &projection,
                 &d.event.global_seq,
                 &(d.partition as i32),
-                &d.event.aggregate_id,
+                &d.event.aggregate_id.to_string(),
                 &d.event.version,
                 &d.event.event_type,
                 &payload,
@@ -122,10 +131,45 @@ async fn insert_dead_letters(tx: &Transaction<'_>, projection: &str, letters: &[
         tx.execute(
             "INSERT INTO read.quarantined_aggregates (version, aggregate_id, global_seq, reason) \
              VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-            &[&projection, &d.event.aggregate_id, &d.event.global_seq, &d.error],
+            &[&projection, &d.event.aggregate_id.to_string(), &d.event.global_seq, &d.error],
         )
         .await?;
     }
+    Ok(())
+}
+
+/// Writes the marks of aggregates with no row (replacing a stored mark only by a later one).
+async fn upsert_marks(tx: &Transaction<'_>, projection: &str, marks: &[(u32, Mark)]) -> Result<()> {
+    if marks.is_empty() {
+        return Ok(());
+    }
+    let partitions: Vec<i32> = marks.iter().map(|(p, _)| *p as i32).collect();
+    let ids: Vec<String> = marks.iter().map(|(_, m)| m.aggregate_id.to_string()).collect();
+    let versions: Vec<i32> = marks.iter().map(|(_, m)| m.aggregate_version).collect();
+    let seqs: Vec<i64> = marks.iter().map(|(_, m)| m.applied_seq).collect();
+    tx.execute(
+        "INSERT INTO read.untracked_aggregates AS u (version, partition, aggregate_id, aggregate_version, applied_seq) \
+         SELECT $1, * FROM unnest($2::INT[], $3::TEXT[], $4::INT[], $5::BIGINT[]) \
+         ON CONFLICT (version, aggregate_id) DO UPDATE \
+         SET aggregate_version = EXCLUDED.aggregate_version, applied_seq = EXCLUDED.applied_seq \
+         WHERE u.aggregate_version < EXCLUDED.aggregate_version",
+        &[&projection, &partitions, &ids, &versions, &seqs],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Removes the marks of aggregates that now have a row.
+async fn delete_marks(tx: &Transaction<'_>, projection: &str, ids: &[AggregateId]) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    tx.execute(
+        "DELETE FROM read.untracked_aggregates WHERE version = $1 AND aggregate_id = ANY($2::TEXT[])",
+        &[&projection, &ids],
+    )
+    .await?;
     Ok(())
 }
 
@@ -173,6 +217,8 @@ pub async fn commit_tail_batch<P: Projection>(client: &mut Client, batch: &TailB
         insert_held(&tx, name, held).await?;
     }
     insert_dead_letters(&tx, name, &batch.dead_letters).await?;
+    upsert_marks(&tx, name, &batch.marks).await?;
+    delete_marks(&tx, name, &batch.unmarked).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -210,6 +256,15 @@ async fn write_batch<P: Projection>(client: &mut Client, batch: &PartitionBatch<
     let held: Vec<(u32, RawEvent)> = batch.held.iter().map(|e| (p, e.clone())).collect();
     insert_held(&tx, name, &held).await?;
     insert_dead_letters(&tx, name, &batch.dead_letters).await?;
+    if own_partition {
+        tx.execute(
+            "DELETE FROM read.untracked_aggregates WHERE version = $1 AND partition = $2",
+            &[&name, &(p as i32)],
+        )
+        .await?;
+    }
+    let marks: Vec<(u32, Mark)> = batch.marks.iter().map(|m| (p, m.clone())).collect();
+    upsert_marks(&tx, name, &marks).await?;
     let n = tx
         .execute(
             "UPDATE read.projection_offsets SET position_tx = $3, position_seq = $4, events_applied = $5, \
@@ -234,7 +289,7 @@ async fn write_batch<P: Projection>(client: &mut Client, batch: &PartitionBatch<
 /// version but a wrong state (the reason to repair) is replaced.
 pub async fn repair_row<P: Projection>(client: &mut Client, projection: &P, row: &Row<P::State>) -> Result<()> {
     let tx = client.transaction().await?;
-    let columns = projection.columns().len() + 3;
+    let columns = fold::AnyProjection::all_columns(projection).len();
     let placeholders: Vec<String> = (1..=columns).map(|i| format!("${i}")).collect();
     let sql = format!(
         "INSERT INTO {} AS a ({}) VALUES ({}) ON CONFLICT (aggregate_id) DO UPDATE SET {} \
@@ -251,9 +306,40 @@ pub async fn repair_row<P: Projection>(client: &mut Client, projection: &P, row:
     tx.execute(sql.as_str(), &params).await?;
     tx.execute(
         "DELETE FROM read.quarantined_aggregates WHERE version = $1 AND aggregate_id = $2",
-        &[&projection.name(), &row.aggregate_id],
+        &[&projection.name(), &row.aggregate_id.to_string()],
     )
     .await?;
+    delete_marks(&tx, projection.name(), std::slice::from_ref(&row.aggregate_id)).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// Loads the marks of the given aggregates (those with no row, only skipped events so far).
+pub async fn load_marks<C: tokio_postgres::GenericClient>(
+    client: &C,
+    projection: &str,
+    ids: &[AggregateId],
+) -> Result<std::collections::HashMap<AggregateId, Mark>> {
+    let mut out = std::collections::HashMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let texts: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    let rows = client
+        .query(
+            "SELECT aggregate_id, aggregate_version, applied_seq FROM read.untracked_aggregates \
+             WHERE version = $1 AND aggregate_id = ANY($2::TEXT[])",
+            &[&projection, &texts],
+        )
+        .await?;
+    // Keyed by the text form: map each back to the id it came from.
+    let by_text: std::collections::HashMap<String, &AggregateId> = texts.into_iter().zip(ids).collect();
+    for r in rows {
+        let text: String = r.get(0);
+        if let Some(id) = by_text.get(&text) {
+            let mark = Mark { aggregate_id: (*id).clone(), aggregate_version: r.get(1), applied_seq: r.get(2) };
+            out.insert((*id).clone(), mark);
+        }
+    }
+    Ok(out)
 }

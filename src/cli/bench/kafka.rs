@@ -117,7 +117,7 @@ pub async fn compaction(url: String, out: &Path, a: CompactionArgs, topic: Optio
         .query_one("SELECT aggregate_id FROM log.events GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1", &[])
         .await?
         .get(0);
-    let history = eventlog::aggregate_events(&client, sample, chrono::Utc::now(), i64::MAX).await?;
+    let history = eventlog::aggregate_events(&client, &sample.into(), chrono::Utc::now(), i64::MAX).await?;
     let whole = history.iter().enumerate().all(|(i, e)| e.version == i as i32 + 1);
     let on_disk: i64 = client
         .query_one(

@@ -4,6 +4,7 @@
 mod converge;
 mod cutover;
 mod isolation;
+#[cfg(feature = "kafka")]
 mod kafka;
 mod produce;
 mod replay;
@@ -69,11 +70,14 @@ pub enum Which {
     /// Experiment 7, compaction vs. completeness: one history in the event store, in a compacted
     /// topic of deltas and in a compacted topic of state-carrying events; diffs against the
     /// true state, time travel, log size before/after compaction. Uses --topic's cluster (two
-    /// topics named after it) or a throwaway tansu broker; rebuilds the read side.
+    /// topics named after it) or a throwaway tansu broker; rebuilds the read side. (Builds
+    /// with the `kafka` feature.)
+    #[cfg(feature = "kafka")]
     Compaction(kafka::CompactionArgs),
     /// The Kafka log: replay of v4 from a topic vs a raw consume of it (`replay_vs_consume`),
     /// then the live projector's lag on the topic while `produce` appends. Uses --topic or a
-    /// throwaway tansu broker; rebuilds the read side.
+    /// throwaway tansu broker; rebuilds the read side. (Builds with the `kafka` feature.)
+    #[cfg(feature = "kafka")]
     Kafka(kafka::KafkaArgs),
     /// The replay across scale tiers: reads the JSON lines of `bench replay` runs (one file per
     /// tier), prints the table, plots events/s against the log's size, and extrapolates to 1B
@@ -130,8 +134,10 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
         Bench::TimeTravel(p) => time_travel::time_travel(&url, out, p).await?,
         Bench::Produce(p) => produce::produce(url, out, p).await?,
         Bench::Converge(p) => converge::converge(url, out, p).await?,
-        Bench::Compaction(a) => kafka::compaction(url, out, a, g.topic.clone()).await?,
-        Bench::Kafka(a) => kafka::kafka(url, out, a, g.topic.clone()).await?,
+        #[cfg(feature = "kafka")]
+        Bench::Compaction(a) => kafka::compaction(url, out, a, g.topic()?).await?,
+        #[cfg(feature = "kafka")]
+        Bench::Kafka(a) => kafka::kafka(url, out, a, g.topic()?).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -146,7 +152,9 @@ enum Bench {
     TimeTravel(time_travel::TimeTravelPlan),
     Produce(produce::ProducePlan),
     Converge(converge::ConvergePlan),
+    #[cfg(feature = "kafka")]
     Compaction(kafka::CompactionArgs),
+    #[cfg(feature = "kafka")]
     Kafka(kafka::KafkaArgs),
 }
 
@@ -161,8 +169,10 @@ impl Bench {
             Which::TimeTravel(a) => (a.log.clone(), Bench::TimeTravel(a.validate())),
             Which::Produce(a) => (a.log.clone(), Bench::Produce(a.validate()?)),
             Which::Converge(a) => (a.log.clone(), Bench::Converge(a.validate()?)),
+            #[cfg(feature = "kafka")]
             Which::Compaction(a) => (a.log(), Bench::Compaction(a)),
             Which::Tiers(_) => unreachable!("bench tiers runs before any log is seeded"),
+            #[cfg(feature = "kafka")]
             Which::Kafka(a) => {
                 a.validate()?;
                 (a.log(), Bench::Kafka(a))

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fold::Row;
-use lab::bank::{Account, V3, V4};
+use lab::bank::{Account, AccountV3, V3, V4};
 use serde_json::Value;
 
 use crate::support::*;
@@ -124,7 +124,7 @@ async fn cutover_to_a_building_or_unregistered_version_is_refused() {
 /// reader never goes back from v4 to v3. Returns the version.
 fn check(
     body: &Value,
-    v3: &HashMap<i64, Row<Account>>,
+    v3: &HashMap<i64, Row<AccountV3>>,
     v4: &HashMap<i64, Row<Account>>,
     seen_v4: &mut bool,
     who: &str,
@@ -217,6 +217,8 @@ async fn the_load_driver_sees_no_failure_and_no_regression_across_a_cutover() {
         rate: None,
         // Ids past 40 are unknown: 404s are expected answers, not failures.
         aggregates: 50,
+        ids: None,
+        family: None,
         zipf: 1.1,
         seed: 5,
         csv_path: Some(csv.clone()),

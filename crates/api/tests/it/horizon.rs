@@ -19,7 +19,7 @@ async fn next_version(client: &Client, id: i64) -> i32 {
 
 fn deposit(id: i64, version: i32, ts: DateTime<Utc>) -> NewEvent {
     NewEvent {
-        aggregate_id: id,
+        aggregate_id: id.into(),
         version,
         event_type: "deposited".into(),
         ts,
@@ -29,8 +29,8 @@ fn deposit(id: i64, version: i32, ts: DateTime<Utc>) -> NewEvent {
 
 /// The fold of aggregate `id`'s events with `global_seq <= offset` and `ts <= ts`.
 async fn fold_of_prefix(client: &Client, id: i64, ts: DateTime<Utc>, offset: i64) -> Row<Account> {
-    let events = eventlog::aggregate_events(client, id, ts, offset).await.unwrap();
-    fold::fold_prefix(&V4, events.iter().map(|e| e.decode(&V4).unwrap())).unwrap().row.unwrap()
+    let events = eventlog::aggregate_events(client, &fold::AggregateId::from(id), ts, offset).await.unwrap();
+    fold::fold_from(&V4, None, events.iter().map(|e| e.decode(&V4).unwrap())).unwrap().row.unwrap()
 }
 
 /// Polls `path` until its answer is final (10 s at most).
@@ -110,7 +110,7 @@ async fn an_offset_cut_is_not_final_while_a_writer_inside_it_runs_then_final_and
 async fn a_ts_cut_with_a_late_writer_inside_it_is_never_final_alone_and_final_pinned_to_an_offset() {
     let f = fixture(10, false).await;
     let mut late = eventlog::connect(&f.url).await.unwrap();
-    let events = eventlog::aggregate_events(&f.client, 3, DateTime::<Utc>::MAX_UTC, i64::MAX).await.unwrap();
+    let events = eventlog::aggregate_events(&f.client, &3.into(), DateTime::<Utc>::MAX_UTC, i64::MAX).await.unwrap();
     let last_ts = events.iter().map(|e| e.ts).max().unwrap();
     let cut = last_ts + chrono::Duration::days(1);
     // A writer whose event time lies inside the cut, which commits late.

@@ -22,8 +22,9 @@ async fn bad_requests_get_json_errors_never_a_500() {
     for (path, want) in [
         ("/aggregate/abc", 400),
         ("/aggregate/1.5", 400),
-        ("/aggregate/-4", 400),
-        ("/aggregate/0", 400),
+        ("/aggregate/-4", 404),
+        ("/aggregate/0", 404),
+        ("/aggregate/5a6fd385-7a2b-4c1e-9d3f-0123456789ab", 400),
         ("/aggregate/99999999999999999999999", 400),
         ("/aggregate/999999", 404),
         ("/aggregate/1/as-of", 400),
@@ -98,7 +99,7 @@ async fn a_quarantined_aggregate_is_a_409_never_a_row() {
             .execute(
                 "INSERT INTO read.quarantined_aggregates (version, aggregate_id, global_seq, reason) \
                  VALUES ('v3', $1, 1, 'malformed deposited payload')",
-                &[&id],
+                &[&id.to_string()],
             )
             .await
             .unwrap();
@@ -152,7 +153,7 @@ async fn a_database_without_a_read_model_is_a_503() {
     let resp = reqwest::get(format!("{base}/aggregate/1")).await.unwrap();
     assert_eq!(resp.status().as_u16(), 503);
     let body: serde_json::Value = resp.json().await.unwrap();
-    assert!(body["error"].as_str().unwrap().contains("no read model"), "{body}");
+    assert!(body["error"].as_str().unwrap().contains("the event log does not exist"), "{body}");
 }
 
 #[test]

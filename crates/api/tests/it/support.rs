@@ -46,7 +46,7 @@ pub fn history(ids: std::ops::RangeInclusive<i64>, seed: u64) -> Vec<NewEvent> {
         let mut ts = at("2024-01-01T00:00:00Z") + Duration::minutes(rng.gen_range(0..10_000));
         let push = |events: &mut Vec<NewEvent>, ts: DateTime<Utc>, t: &str, payload: String| {
             let version = events.len() as i32 + 1;
-            events.push(NewEvent { aggregate_id: id, version, event_type: t.into(), ts, payload });
+            events.push(NewEvent { aggregate_id: id.into(), version, event_type: t.into(), ts, payload });
         };
         push(&mut events, ts, "account_opened", format!(r#"{{"owner":"c-{id}","currency":"EUR"}}"#));
         let mut frozen = false;
@@ -82,7 +82,7 @@ pub fn history(ids: std::ops::RangeInclusive<i64>, seed: u64) -> Vec<NewEvent> {
     }
     // Interleave the aggregates by timestamp, as a live system would append them.
     let mut all: Vec<NewEvent> = per_aggregate.into_iter().flatten().collect();
-    all.sort_by_key(|e| (e.ts, e.aggregate_id, e.version));
+    all.sort_by(|a, b| (a.ts, &a.aggregate_id, a.version).cmp(&(b.ts, &b.aggregate_id, b.version)));
     all
 }
 
@@ -99,7 +99,12 @@ pub async fn append(client: &mut Client, events: &[NewEvent]) {
 pub async fn log_events(client: &Client, n: i64) -> HashMap<i64, Vec<RawEvent>> {
     let mut out = HashMap::new();
     for id in 1..=n {
-        out.insert(id, eventlog::aggregate_events(client, id, DateTime::<Utc>::MAX_UTC, i64::MAX).await.unwrap());
+        out.insert(
+            id,
+            eventlog::aggregate_events(client, &fold::AggregateId::from(id), DateTime::<Utc>::MAX_UTC, i64::MAX)
+                .await
+                .unwrap(),
+        );
     }
     out
 }
@@ -110,7 +115,8 @@ pub async fn expected<P: Projection>(client: &Client, projection: &P, n: i64) ->
         .await
         .into_iter()
         .map(|(id, events)| {
-            let row = fold::fold_prefix(projection, events.iter().map(|e| e.decode(projection).unwrap())).unwrap().row;
+            let row =
+                fold::fold_from(projection, None, events.iter().map(|e| e.decode(projection).unwrap())).unwrap().row;
             (id, row.unwrap())
         })
         .collect()
@@ -151,8 +157,15 @@ pub async fn project<P: Projection>(client: &mut Client, projection: &P, n: i64)
         let applied: i64 = client.query_one(&sql, &[&from.tx, &from.seq]).await.unwrap().get(0);
         offsets.push((p as u32, *to.max(from), applied));
     }
-    let batch =
-        readmodel::TailBatch { projection: projection.clone(), rows, offsets, held: None, dead_letters: Vec::new() };
+    let batch = readmodel::TailBatch {
+        projection: projection.clone(),
+        rows,
+        offsets,
+        held: None,
+        dead_letters: Vec::new(),
+        marks: Vec::new(),
+        unmarked: Vec::new(),
+    };
     readmodel::commit_tail_batch(client, &batch).await.unwrap();
 }
 
@@ -169,7 +182,7 @@ pub async fn build<P: Projection>(client: &mut Client, projection: &P, n: i64) {
 pub async fn fixture(n: i64, with_v4: bool) -> Fixture {
     let url = pgharness::throwaway().fresh_database();
     let mut client = eventlog::connect(&url).await.unwrap();
-    eventlog::create(&mut client, PARTITIONS).await.unwrap();
+    eventlog::create(&mut client, PARTITIONS, fold::IdKind::Bigint).await.unwrap();
     eventlog::ensure_indexes(&client).await.unwrap();
     readmodel::ensure_schema(&mut client).await.unwrap();
     append(&mut client, &history(1..=n, n as u64)).await;
@@ -182,6 +195,7 @@ pub async fn fixture(n: i64, with_v4: bool) -> Fixture {
     let (ready, addr) = tokio::sync::oneshot::channel::<SocketAddr>();
     let mut config =
         api::ApiConfig::new(url.clone(), "127.0.0.1:0".parse().unwrap(), 4, lab::catalog::Known::catalog());
+    config.default_family = Some("accounts".into());
     config.admin_token = Some(api::AdminToken::new(ADMIN_TOKEN).unwrap());
     tokio::spawn(async move {
         let stop = async move {

@@ -67,7 +67,7 @@ async fn check_random_cuts(f: &Fixture, seed: u64) -> (usize, usize, usize) {
         let path = format!("/aggregate/{id}/as-of?{query}&version={}", known.name());
         let (status, body) = f.get(&path).await;
         let expected = lab::dispatch!(known, p => {
-            let row = fold::fold_prefix(&p, prefix.iter().map(|e| e.decode(&p).unwrap())).unwrap().row;
+            let row = fold::fold_from(&p, None, prefix.iter().map(|e| e.decode(&p).unwrap())).unwrap().row;
             if let Some(row) = &row {
                 assert_eq!(status, 200, "round {round}, {path}: {body}");
                 assert_row(&body, &p, row, &format!("round {round}, {path}"));

@@ -30,6 +30,8 @@ impl Bench<'_> {
             duration,
             rate: Some(self.config.request_rate),
             aggregates: self.aggregates as u64,
+            ids: None,
+            family: None,
             zipf: 1.1,
             seed: 3,
             csv_path: csv,

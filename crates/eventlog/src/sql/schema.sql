@@ -2,9 +2,12 @@
 -- created by code (their count is chosen when the log is created).
 CREATE SCHEMA log;
 
+-- id_type is the type of the stream ids (bigint, uuid or text): every id read from a flag, a
+-- path or JSON is parsed as one (a log created before it existed is bigint).
 CREATE TABLE log.meta (
     singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton),
     partitions INT NOT NULL CHECK (partitions BETWEEN 1 AND 1024),
+    id_type TEXT NOT NULL DEFAULT 'bigint' CHECK (id_type IN ('bigint', 'uuid', 'text')),
     created_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
@@ -18,7 +21,7 @@ CREATE SEQUENCE log.events_global_seq_seq AS BIGINT;
 CREATE TABLE log.events (
     global_seq BIGINT NOT NULL
         DEFAULT (CASE WHEN pg_current_xact_id() IS NOT NULL THEN nextval('log.events_global_seq_seq') END),
-    aggregate_id BIGINT NOT NULL,
+    aggregate_id {id_type} NOT NULL,
     version INT NOT NULL CHECK (version >= 1),
     type TEXT NOT NULL,
     ts TIMESTAMPTZ NOT NULL,

@@ -1,18 +1,20 @@
 //! The event log against a real PostgreSQL: append-only, partitioned, gap-safe boundary.
 
+mod adopt;
+
 use eventlog::{NewEvent, Position};
 
 async fn fresh() -> tokio_postgres::Client {
     let url = pgharness::throwaway().fresh_database();
     let mut client = eventlog::connect(&url).await.unwrap();
-    eventlog::create(&mut client, 4).await.unwrap();
+    eventlog::create(&mut client, 4, fold::IdKind::Bigint).await.unwrap();
     eventlog::ensure_indexes(&client).await.unwrap();
     client
 }
 
 fn opened(id: i64) -> NewEvent {
     NewEvent {
-        aggregate_id: id,
+        aggregate_id: id.into(),
         version: 1,
         event_type: "account_opened".into(),
         ts: chrono::Utc::now(),
@@ -38,9 +40,12 @@ async fn a_duplicate_version_is_refused_and_creation_is_not_repeated() {
     eventlog::append_event(&client, &opened(7)).await.unwrap();
     let dup = eventlog::append_event(&client, &opened(7)).await.expect_err("same (aggregate, version)");
     assert_eq!(dup.code(), Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION));
-    assert!(matches!(eventlog::create(&mut client, 4).await, Err(eventlog::Error::AlreadyExists(4))));
     assert!(matches!(
-        eventlog::create(&mut client, 0).await,
+        eventlog::create(&mut client, 4, fold::IdKind::Bigint).await,
+        Err(eventlog::Error::AlreadyExists(4))
+    ));
+    assert!(matches!(
+        eventlog::create(&mut client, 0, fold::IdKind::Bigint).await,
         Err(eventlog::Error::BadPartitionCount(0)) | Err(eventlog::Error::AlreadyExists(_))
     ));
 }
@@ -117,7 +122,7 @@ async fn partition_of_routes_as_postgresql_does() {
 async fn a_partition_is_read_from_its_first_page_whatever_scanned_it_before() {
     let url = pgharness::throwaway().fresh_database();
     let mut client = eventlog::connect(&url).await.unwrap();
-    eventlog::create(&mut client, 1).await.unwrap();
+    eventlog::create(&mut client, 1, fold::IdKind::Bigint).await.unwrap();
     client
         .batch_execute(
             "INSERT INTO log.events (aggregate_id, version, type, ts, payload) \

@@ -36,7 +36,8 @@ async fn a_replay_from_the_topic_then_catch_up_equals_the_true_state() {
     for p in 0..3 {
         for (offset, key, value) in read_partition(&log, p).await.unwrap() {
             assert_eq!(partition_of(&key, 3), p, "key {:?}", String::from_utf8_lossy(&key));
-            let event = kafkalog::record::decode(p, offset, Some(&key), Some(&value)).unwrap().event;
+            let event =
+                kafkalog::record::decode(p, offset, fold::IdKind::Bigint, Some(&key), Some(&value)).unwrap().event;
             assert!(seqs.insert(event.global_seq), "event {} twice", event.global_seq);
         }
     }
@@ -93,7 +94,7 @@ async fn time_travel_on_a_topic_folds_a_bounded_scan_and_refuses_a_compacted_par
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let history = history::aggregate_history(&full, id, i64::MAX - 1).await.unwrap();
+    let history = history::aggregate_history(&full, &id.into(), i64::MAX - 1).await.unwrap();
     assert_eq!(history.events.iter().map(|e| e.version).collect::<Vec<_>>(), in_store);
 
     // A compacted topic: once the broker's sweep has run, the same question is refused.
@@ -102,7 +103,7 @@ async fn time_travel_on_a_topic_folds_a_bounded_scan_and_refuses_a_compacted_par
     mirror(&MirrorConfig::new(&url, compacted.clone()), stop.clone()).await.unwrap();
     let keys: i64 = client.query_one("SELECT count(DISTINCT aggregate_id) FROM log.events", &[]).await.unwrap().get(0);
     wait_compacted(&compacted, keys as u64).await;
-    let e = history::aggregate_history(&compacted, id, i64::MAX - 1).await.unwrap_err();
+    let e = history::aggregate_history(&compacted, &id.into(), i64::MAX - 1).await.unwrap_err();
     let message = e.to_string();
     assert!(matches!(e, kafkalog::Error::Compacted { complete_from, .. } if complete_from > 0), "{message}");
     assert!(message.contains("lowest offset from which it is complete"), "{message}");

@@ -13,6 +13,6 @@ mod account;
 mod event;
 mod projection;
 
-pub use account::{Account, Status};
+pub use account::{Account, AccountV3, Ledger, Status};
 pub use event::{decode, BankEvent, EventType};
 pub use projection::{fee_engine_v2_since, FEE_ENGINE_V2_SINCE_UNIX, FEE_UPCASTERS, V3, V4};

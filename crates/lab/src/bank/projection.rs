@@ -1,9 +1,9 @@
 //! The bank's two projection versions, v3 and v4, and the fee's upcaster chain.
 
-use fold::{ApplyError, Column, ColumnType, DecodeError, Envelope, Payload, Projection, Upcaster, Value};
+use fold::{ApplyError, DecodeError, Envelope, Payload, Projection, Upcaster};
 use serde_json::{json, Value as Json};
 
-use super::account::{Account, Status};
+use super::account::{Account, AccountV3, Ledger, Status};
 use super::event::{decode, BankEvent};
 
 /// 2025-05-01T00:00:00Z: eight months before the end of the generated two-year history.
@@ -60,32 +60,14 @@ fn fee_state_tax(payload: &mut Json) {
     }
 }
 
-const V3_COLUMNS: [Column; 4] = [
-    Column::new("owner", ColumnType::Text),
-    Column::new("currency", ColumnType::Text),
-    Column::new("status", ColumnType::Text),
-    Column::new("balance", ColumnType::Int8),
-];
-
-const V4_COLUMNS: [Column; 6] = [
-    Column::new("owner", ColumnType::Text),
-    Column::new("currency", ColumnType::Text),
-    Column::new("status", ColumnType::Text),
-    Column::new("balance", ColumnType::Int8),
-    Column::new("lifetime_deposits", ColumnType::Int8),
-    Column::nullable("last_activity_at", ColumnType::Timestamptz),
-];
-
-/// How a version reads a fee and whether it keeps the activity columns.
+/// How a version reads a fee: v4 reads the nested `fee.amount_cents` (every schema version
+/// upcast to it); v3 reads only the top level.
 #[derive(Clone, Copy)]
 struct Rules {
-    /// Read the nested `fee.amount_cents` (v4); v3 reads only the top level.
     nested_fee: bool,
-    /// Keep `lifetime_deposits` and `last_activity_at`.
-    activity: bool,
 }
 
-fn apply(rules: Rules, state: Option<Account>, event: &Envelope<BankEvent>) -> Result<Account, ApplyError> {
+fn apply<L: Ledger>(rules: Rules, state: Option<L>, event: &Envelope<BankEvent>) -> Result<L, ApplyError> {
     let mut state = state;
     apply_in_place(rules, &mut state, event)?;
     Ok(state.expect("an applied event leaves an account"))
@@ -93,16 +75,13 @@ fn apply(rules: Rules, state: Option<Account>, event: &Envelope<BankEvent>) -> R
 
 /// Folds `event` into the account where it lies; every error is found before anything
 /// changes, so a failing event leaves the account as it was.
-fn apply_in_place(rules: Rules, state: &mut Option<Account>, event: &Envelope<BankEvent>) -> Result<(), ApplyError> {
+fn apply_in_place<L: Ledger>(
+    rules: Rules,
+    state: &mut Option<L>,
+    event: &Envelope<BankEvent>,
+) -> Result<(), ApplyError> {
     let account = match (state.as_mut(), &event.body) {
-        (None, BankEvent::AccountOpened { owner, currency }) => state.insert(Account {
-            owner: owner.clone(),
-            currency: currency.clone(),
-            status: Status::Open,
-            balance: 0,
-            lifetime_deposits: 0,
-            last_activity_at: None,
-        }),
+        (None, BankEvent::AccountOpened { owner, currency }) => state.insert(L::open(owner, currency)),
         (None, _) => return Err(ApplyError::new(&event.meta, "first event is not account_opened")),
         (Some(_), BankEvent::AccountOpened { .. }) => {
             return Err(ApplyError::new(&event.meta, "account_opened on an existing account"))
@@ -112,15 +91,13 @@ fn apply_in_place(rules: Rules, state: &mut Option<Account>, event: &Envelope<Ba
     match &event.body {
         BankEvent::AccountOpened { .. } => {}
         BankEvent::Deposited { amount_cents } => {
-            account.balance += amount_cents;
-            if rules.activity {
-                account.lifetime_deposits += amount_cents;
-            }
+            *account.balance_mut() += amount_cents;
+            account.deposited(*amount_cents);
         }
         BankEvent::Withdrew { amount_cents } | BankEvent::TransferSent { amount_cents } => {
-            account.balance -= amount_cents;
+            *account.balance_mut() -= amount_cents;
         }
-        BankEvent::TransferReceived { amount_cents } => account.balance += amount_cents,
+        BankEvent::TransferReceived { amount_cents } => *account.balance_mut() += amount_cents,
         BankEvent::FeeCharged { top_level_cents, nested_cents } => {
             let cents = if rules.nested_fee {
                 nested_cents.or(*top_level_cents).unwrap_or(0)
@@ -128,35 +105,14 @@ fn apply_in_place(rules: Rules, state: &mut Option<Account>, event: &Envelope<Ba
                 // The bug: the nested shape of the fee engine v2 reads as a zero fee.
                 top_level_cents.unwrap_or(0)
             };
-            account.balance -= cents;
+            *account.balance_mut() -= cents;
         }
-        BankEvent::Frozen => account.status = Status::Frozen,
-        BankEvent::Unfrozen | BankEvent::Reopened => account.status = Status::Open,
-        BankEvent::Closed => account.status = Status::Closed,
+        BankEvent::Frozen => *account.status_mut() = Status::Frozen,
+        BankEvent::Unfrozen | BankEvent::Reopened => *account.status_mut() = Status::Open,
+        BankEvent::Closed => *account.status_mut() = Status::Closed,
     }
-    if rules.activity {
-        account.last_activity_at = Some(event.meta.ts);
-    }
+    account.touched(event.meta.ts);
     Ok(())
-}
-
-fn base_values(a: &Account) -> Vec<Value> {
-    vec![
-        Value::Text(a.owner.clone()),
-        Value::Text(a.currency.clone()),
-        Value::Text(a.status.as_str().to_owned()),
-        Value::Int8(a.balance),
-    ]
-}
-
-fn base_from_values(values: &mut std::vec::IntoIter<Value>) -> Result<Account, String> {
-    let mut next = |name: &str| values.next().ok_or_else(|| format!("column {name} is missing"));
-    let owner = next("owner")?.into_text("owner")?;
-    let currency = next("currency")?.into_text("currency")?;
-    let status = next("status")?.into_text("status")?;
-    let status = Status::parse(&status).ok_or_else(|| format!("unknown status {status:?}"))?;
-    let balance = next("balance")?.into_i64("balance")?;
-    Ok(Account { owner, currency, status, balance, lifetime_deposits: 0, last_activity_at: None })
 }
 
 /// Projection v3 of `accounts`: owner, currency, status and balance, with the fee bug.
@@ -165,7 +121,7 @@ pub struct V3;
 
 impl Projection for V3 {
     type Event = BankEvent;
-    type State = Account;
+    type State = AccountV3;
 
     fn family(&self) -> &'static str {
         "accounts"
@@ -176,20 +132,11 @@ impl Projection for V3 {
     fn decode(&self, event_type: &str, payload: &Payload<'_>) -> Result<BankEvent, DecodeError> {
         decode(event_type, payload)
     }
-    fn apply(&self, state: Option<Account>, event: &Envelope<BankEvent>) -> Result<Account, ApplyError> {
-        apply(Rules { nested_fee: false, activity: false }, state, event)
+    fn apply(&self, state: Option<AccountV3>, event: &Envelope<BankEvent>) -> Result<AccountV3, ApplyError> {
+        apply(Rules { nested_fee: false }, state, event)
     }
-    fn apply_in_place(&self, state: &mut Option<Account>, event: &Envelope<BankEvent>) -> Result<(), ApplyError> {
-        apply_in_place(Rules { nested_fee: false, activity: false }, state, event)
-    }
-    fn columns(&self) -> &'static [Column] {
-        &V3_COLUMNS
-    }
-    fn to_values(&self, state: &Account) -> Vec<Value> {
-        base_values(state)
-    }
-    fn read_values(&self, values: Vec<Value>) -> Result<Account, String> {
-        base_from_values(&mut values.into_iter())
+    fn apply_in_place(&self, state: &mut Option<AccountV3>, event: &Envelope<BankEvent>) -> Result<(), ApplyError> {
+        apply_in_place(Rules { nested_fee: false }, state, event)
     }
 }
 
@@ -215,27 +162,10 @@ impl Projection for V4 {
         decode(event_type, payload)
     }
     fn apply(&self, state: Option<Account>, event: &Envelope<BankEvent>) -> Result<Account, ApplyError> {
-        apply(Rules { nested_fee: true, activity: true }, state, event)
+        apply(Rules { nested_fee: true }, state, event)
     }
     fn apply_in_place(&self, state: &mut Option<Account>, event: &Envelope<BankEvent>) -> Result<(), ApplyError> {
-        apply_in_place(Rules { nested_fee: true, activity: true }, state, event)
-    }
-    fn columns(&self) -> &'static [Column] {
-        &V4_COLUMNS
-    }
-    fn to_values(&self, state: &Account) -> Vec<Value> {
-        let mut values = base_values(state);
-        values.push(Value::Int8(state.lifetime_deposits));
-        values.push(state.last_activity_at.map_or(Value::Null, Value::Timestamptz));
-        values
-    }
-    fn read_values(&self, values: Vec<Value>) -> Result<Account, String> {
-        let mut values = values.into_iter();
-        let mut account = base_from_values(&mut values)?;
-        let mut next = |name: &str| values.next().ok_or_else(|| format!("column {name} is missing"));
-        account.lifetime_deposits = next("lifetime_deposits")?.into_i64("lifetime_deposits")?;
-        account.last_activity_at = next("last_activity_at")?.into_opt_ts("last_activity_at")?;
-        Ok(account)
+        apply_in_place(Rules { nested_fee: true }, state, event)
     }
 }
 
@@ -243,24 +173,26 @@ impl Projection for V4 {
 mod tests {
     use super::*;
     use chrono::{DateTime, Utc};
-    use fold::{decode_event, fold_prefix, row_from_json, row_json, Meta, Row};
+    use fold::{decode_event, fold_prefix, row_from_json, row_json, AggregateId, IdKind, Meta, Row};
 
     fn at(unix: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(unix, 0).unwrap()
     }
 
     fn meta(version: i32, unix: i64) -> Meta {
-        Meta { global_seq: 100 + version as i64, aggregate_id: 7, aggregate_version: version, ts: at(unix) }
+        Meta {
+            global_seq: 100 + version as i64,
+            aggregate_id: AggregateId::Int(7),
+            aggregate_version: version,
+            ts: at(unix),
+        }
     }
 
     fn ev(version: i32, unix: i64, body: BankEvent) -> Envelope<BankEvent> {
         Envelope { meta: meta(version, unix), body }
     }
 
-    fn fold_all<P: Projection<Event = BankEvent, State = Account>>(
-        p: P,
-        events: &[Envelope<BankEvent>],
-    ) -> Row<Account> {
+    fn fold_all<P: Projection<Event = BankEvent>>(p: P, events: &[Envelope<BankEvent>]) -> Row<P::State> {
         fold_prefix(&p, events.to_vec()).unwrap().row.unwrap()
     }
 
@@ -296,8 +228,6 @@ mod tests {
     fn v3_misreads_only_the_nested_fee() {
         let v3 = fold_all(V3, &history()).state;
         assert_eq!(v3.balance, 8_300, "the nested 300 fee is lost, the legacy 150 fee is kept");
-        assert_eq!(v3.lifetime_deposits, 0);
-        assert_eq!(v3.last_activity_at, None);
         let without_nested: Vec<_> = history()
             .into_iter()
             .filter(|e| !matches!(e.body, BankEvent::FeeCharged { nested_cents: Some(_), .. }))
@@ -319,33 +249,31 @@ mod tests {
 
     #[test]
     fn a_refused_event_leaves_the_account_in_place_as_it_was() {
-        for projection in [
-            Box::new(|s: &mut Option<Account>, e: &Envelope<BankEvent>| V3.apply_in_place(s, e))
-                as Box<dyn Fn(&mut Option<Account>, &Envelope<BankEvent>) -> Result<(), ApplyError>>,
-            Box::new(|s, e| V4.apply_in_place(s, e)),
-        ] {
+        fn check<P: Projection<Event = BankEvent>>(p: P) {
             let mut state = None;
-            assert!(projection(&mut state, &ev(1, 1, BankEvent::Deposited { amount_cents: 1 })).is_err());
+            assert!(p.apply_in_place(&mut state, &ev(1, 1, BankEvent::Deposited { amount_cents: 1 })).is_err());
             assert_eq!(state, None);
             let history = history();
-            projection(&mut state, &history[0]).unwrap();
-            projection(&mut state, &history[1]).unwrap();
+            p.apply_in_place(&mut state, &history[0]).unwrap();
+            p.apply_in_place(&mut state, &history[1]).unwrap();
             let before = state.clone();
-            assert!(projection(&mut state, &history[0]).is_err(), "opened twice");
+            assert!(p.apply_in_place(&mut state, &history[0]).is_err(), "opened twice");
             assert_eq!(state, before);
         }
+        check(V3);
+        check(V4);
     }
 
     #[test]
     fn rows_round_trip_through_values_and_json() {
         let v4 = fold_all(V4, &history());
-        assert_eq!(row_from_json(&V4, &serde_json::Value::Object(row_json(&V4, &v4))), Ok(v4.clone()));
+        assert_eq!(row_from_json(&V4, &serde_json::Value::Object(row_json(&V4, &v4)), IdKind::Bigint), Ok(v4.clone()));
         let json = row_json(&V4, &v4);
         let keys: Vec<&str> = json.keys().map(String::as_str).collect();
         assert_eq!(keys.len(), 9, "aggregate_id, six state columns, aggregate_version, applied_seq: {keys:?}");
         assert_eq!(json["last_activity_at"], serde_json::json!("1970-01-01T02:46:40+00:00"));
         let v3 = fold_all(V3, &history());
-        let back = row_from_json(&V3, &serde_json::Value::Object(row_json(&V3, &v3))).unwrap();
+        let back = row_from_json(&V3, &serde_json::Value::Object(row_json(&V3, &v3)), IdKind::Bigint).unwrap();
         assert_eq!(back, v3);
         assert!(!row_json(&V3, &v3).contains_key("lifetime_deposits"));
     }
@@ -367,7 +295,7 @@ mod tests {
                 decode_event(&V4, meta(2, 2), "deposited", br#"{"amount_cents":1000}"#).unwrap(),
                 decode_event(&V4, meta(3, 3), "fee_charged", fee.as_bytes()).unwrap(),
             ];
-            fold_prefix(&V4, events).unwrap().row.unwrap()
+            fold::fold_from(&V4, None, events).unwrap().row.unwrap()
         };
         let current = fold_with(shapes[2]);
         assert_eq!(current.state.balance, 750);
@@ -382,7 +310,7 @@ mod tests {
         assert_eq!(v1["amount_cents"], 250, "upcasting adds, it never removes");
         let v3_reads = |shape: &str| match decode_event(&V3, meta(3, 3), "fee_charged", shape.as_bytes()).unwrap().body
         {
-            BankEvent::FeeCharged { top_level_cents, .. } => top_level_cents,
+            Some(BankEvent::FeeCharged { top_level_cents, .. }) => top_level_cents,
             other => panic!("{other:?}"),
         };
         assert_eq!(v3_reads(shapes[0]), Some(250));

@@ -132,7 +132,7 @@ async fn refuses_reruns_unless_reset() {
     assert!(reset.complete && reset.written_events == 20_000);
 
     let (url, mut client) = fresh().await;
-    eventlog::create(&mut client, 2).await.unwrap();
+    eventlog::create(&mut client, 2, fold::IdKind::Bigint).await.unwrap();
     let foreign = lab::seed::run(&url, small(3)).await.unwrap_err();
     assert!(matches!(foreign, Error::ForeignLog), "{foreign}");
 }

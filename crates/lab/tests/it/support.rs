@@ -175,22 +175,25 @@ pub async fn project<P: fold::Projection>(client: &Client, projection: &P) {
         )
         .await
         .unwrap();
-    let mut streams: BTreeMap<i64, fold::Guarded<P>> = BTreeMap::new();
+    let mut streams: BTreeMap<fold::AggregateId, fold::Guarded<P>> = BTreeMap::new();
     for r in rows {
         let kind: String = r.get(3);
         let payload: String = r.get(5);
         let meta =
             fold::Meta { global_seq: r.get(0), aggregate_id: r.get(1), aggregate_version: r.get(2), ts: r.get(4) };
+        let id = meta.aggregate_id.clone();
         let event = fold::decode_event(projection, meta, &kind, payload.as_bytes()).unwrap();
-        streams.entry(meta.aggregate_id).or_default().offer(projection, event).unwrap();
+        streams.entry(id).or_default().offer(projection, event).unwrap();
     }
     let json: Vec<serde_json::Value> = streams
         .values()
         .filter_map(|s| s.row.as_ref())
         .map(|row| serde_json::Value::Object(fold::row_json(projection, row)))
         .collect();
-    let columns: Vec<String> =
-        fold::AnyProjection::all_columns(projection).iter().map(|c| format!("{} {}", c.name, c.ty.sql())).collect();
+    let columns: Vec<String> = fold::AnyProjection::all_columns(projection)
+        .iter()
+        .map(|c| format!("{} {}", c.name, c.ty.sql(fold::IdKind::Bigint)))
+        .collect();
     let table = format!("read.\"{}\"", projection.table());
     client
         .batch_execute(&format!(

@@ -39,6 +39,8 @@ fn config(url: &str, duration_ms: u64) -> loadgen::LoadConfig {
         duration: Duration::from_millis(duration_ms),
         rate: None,
         aggregates: 150,
+        ids: None,
+        family: None,
         zipf: 1.1,
         seed: 7,
         csv_path: None,

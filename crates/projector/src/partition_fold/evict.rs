@@ -2,7 +2,7 @@
 //! and read back from the log when the aggregate's stream reaches them.
 
 use eventlog::RawEvent;
-use fold::{Guarded, Projection};
+use fold::{AggregateId, Guarded, Projection};
 use tracing::debug;
 
 use super::PartitionFold;
@@ -31,10 +31,10 @@ impl<P: Projection> PartitionFold<P> {
         if self.held_raw.len() <= limit / 2 {
             return;
         }
-        let mut keys: Vec<(i64, i32)> = self.held_raw.keys().copied().collect();
+        let mut keys: Vec<(AggregateId, i32)> = self.held_raw.keys().cloned().collect();
         keys.sort_unstable();
         // (distance from the applied version, aggregate, first version, length) of each run.
-        let mut runs: Vec<(i32, i64, i32, usize)> = Vec::new();
+        let mut runs: Vec<(i32, AggregateId, i32, usize)> = Vec::new();
         for (id, v) in keys {
             match runs.last_mut() {
                 Some((_, rid, first, len)) if *rid == id && *first + *len as i32 == v => *len += 1,
@@ -45,16 +45,16 @@ impl<P: Projection> PartitionFold<P> {
             }
         }
         runs.retain(|r| r.3 <= EVICT_RUN);
-        runs.sort_unstable_by_key(|r| (std::cmp::Reverse(r.0), r.1, r.2));
+        runs.sort_unstable_by(|a, b| (std::cmp::Reverse(a.0), &a.1, a.2).cmp(&(std::cmp::Reverse(b.0), &b.1, b.2)));
         let mut evicted = 0;
         for (_, id, first, len) in runs {
             if self.held_raw.len() <= limit / 2 || self.evicted_now + evicted + len > limit * EVICTED_PER_HELD {
                 break;
             }
             let stream = self.streams.get_mut(&id).expect("a held event has a stream");
-            let versions = self.evicted.entry(id).or_default();
+            let versions = self.evicted.entry(id.clone()).or_default();
             for v in first..first + len as i32 {
-                self.held_raw.remove(&(id, v));
+                self.held_raw.remove(&(id.clone(), v));
                 stream.pending.remove(&v);
                 versions.insert(v);
             }
@@ -82,7 +82,7 @@ impl<P: Projection> PartitionFold<P> {
     /// [`REFETCH_WINDOW`] ahead, as many as half the room left under the limit allows (those
     /// past the stream are held until it reaches them). Taken, they are no longer evicted and
     /// must be offered back through [`PartitionFold::offer_refetched`].
-    pub fn take_wanted(&mut self) -> Vec<(i64, i32)> {
+    pub fn take_wanted(&mut self) -> Vec<(AggregateId, i32)> {
         let held = self.held_raw.len();
         let mut room = self.held_limit.map_or(usize::MAX, |limit| limit.saturating_sub(held) / 2);
         let mut keys = Vec::new();
@@ -97,7 +97,7 @@ impl<P: Projection> PartitionFold<P> {
                 }
                 room = room.saturating_sub(1);
                 versions.remove(&v);
-                keys.push((id, v));
+                keys.push((id.clone(), v));
             }
             if versions.is_empty() {
                 self.evicted.remove(&id);
@@ -109,9 +109,12 @@ impl<P: Projection> PartitionFold<P> {
 
     /// Every event still evicted (the partition's stream has ended), taken as
     /// [`PartitionFold::take_wanted`] takes them.
-    pub fn take_all_evicted(&mut self) -> Vec<(i64, i32)> {
-        let keys: Vec<(i64, i32)> =
-            self.evicted.drain().flat_map(|(id, versions)| versions.into_iter().map(move |v| (id, v))).collect();
+    pub fn take_all_evicted(&mut self) -> Vec<(AggregateId, i32)> {
+        let keys: Vec<(AggregateId, i32)> = self
+            .evicted
+            .drain()
+            .flat_map(|(id, versions)| versions.into_iter().map(move |v| (id.clone(), v)))
+            .collect();
         self.evicted_now = 0;
         self.wanted.clear();
         keys
@@ -124,7 +127,7 @@ impl<P: Projection> PartitionFold<P> {
     }
 
     /// Removes `key` from the evicted set; whether it was there.
-    pub(super) fn unevict(&mut self, key: (i64, i32)) -> bool {
+    pub(super) fn unevict(&mut self, key: (AggregateId, i32)) -> bool {
         let Some(versions) = self.evicted.get_mut(&key.0) else { return false };
         if !versions.remove(&key.1) {
             return false;
@@ -157,7 +160,7 @@ mod tests {
             events.push(raw(1_000 + i64::from(v), 1));
         }
         let ahead: Vec<usize> = (0..events.len())
-            .filter(|&i| events[i].aggregate_id == 1 && events[i].version % 10 == 5 && i >= 2_000)
+            .filter(|&i| events[i].aggregate_id == 1.into() && events[i].version % 10 == 5 && i >= 2_000)
             .collect();
         for &i in &ahead {
             let e = events.remove(i);
@@ -188,7 +191,7 @@ mod tests {
         let (bounded, footprint) = fold_bounded(&events, Some(6), true);
         assert!(footprint.evicted > 0);
         let held = |b: &PartitionBatch<V4>| {
-            let mut h: Vec<_> = b.held.iter().map(|e| (e.aggregate_id, e.version)).collect();
+            let mut h: Vec<_> = b.held.iter().map(|e| (e.aggregate_id.clone(), e.version)).collect();
             h.sort();
             h
         };

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use eventlog::RawEvent;
-use fold::{Guarded, Projection};
+use fold::{AggregateId, Guarded, Projection};
 use tracing::debug;
 
 use super::PartitionFold;
@@ -31,24 +31,27 @@ impl<P: Projection> PartitionFold<P> {
     /// limit or `MAX_GAP`, whichever is more (what one lookup may read). A wide gap (an aggregate whose early versions
     /// are stored far behind its later ones) is left to the spill: looking it up would read
     /// the aggregate's events ahead of the stream, by index, one by one.
-    pub fn gaps(&mut self) -> Vec<(i64, i32, i32)> {
+    pub fn gaps(&mut self) -> Vec<(AggregateId, i32, i32)> {
         self.gap_lookups += 1;
-        let mut lowest: HashMap<i64, (i32, usize)> = HashMap::new();
+        let mut lowest: HashMap<AggregateId, (i32, usize)> = HashMap::new();
         for (id, v) in self.held_raw.keys() {
-            let (l, n) = lowest.entry(*id).or_insert((*v, 0));
+            let (l, n) = lowest.entry(id.clone()).or_insert((*v, 0));
             *l = (*l).min(*v);
             *n += 1;
         }
-        let mut gaps: Vec<(i64, i32, i32)> = lowest
+        let mut gaps: Vec<(AggregateId, i32, i32)> = lowest
             .into_iter()
-            .map(|(id, (v, held))| (id, self.streams.get(&id).map_or(0, Guarded::version), v, held))
+            .map(|(id, (v, held))| {
+                let after = self.streams.get(&id).map_or(0, Guarded::version);
+                (id, after, v, held)
+            })
             .filter(|&(_, after, before, held)| {
                 let missing = before - after - 1;
                 missing <= MAX_GAP && missing as usize * LOOKUP_GAIN <= held
             })
             .map(|(id, after, before, _)| (id, after, before))
             .collect();
-        gaps.sort_unstable_by_key(|&(id, after, before)| (before - after, id));
+        gaps.sort_unstable_by(|a, b| (a.2 - a.1, &a.0).cmp(&(b.2 - b.1, &b.0)));
         let budget = self.held_limit.map_or(i64::MAX, |l| (l as i64).max(i64::from(MAX_GAP)));
         let mut total = 0i64;
         gaps.retain(|&(_, after, before)| {
@@ -61,7 +64,7 @@ impl<P: Projection> PartitionFold<P> {
     /// Offers an event a gap lookup found in the log (below the same boundary as the stream),
     /// ahead of its place in the stream; the stream's copy will be skipped.
     pub fn offer_fetched(&mut self, raw: RawEvent) -> Result<()> {
-        let key = (raw.aggregate_id, raw.version);
+        let key = (raw.aggregate_id.clone(), raw.version);
         let current = self.streams.get(&raw.aggregate_id).map_or(0, Guarded::version);
         if raw.version <= current
             || self.deferred.contains(&key.0)
@@ -70,10 +73,10 @@ impl<P: Projection> PartitionFold<P> {
         {
             return Ok(());
         }
-        if self.unevict(key) {
+        if self.unevict(key.clone()) {
             // Its stream copy has passed already: nothing to skip.
             self.refetched += 1;
-        } else if !self.prefetched.insert(key) {
+        } else if !self.prefetched.insert(key.clone()) {
             return Ok(());
         }
         self.fetched += 1;
@@ -110,7 +113,7 @@ impl<P: Projection> PartitionFold<P> {
 
     /// Evicted events of aggregates deferred since they were evicted, as `(aggregate_id,
     /// version)`: the driver reads them from the log and writes them to the spill.
-    pub fn take_spill_refetch(&mut self) -> Vec<(i64, i32)> {
+    pub fn take_spill_refetch(&mut self) -> Vec<(AggregateId, i32)> {
         std::mem::take(&mut self.spill_refetch)
     }
 
@@ -130,12 +133,12 @@ impl<P: Projection> PartitionFold<P> {
     /// held events (raw copies, in any order) go to the spill, their streams keep only what
     /// was applied.
     fn defer_largest(&mut self, keep: usize) {
-        let mut per_aggregate: HashMap<i64, usize> = HashMap::new();
+        let mut per_aggregate: HashMap<AggregateId, usize> = HashMap::new();
         for (id, _) in self.held_raw.keys() {
-            *per_aggregate.entry(*id).or_default() += 1;
+            *per_aggregate.entry(id.clone()).or_default() += 1;
         }
-        let mut largest: Vec<(i64, usize)> = per_aggregate.into_iter().collect();
-        largest.sort_unstable_by_key(|&(id, n)| (std::cmp::Reverse(n), id));
+        let mut largest: Vec<(AggregateId, usize)> = per_aggregate.into_iter().collect();
+        largest.sort_unstable_by(|a, b| (std::cmp::Reverse(a.1), &a.0).cmp(&(std::cmp::Reverse(b.1), &b.0)));
         let mut held = self.held_raw.len();
         let mut chosen = HashSet::new();
         for (id, n) in largest {
@@ -158,7 +161,7 @@ impl<P: Projection> PartitionFold<P> {
             if let Some(versions) = self.evicted.remove(id) {
                 self.evicted_now -= versions.len();
                 self.spilled += versions.len() as u64;
-                self.spill_refetch.extend(versions.into_iter().map(|v| (*id, v)));
+                self.spill_refetch.extend(versions.into_iter().map(|v| (id.clone(), v)));
             }
         }
         debug!(
@@ -270,7 +273,7 @@ mod tests {
         events.push(raw(3, 2)); // its version 1 is never stored: held to the end
         let (unbounded, _) = fold_with_limit(&events, None);
         let held = |b: &PartitionBatch<V4>| {
-            let mut h: Vec<_> = b.held.iter().map(|e| (e.aggregate_id, e.version)).collect();
+            let mut h: Vec<_> = b.held.iter().map(|e| (e.aggregate_id.clone(), e.version)).collect();
             h.sort();
             h
         };

@@ -39,7 +39,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use eventlog::{Position, RawEvent};
-use fold::{Guarded, Offer, Projection};
+use fold::{AggregateId, Guarded, Offer, Projection};
 use readmodel::{DeadLetter, PartitionBatch};
 
 use crate::error::{BadEvent, Error};
@@ -61,9 +61,9 @@ pub struct PartitionFold<P: Projection> {
     projection: P,
     partition: u32,
     quarantine: bool,
-    streams: HashMap<i64, Guarded<P>>,
+    streams: HashMap<AggregateId, Guarded<P>>,
     /// Raw events the guard holds right now, by `(aggregate_id, version)`.
-    held_raw: HashMap<(i64, i32), RawEvent>,
+    held_raw: HashMap<(AggregateId, i32), RawEvent>,
     dead_letters: Vec<DeadLetter>,
     applied: i64,
     events: u64,
@@ -72,7 +72,7 @@ pub struct PartitionFold<P: Projection> {
     /// Defer aggregates once more events than this are held.
     held_limit: Option<usize>,
     /// Aggregates whose events go to the spill until the partition has been read.
-    deferred: HashSet<i64>,
+    deferred: HashSet<AggregateId>,
     /// Events on their way to the spill (taken by [`PartitionFold::take_spill`]).
     to_spill: Vec<RawEvent>,
     spilled: u64,
@@ -80,22 +80,22 @@ pub struct PartitionFold<P: Projection> {
     draining: bool,
     /// Events applied (or dead-lettered) ahead of the stream by a gap lookup: their copy in
     /// the stream is skipped when it comes.
-    prefetched: HashSet<(i64, i32)>,
+    prefetched: HashSet<(AggregateId, i32)>,
     /// Events dead-lettered: a gap lookup does not offer them again.
-    dead: HashSet<(i64, i32)>,
+    dead: HashSet<(AggregateId, i32)>,
     fetched: u64,
     gap_lookups: u64,
     /// Held events dropped from memory at the limit, by aggregate: read back from the log when
     /// the aggregate's stream reaches them (their copies in the stream have passed).
-    evicted: HashMap<i64, BTreeSet<i32>>,
+    evicted: HashMap<AggregateId, BTreeSet<i32>>,
     evicted_now: usize,
     evicted_total: u64,
     refetched: u64,
     /// Aggregates whose stream has reached an evicted version.
-    wanted: Vec<i64>,
+    wanted: Vec<AggregateId>,
     /// Evicted events of aggregates deferred since: the driver reads them from the log into
     /// the spill, where the rest of their aggregate's events are.
-    spill_refetch: Vec<(i64, i32)>,
+    spill_refetch: Vec<(AggregateId, i32)>,
 }
 
 impl<P: Projection> PartitionFold<P> {
@@ -145,7 +145,7 @@ impl<P: Projection> PartitionFold<P> {
     pub fn offer(&mut self, raw: RawEvent) -> Result<()> {
         self.events += 1;
         // Both sets are empty unless a fold reached its limit: no hashing per event then.
-        if !self.prefetched.is_empty() && self.prefetched.remove(&(raw.aggregate_id, raw.version)) {
+        if !self.prefetched.is_empty() && self.prefetched.remove(&(raw.aggregate_id.clone(), raw.version)) {
             return Ok(());
         }
         if !self.draining && !self.deferred.is_empty() && self.deferred.contains(&raw.aggregate_id) {
@@ -161,13 +161,16 @@ impl<P: Projection> PartitionFold<P> {
             Ok(e) => e,
             Err(e) if self.quarantine => {
                 warn!(bad = %self.bad_event(e.to_string(), &raw), "event dead-lettered, aggregate quarantined");
-                self.dead.insert((raw.aggregate_id, raw.version));
+                self.dead.insert((raw.aggregate_id.clone(), raw.version));
                 self.dead_letters.push(DeadLetter { partition: self.partition, event: raw, error: e.to_string() });
                 return Ok(());
             }
             Err(e) => return Err(self.bad(e.to_string(), &raw)),
         };
-        let stream = self.streams.entry(raw.aggregate_id).or_default();
+        if event.body.is_none() {
+            crate::count_skipped(self.projection.name(), &raw.event_type, "bulk");
+        }
+        let stream = self.streams.entry(raw.aggregate_id.clone()).or_default();
         let before = stream.version();
         let had_held = !stream.pending.is_empty();
         let outcome = stream.offer(&self.projection, event);
@@ -175,7 +178,7 @@ impl<P: Projection> PartitionFold<P> {
         if had_held && after > before + 1 {
             // The guard applied held events behind this one: their raw copies go too.
             for v in before + 2..=after {
-                self.held_raw.remove(&(raw.aggregate_id, v));
+                self.held_raw.remove(&(raw.aggregate_id.clone(), v));
             }
         }
         match outcome {
@@ -185,18 +188,18 @@ impl<P: Projection> PartitionFold<P> {
                 if !self.evicted.is_empty()
                     && self.evicted.get(&raw.aggregate_id).and_then(|v| v.first()) == Some(&(after + 1))
                 {
-                    self.wanted.push(raw.aggregate_id);
+                    self.wanted.push(raw.aggregate_id.clone());
                 }
             }
             Ok(Offer::Held) => {
                 self.held_total += 1;
-                self.held_raw.insert((raw.aggregate_id, raw.version), raw);
+                self.held_raw.insert((raw.aggregate_id.clone(), raw.version), raw);
                 self.held_peak = self.held_peak.max(self.held_raw.len());
             }
             Ok(Offer::Duplicate) => {}
             Err(e) if self.quarantine => {
                 warn!(bad = %self.bad_event(e.to_string(), &raw), "event dead-lettered, aggregate quarantined");
-                self.dead.insert((raw.aggregate_id, raw.version));
+                self.dead.insert((raw.aggregate_id.clone(), raw.version));
                 self.dead_letters.push(DeadLetter { partition: self.partition, event: raw, error: e.to_string() });
             }
             Err(e) => return Err(self.bad(e.to_string(), &raw)),
@@ -212,14 +215,15 @@ impl<P: Projection> PartitionFold<P> {
         BadEvent {
             partition: self.partition,
             global_seq: raw.global_seq,
-            aggregate_id: raw.aggregate_id,
+            aggregate_id: raw.aggregate_id.clone(),
             version: raw.version,
             reason,
         }
     }
 
-    /// The partition's batch: one row per aggregate with state, the events still held (to be
-    /// persisted with the rows), the dead letters, and `position`.
+    /// The partition's batch: one row per aggregate with state, the marks of the aggregates
+    /// with none (only skipped events), the events still held (to be persisted with the rows),
+    /// the dead letters, and `position`.
     ///
     /// # Panics
     /// If events wait to be spilled, or were deferred and never read back: the batch would
@@ -236,15 +240,20 @@ impl<P: Projection> PartitionFold<P> {
             self.partition
         );
         let mut rows = Vec::with_capacity(self.streams.len());
+        let mut marks = Vec::new();
         let mut held = Vec::with_capacity(self.held_raw.len());
         for (id, stream) in self.streams {
-            for v in stream.pending.keys() {
-                if let Some(raw) = self.held_raw.remove(&(id, *v)) {
-                    held.push(raw);
+            if !stream.pending.is_empty() {
+                for v in stream.pending.keys() {
+                    if let Some(raw) = self.held_raw.remove(&(id.clone(), *v)) {
+                        held.push(raw);
+                    }
                 }
             }
-            if let Some(row) = stream.row {
-                rows.push(row);
+            match (stream.row, stream.mark) {
+                (Some(row), _) => rows.push(row),
+                (None, Some(mark)) => marks.push(mark),
+                (None, None) => {}
             }
         }
         PartitionBatch {
@@ -255,6 +264,7 @@ impl<P: Projection> PartitionFold<P> {
             applied: self.applied,
             held,
             dead_letters: self.dead_letters,
+            marks,
         }
     }
 }
@@ -309,9 +319,9 @@ mod tests {
         assert_eq!(fold.held(), 2, "5 and 6 wait for 4");
         assert_eq!(fold.footprint().held_total, 3);
         let batch = fold.finish(Position::boundary(9));
-        let mut held: Vec<_> = batch.held.iter().map(|e| (e.aggregate_id, e.version)).collect();
+        let mut held: Vec<_> = batch.held.iter().map(|e| (e.aggregate_id.clone(), e.version)).collect();
         held.sort();
-        assert_eq!(held, vec![(7, 5), (7, 6)]);
+        assert_eq!(held, vec![(7.into(), 5), (7.into(), 6)]);
         assert_eq!(batch.rows.len(), 2);
         assert_eq!(batch.applied, 4);
     }

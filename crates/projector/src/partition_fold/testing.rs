@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use chrono::{TimeZone, Utc};
 use eventlog::{Position, RawEvent};
+use fold::AggregateId;
 use lab::bank::V4;
 use readmodel::PartitionBatch;
 
@@ -19,7 +20,7 @@ pub(super) fn raw(aggregate_id: i64, version: i32) -> RawEvent {
     };
     RawEvent {
         global_seq: aggregate_id * 1_000_000 + version as i64,
-        aggregate_id,
+        aggregate_id: aggregate_id.into(),
         version,
         event_type: event_type.to_owned(),
         ts: Utc.timestamp_opt(1_700_000_000 + version as i64, 0).unwrap(),
@@ -30,7 +31,11 @@ pub(super) fn raw(aggregate_id: i64, version: i32) -> RawEvent {
 
 /// Reads evicted events back from `log` as [`crate::spill::Spiller`] does (sorted, as its
 /// query returns them).
-pub(super) fn read_back(fold: &mut PartitionFold<V4>, log: &HashMap<(i64, i32), &RawEvent>, mut keys: Vec<(i64, i32)>) {
+pub(super) fn read_back(
+    fold: &mut PartitionFold<V4>,
+    log: &HashMap<(AggregateId, i32), &RawEvent>,
+    mut keys: Vec<(AggregateId, i32)>,
+) {
     keys.sort();
     for key in keys {
         fold.offer_refetched(log[&key].clone()).unwrap();
@@ -47,7 +52,8 @@ pub(super) fn fold_bounded(
     limit: Option<usize>,
     lookups: bool,
 ) -> (PartitionBatch<V4>, FoldFootprint) {
-    let log: HashMap<(i64, i32), &RawEvent> = events.iter().map(|e| ((e.aggregate_id, e.version), e)).collect();
+    let log: HashMap<(AggregateId, i32), &RawEvent> =
+        events.iter().map(|e| ((e.aggregate_id.clone(), e.version), e)).collect();
     let mut fold = PartitionFold::new(V4, 0, true).with_held_limit(limit);
     let mut spill = Vec::new();
     for e in events {
@@ -63,7 +69,7 @@ pub(super) fn fold_bounded(
                 let before = fold.footprint().fetched;
                 for (id, after, first_held) in gaps {
                     for v in after + 1..first_held {
-                        if let Some(found) = log.get(&(id, v)) {
+                        if let Some(found) = log.get(&(id.clone(), v)) {
                             fold.offer_fetched((*found).clone()).unwrap();
                         }
                     }
@@ -84,7 +90,7 @@ pub(super) fn fold_bounded(
     }
     let evicted = fold.take_all_evicted();
     read_back(&mut fold, &log, evicted);
-    spill.sort_by_key(|e| (e.aggregate_id, e.version));
+    spill.sort_by(|a, b| (&a.aggregate_id, a.version).cmp(&(&b.aggregate_id, b.version)));
     for e in spill {
         fold.offer_spilled(e).unwrap();
     }
@@ -98,6 +104,6 @@ pub(super) fn fold_with_limit(events: &[RawEvent], limit: Option<usize>) -> (Par
 
 pub(super) fn sorted_rows(batch: &PartitionBatch<V4>) -> Vec<fold::Row<lab::bank::Account>> {
     let mut rows = batch.rows.clone();
-    rows.sort_by_key(|r| r.aggregate_id);
+    rows.sort_by(|a, b| a.aggregate_id.cmp(&b.aggregate_id));
     rows
 }

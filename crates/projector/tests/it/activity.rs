@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use fold::{ApplyError, Column, ColumnType, DecodeError, Envelope, Payload, Projection, Value};
+use fold::{ApplyError, DecodeError, Envelope, Payload, Projection, RowCodec};
 use lab::activity::{ActivityV1, EXPECTED_FROM_LOG_SQL};
 use lab::bank::V4;
 use projector::{LiveConfig, ReplayConfig};
@@ -18,7 +18,7 @@ use crate::support::*;
 #[derive(Debug, Clone, Copy)]
 struct DepositTally;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, RowCodec)]
 struct Tally {
     deposits: i64,
     cents: i64,
@@ -56,18 +56,6 @@ impl Projection for DepositTally {
             t.cents += cents;
         }
         Ok(t)
-    }
-    fn columns(&self) -> &'static [Column] {
-        const C: [Column; 2] = [Column::new("deposits", ColumnType::Int8), Column::new("cents", ColumnType::Int8)];
-        &C
-    }
-    fn to_values(&self, t: &Tally) -> Vec<Value> {
-        vec![Value::Int8(t.deposits), Value::Int8(t.cents)]
-    }
-    fn read_values(&self, values: Vec<Value>) -> Result<Tally, String> {
-        let mut it = values.into_iter();
-        let mut next = |c: &str| it.next().ok_or_else(|| format!("column {c} is missing"))?.into_i64(c);
-        Ok(Tally { deposits: next("deposits")?, cents: next("cents")? })
     }
 }
 
@@ -160,7 +148,7 @@ async fn a_projection_that_is_not_the_banks_replays_tails_verifies_and_cuts_over
     // The check can fail: one corrupted row is one diff, named.
     client.execute("UPDATE read.activity_v1 SET fees = fees + 1 WHERE aggregate_id = 9001", &[]).await.unwrap();
     let bad = projector::verify_against_log(&mut client, &ActivityV1).await.unwrap();
-    assert!(!bad.ok && bad.diffs == 1 && bad.sample[0].aggregate_id == 9001, "{}", bad.render());
+    assert!(!bad.ok && bad.diffs == 1 && bad.sample[0].aggregate_id == 9001.into(), "{}", bad.render());
     assert_eq!(differs_from_sql(&client).await, 2, "the SQL check sees it too (one row each way)");
     client.execute("UPDATE read.activity_v1 SET fees = fees - 1 WHERE aggregate_id = 9001", &[]).await.unwrap();
 
@@ -178,6 +166,6 @@ async fn a_projection_that_is_not_the_banks_replays_tails_verifies_and_cuts_over
     assert_eq!(active(&infos, "activity").as_deref(), Some("activity_v1"));
     assert_eq!(active(&infos, "accounts").as_deref(), Some("v4"), "another family's cutover leaves accounts alone");
     let served: Option<serde_json::Value> =
-        client.query_one("SELECT row_json FROM read.current_row('activity', 9002)", &[]).await.unwrap().get(0);
+        client.query_one("SELECT row_json FROM read.current_row('activity', '9002')", &[]).await.unwrap().get(0);
     assert_eq!(served.unwrap()["fee_cents"], 33);
 }

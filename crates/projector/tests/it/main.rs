@@ -3,6 +3,7 @@
 mod activity;
 mod repair;
 mod replay;
+mod skip;
 mod snapshot;
 mod stall;
 mod support;

@@ -39,14 +39,18 @@ async fn a_replay_equals_the_tail_and_leaves_the_live_version_untouched() {
 
     // Every v4 row equals the fold of its own events.
     for id in [1_i64, 2, 777, 2_999, 3_000] {
-        let events: Vec<_> =
-            eventlog::aggregate_events(&client, id, chrono::DateTime::<chrono::Utc>::MAX_UTC, i64::MAX)
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.decode(&V4).unwrap())
-                .collect();
-        let expected = fold::fold_prefix(&V4, events).unwrap().row;
+        let events: Vec<_> = eventlog::aggregate_events(
+            &client,
+            &fold::AggregateId::from(id),
+            chrono::DateTime::<chrono::Utc>::MAX_UTC,
+            i64::MAX,
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.decode(&V4).unwrap())
+        .collect();
+        let expected = fold::fold_from(&V4, None, events).unwrap().row;
         assert_eq!(row(&client, &V4, id).await, expected, "aggregate {id}");
     }
     assert_eq!(readmodel::table_checksum(&client, &V3).await.unwrap(), v3_before, "v3 rows untouched");

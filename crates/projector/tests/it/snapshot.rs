@@ -27,8 +27,8 @@ async fn stored(client: &tokio_postgres::Client) -> BTreeMap<(i64, i32), (i64, D
     rows.iter()
         .map(|r| {
             let json: serde_json::Value = serde_json::from_str(r.get::<_, &str>(4)).unwrap();
-            let state = fold::row_from_json(&V4, &json).unwrap();
-            ((r.get(0), r.get(1)), (r.get(2), r.get(3), state))
+            let state = fold::row_from_json(&V4, &json, fold::IdKind::Bigint).unwrap();
+            ((r.get::<_, &str>(0).parse().unwrap(), r.get(1)), (r.get(2), r.get(3), state))
         })
         .collect()
 }
@@ -63,10 +63,12 @@ async fn snapshots_equal_the_fold_of_their_prefix_in_any_storage_order() {
 
     let mut expected = BTreeMap::new();
     for id in 1..=6 {
-        let log = eventlog::aggregate_events(&client, id, DateTime::<Utc>::MAX_UTC, i64::MAX).await.unwrap();
+        let log = eventlog::aggregate_events(&client, &fold::AggregateId::from(id), DateTime::<Utc>::MAX_UTC, i64::MAX)
+            .await
+            .unwrap();
         for k in (EVERY..=log.len() as i32).step_by(EVERY as usize) {
             let prefix = &log[..k as usize];
-            let state = fold::fold_prefix(&V4, prefix.iter().map(|e| e.decode(&V4).unwrap())).unwrap().row.unwrap();
+            let state = fold::fold_from(&V4, None, prefix.iter().map(|e| e.decode(&V4).unwrap())).unwrap().row.unwrap();
             let max_seq = prefix.iter().map(|e| e.global_seq).max().unwrap();
             let max_ts = prefix.iter().map(|e| e.ts).max().unwrap();
             expected.insert((id, k), (max_seq, max_ts, state));
@@ -88,10 +90,10 @@ async fn snapshots_equal_the_fold_of_their_prefix_in_any_storage_order() {
 async fn a_bad_event_stops_the_snapshot_run_naming_it() {
     let (url, mut client) = fresh_log(2).await;
     append(&mut client, &[opened(7), deposited(7, 2, 100)]).await;
-    let seqs = append(&mut client, &[event(7, 3, "interest_paid", "{}".into())]).await;
+    let seqs = append(&mut client, &[event(7, 3, "withdrew", r#"{"amount":"all"}"#.into())]).await;
     let e = build_snapshots(&SnapshotConfig { every: 1, ..SnapshotConfig::new(&url, V4) }).await.unwrap_err();
     let message = e.to_string();
-    for part in [format!("global_seq {}", seqs[0]), "aggregate 7".into(), "interest_paid".into()] {
+    for part in [format!("global_seq {}", seqs[0]), "aggregate 7".into(), "malformed withdrew".into()] {
         assert!(message.contains(&part), "{message:?} names {part}");
     }
     let e = build_snapshots(&SnapshotConfig { every: 0, ..SnapshotConfig::new(&url, V4) }).await.unwrap_err();

@@ -10,7 +10,7 @@ use tokio_postgres::{Client, GenericClient};
 pub async fn fresh_log(partitions: u32) -> (String, Client) {
     let url = pgharness::throwaway().fresh_database();
     let mut client = eventlog::connect(&url).await.expect("connect");
-    eventlog::create(&mut client, partitions).await.expect("create log");
+    eventlog::create(&mut client, partitions, fold::IdKind::Bigint).await.expect("create log");
     eventlog::ensure_indexes(&client).await.expect("log indexes");
     readmodel::ensure_schema(&mut client).await.expect("read schema");
     (url, client)
@@ -32,7 +32,13 @@ pub fn deposited(aggregate_id: i64, version: i32, cents: i64) -> NewEvent {
 }
 
 pub fn event(aggregate_id: i64, version: i32, event_type: &str, payload: String) -> NewEvent {
-    NewEvent { aggregate_id, version, event_type: event_type.into(), ts: chrono::Utc::now(), payload }
+    NewEvent {
+        aggregate_id: aggregate_id.into(),
+        version,
+        event_type: event_type.into(),
+        ts: chrono::Utc::now(),
+        payload,
+    }
 }
 
 /// Appends events in one committed transaction; returns their global_seqs.
@@ -48,7 +54,8 @@ pub async fn append(client: &mut Client, events: &[NewEvent]) -> Vec<i64> {
 
 /// The stored row of one aggregate.
 pub async fn row<C: GenericClient, P: Projection>(client: &C, projection: &P, id: i64) -> Option<Row<P::State>> {
-    readmodel::load_rows(client, projection, &[id]).await.unwrap().remove(&id)
+    let id = fold::AggregateId::from(id);
+    readmodel::load_rows(client, projection, std::slice::from_ref(&id)).await.unwrap().remove(&id)
 }
 
 /// Steps a tailer until it has applied everything committed when the call started.

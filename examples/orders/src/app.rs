@@ -119,13 +119,21 @@ enum Stage {
     Done,
 }
 
+/// One open order: its next version (the app's numbering), its stage, the lines in its cart
+/// (SKU and unit price).
+#[derive(Debug, Clone)]
+struct OpenOrder {
+    next_version: i32,
+    stage: Stage,
+    cart: Vec<(String, i64)>,
+}
+
 /// The app's writer: orders that get placed, filled, paid, shipped (or cancelled), with notes
 /// once `notes` is on (the type the app adds later). Deterministic for a seed.
 pub struct Writer {
     table: AppTable,
     rng: ChaCha8Rng,
-    /// Per open order: next version (app numbering), stage, items in the cart.
-    orders: HashMap<u64, (i32, Stage, Vec<(String, i64)>)>,
+    orders: HashMap<u64, OpenOrder>,
     next_order: u64,
     /// How many orders are open at once.
     open: usize,
@@ -158,14 +166,16 @@ impl Writer {
             if self.orders.len() < self.open {
                 let id = self.next_order;
                 self.next_order += 1;
-                self.orders.insert(id, (self.table.first_version, Stage::Shopping, Vec::new()));
+                let order =
+                    OpenOrder { next_version: self.table.first_version, stage: Stage::Shopping, cart: Vec::new() };
+                self.orders.insert(id, order);
                 let customer = format!("c-{}", self.rng.gen_range(1..5_000));
                 out.push(self.event(id, "order_placed", serde_json::json!({ "customer": customer })));
                 continue;
             }
             let pick = self.rng.gen_range(0..self.orders.len());
             let id = *self.orders.keys().nth(pick).expect("pick is in range");
-            let (_, stage, cart) = self.orders[&id].clone();
+            let OpenOrder { stage, cart, .. } = self.orders[&id].clone();
             let roll = self.rng.gen_range(0..100);
             let event = match stage {
                 Stage::Shopping if roll < 10 && self.notes => {
@@ -175,7 +185,7 @@ impl Writer {
                     let sku = format!("SKU-{}", self.rng.gen_range(100..160));
                     let price = self.rng.gen_range(99..20_000);
                     let qty = self.rng.gen_range(1..4);
-                    self.orders.get_mut(&id).expect("open").2.push((sku.clone(), price));
+                    self.orders.get_mut(&id).expect("open").cart.push((sku.clone(), price));
                     ("item_added", serde_json::json!({ "sku": sku, "qty": qty, "price_cents": price }))
                 }
                 Stage::Shopping if roll < 75 => {
@@ -183,24 +193,24 @@ impl Writer {
                     ("item_removed", serde_json::json!({ "sku": sku, "qty": 1, "price_cents": price }))
                 }
                 Stage::Shopping if roll < 80 => {
-                    self.orders.get_mut(&id).expect("open").1 = Stage::Done;
+                    self.orders.get_mut(&id).expect("open").stage = Stage::Done;
                     ("order_cancelled", serde_json::json!({ "reason": "changed mind" }))
                 }
                 Stage::Shopping => {
-                    self.orders.get_mut(&id).expect("open").1 = Stage::Paid;
+                    self.orders.get_mut(&id).expect("open").stage = Stage::Paid;
                     ("order_paid", serde_json::json!({}))
                 }
                 Stage::Paid if roll < 20 && self.notes => {
                     ("order_note_added", serde_json::json!({ "text": "ship fast" }))
                 }
                 Stage::Paid => {
-                    self.orders.get_mut(&id).expect("open").1 = Stage::Done;
+                    self.orders.get_mut(&id).expect("open").stage = Stage::Done;
                     ("order_shipped", serde_json::json!({ "carrier": "dhl" }))
                 }
                 Stage::Done => unreachable!("finished orders are removed"),
             };
             out.push(self.event(id, event.0, event.1));
-            if self.orders[&id].1 == Stage::Done {
+            if self.orders[&id].stage == Stage::Done {
                 self.orders.remove(&id);
             }
         }
@@ -210,13 +220,13 @@ impl Writer {
     /// One event of order `id` at its next version (a removal keeps its line's quantity
     /// honest: only what was added is removed, once).
     fn event(&mut self, id: u64, event_type: &'static str, data: serde_json::Value) -> AppEvent {
-        let entry = self.orders.get_mut(&id).expect("an open order");
-        let version = entry.0;
-        entry.0 += 1;
+        let order = self.orders.get_mut(&id).expect("an open order");
+        let version = order.next_version;
+        order.next_version += 1;
         if event_type == "item_removed" {
             let sku = data["sku"].as_str().unwrap_or_default().to_owned();
-            if let Some(i) = entry.2.iter().position(|(s, _)| *s == sku) {
-                entry.2.remove(i);
+            if let Some(i) = order.cart.iter().position(|(s, _)| *s == sku) {
+                order.cart.remove(i);
             }
         }
         AppEvent { stream: self.table.stream(id), version, event_type, data }

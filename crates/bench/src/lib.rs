@@ -2,6 +2,7 @@
 //! same run on the same log (the raw `COPY TO` scan, the naive projector), writes CSV under
 //! `results/` and an SVG plot, and ends with one JSON line of its figures.
 
+mod adopt;
 mod converge;
 mod cpu_split;
 mod isolation;
@@ -12,6 +13,7 @@ mod replay;
 mod serving;
 mod sweep;
 
+pub use adopt::{adopt_bench, AdoptBench, AdoptBenchConfig};
 pub use converge::{converge, Converge, ConvergeConfig, ConvergeRun};
 pub use cpu_split::split_cores;
 pub use isolation::{isolation_bench, IsolationBench, IsolationConfig, IsolationPhase};

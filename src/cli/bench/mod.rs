@@ -1,6 +1,7 @@
 //! `reproject bench ...`: benchmarks as commands. Each prints its figures, writes CSV and an
 //! SVG plot under --out, and ends with one JSON line.
 
+mod adopt;
 mod converge;
 mod cutover;
 mod isolation;
@@ -64,6 +65,10 @@ pub enum Which {
     /// The producer's ceiling: unpaced, alone for --duration, then for --duration beside
     /// full-speed replays of v4 on the same log; conflicts and retries per second.
     Produce(produce::ProduceArgs),
+    /// Adopting an app's events table: the app's insert cost (adopted vs an identical control
+    /// table, alternating, the feed running) and the replay from the adopted log vs the native
+    /// one (`app_insert_overhead`, `replay_vs_native`), in a database of its own.
+    Adopt(adopt::AdoptArgs),
     /// Experiment 4: replay from 0 while writers append at each --ingest rate; lag over time,
     /// convergence time, margin, and the crossover where it no longer converges.
     Converge(converge::ConvergeArgs),
@@ -134,6 +139,7 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
         Bench::TimeTravel(p) => time_travel::time_travel(&url, out, p).await?,
         Bench::Produce(p) => produce::produce(url, out, p).await?,
         Bench::Converge(p) => converge::converge(url, out, p).await?,
+        Bench::Adopt(p) => adopt::adopt(url, out, p).await?,
         #[cfg(feature = "kafka")]
         Bench::Compaction(a) => kafka::compaction(url, out, a, g.topic()?).await?,
         #[cfg(feature = "kafka")]
@@ -152,6 +158,7 @@ enum Bench {
     TimeTravel(time_travel::TimeTravelPlan),
     Produce(produce::ProducePlan),
     Converge(converge::ConvergePlan),
+    Adopt(adopt::AdoptPlan),
     #[cfg(feature = "kafka")]
     Compaction(kafka::CompactionArgs),
     #[cfg(feature = "kafka")]
@@ -169,6 +176,7 @@ impl Bench {
             Which::TimeTravel(a) => (a.log.clone(), Bench::TimeTravel(a.validate())),
             Which::Produce(a) => (a.log.clone(), Bench::Produce(a.validate()?)),
             Which::Converge(a) => (a.log.clone(), Bench::Converge(a.validate()?)),
+            Which::Adopt(a) => (a.log.clone(), Bench::Adopt(a.validate()?)),
             #[cfg(feature = "kafka")]
             Which::Compaction(a) => (a.log(), Bench::Compaction(a)),
             Which::Tiers(_) => unreachable!("bench tiers runs before any log is seeded"),

@@ -244,3 +244,81 @@ async fn the_load_driver_sees_no_failure_and_no_regression_across_a_cutover() {
     let text = std::fs::read_to_string(&csv).unwrap();
     assert!(text.lines().any(|l| l.ends_with("v3|v4")) || text.contains("v4"), "{text}");
 }
+
+/// After a cutover the retired version's live projector keeps tailing it for its retired
+/// window, so a rollback (and the switch forward again) happens at once, under load, with no
+/// failed read and no projector restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_inside_the_retired_window_switches_at_once_under_load() {
+    let mut f = fixture(30, true).await;
+    fn live<P: fold::Projection>(
+        url: &str,
+        projection: P,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<projector::Result<projector::LiveReport>> {
+        let config = projector::LiveConfig {
+            poll: Duration::from_millis(5),
+            retired_window: Duration::from_secs(120),
+            ..projector::LiveConfig::new(url, projection)
+        };
+        tokio::spawn(async move { projector::run_live(&config, stop).await })
+    }
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let v3 = live(&f.url, V3, stop.clone());
+    let v4 = live(&f.url, V4, stop.clone());
+    // The app keeps appending (new accounts) the whole time.
+    let (stop_writer, writer_stop) = tokio::sync::watch::channel(false);
+    let writer = {
+        let url = f.url.clone();
+        tokio::spawn(async move {
+            let mut client = eventlog::connect(&url).await.unwrap();
+            let mut next = 31;
+            while !*writer_stop.borrow() {
+                append(&mut client, &history(next..=next + 1, next as u64)).await;
+                next += 2;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            next
+        })
+    };
+    let config = loadgen::LoadConfig {
+        url: f.base.clone(),
+        concurrency: 4,
+        duration: Duration::from_secs(6),
+        rate: Some(400.0),
+        aggregates: 30,
+        ids: None,
+        family: None,
+        zipf: 1.1,
+        seed: 9,
+        csv_path: None,
+    };
+    let load = tokio::spawn(async move { loadgen::run(&config).await.unwrap() });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let deadline = || Some(tokio::time::Instant::now() + Duration::from_secs(1));
+    let forward =
+        readmodel::cutover_waiting(&mut f.client, "v4", Some(tokio::time::Instant::now() + Duration::from_secs(30)))
+            .await
+            .expect("v4 catches up and is cut over");
+    assert!(forward.switched && !forward.rollback);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = std::time::Instant::now();
+    let back = readmodel::cutover_waiting(&mut f.client, "v3", deadline()).await.expect("the rollback switches");
+    let rollback_ms = started.elapsed().as_millis();
+    assert!(back.switched && back.rollback, "{back:?}");
+    assert!(rollback_ms <= 1_000, "the retired v3 kept up: the rollback took {rollback_ms} ms");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = std::time::Instant::now();
+    readmodel::cutover_waiting(&mut f.client, "v4", deadline()).await.expect("and forward again");
+    let forward_ms = started.elapsed().as_millis();
+    let report = load.await.unwrap();
+    eprintln!("rollback {rollback_ms} ms, forward again {forward_ms} ms; load {}", report.to_json_line());
+    assert_eq!(report.failed, 0, "{:?}", report.failures);
+    assert!(report.versions_served.contains_key("v3") && report.versions_served.contains_key("v4"));
+    stop_writer.send_replace(true);
+    writer.await.unwrap();
+    assert!(!v3.is_finished() && !v4.is_finished(), "neither projector stopped: no restart was needed");
+    stop_tx.send_replace(true);
+    v3.await.unwrap().unwrap();
+    v4.await.unwrap().unwrap();
+}

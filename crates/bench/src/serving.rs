@@ -22,10 +22,10 @@ pub fn admin_token() -> &'static api::AdminToken {
     })
 }
 
-/// Starts the API in this process on a free loopback port, with [`admin_token`].
+/// Starts the API in this process on a free loopback port, with the bench's admin token.
 pub async fn start_api(url: &str) -> Result<SocketAddr> {
     let state =
-        api::state(url, 8, Some(admin_token().clone()), lab::catalog::Known::catalog()).await.context("api pool")?;
+        api::state(url, 8, Some(admin_token().clone()), lab::catalog::projections()).await.context("api pool")?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {

@@ -17,7 +17,7 @@ pub const MIN_RATE: f64 = 0.1;
 /// Accounting is cumulative: `taken` counts every token handed out, `refilled` every token the
 /// rate has produced (capped at `taken + burst`, so idle time does not bank more than a burst).
 /// A caller takes its tokens up front and waits until `refilled` reaches its ticket, re-reading
-/// the rate at least every [`MAX_SLEEP`]: a debt run up at a tiny rate is paid at the new rate as
+/// the rate at least every `MAX_SLEEP`: a debt run up at a tiny rate is paid at the new rate as
 /// soon as the rate rises.
 #[derive(Debug)]
 pub struct RateLimiter {
@@ -66,7 +66,7 @@ impl RateLimiter {
         self.state.lock().expect("rate limiter lock").rate
     }
 
-    /// Changes the rate from now on (at least [`MIN_RATE`]); tokens produced so far at the old
+    /// Changes the rate from now on (at least `MIN_RATE`); tokens produced so far at the old
     /// rate are kept, and waiters pick up the new rate within 100 ms.
     pub fn set_rate(&self, rate: f64) {
         let mut s = self.state.lock().expect("rate limiter lock");

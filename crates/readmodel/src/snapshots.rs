@@ -63,7 +63,7 @@ pub async fn prepare_latest_snapshot(client: &Client) -> Result<Option<Statement
 
 /// The newest snapshot of `aggregate_id` under `projection`'s fold whose events all lie
 /// inside the cut (`global_seq <= until_seq` and `ts <= until_ts`), and the next snapshot's
-/// version. `statement` is [`LATEST`] prepared by [`prepare_latest_snapshot`].
+/// version. `statement` is the lookup prepared by [`prepare_latest_snapshot`].
 pub async fn latest_snapshot(
     client: &Client,
     statement: &Statement,

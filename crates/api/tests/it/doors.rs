@@ -14,7 +14,7 @@ use crate::support::*;
 const CLOSE_BOUND: Duration = Duration::from_secs(20);
 
 fn config(url: &str, token: Option<&str>) -> api::ApiConfig {
-    let mut config = api::ApiConfig::new(url, "127.0.0.1:0".parse().unwrap(), 2, lab::catalog::Known::catalog());
+    let mut config = api::ApiConfig::new(url, "127.0.0.1:0".parse().unwrap(), 2, lab::catalog::projections());
     config.admin_token = token.map(|t| api::AdminToken::new(t).unwrap());
     config
 }

@@ -146,7 +146,7 @@ async fn metrics_expose_latency_by_route_and_the_active_version() {
 #[tokio::test]
 async fn a_database_without_a_read_model_is_a_503() {
     let url = pgharness::throwaway().fresh_database();
-    let state = api::state(&url, 1, None, lab::catalog::Known::catalog()).await.unwrap();
+    let state = api::state(&url, 1, None, lab::catalog::projections()).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, api::router(state)).await.unwrap() });

@@ -193,8 +193,7 @@ pub async fn fixture(n: i64, with_v4: bool) -> Fixture {
     }
     let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
     let (ready, addr) = tokio::sync::oneshot::channel::<SocketAddr>();
-    let mut config =
-        api::ApiConfig::new(url.clone(), "127.0.0.1:0".parse().unwrap(), 4, lab::catalog::Known::catalog());
+    let mut config = api::ApiConfig::new(url.clone(), "127.0.0.1:0".parse().unwrap(), 4, lab::catalog::projections());
     config.default_family = Some("accounts".into());
     config.admin_token = Some(api::AdminToken::new(ADMIN_TOKEN).unwrap());
     tokio::spawn(async move {

@@ -4,16 +4,16 @@
 //! The app's table stays the source of truth for its writers; `log.events` becomes a copy of
 //! it in reproject's layout (hash-partitioned, gap-safe positions), fed in the background:
 //!
-//! 1. **Claim** ([`setup`]): one short transaction adds a nullable column to the app's table
+//! 1. **Claim** ([`claim`], [`ensure_feed_index`]): one short transaction adds a nullable column to the app's table
 //!    (`reproject_tx_id` by default) whose default is the inserting transaction's id, for new
 //!    rows only (no rewrite: existing rows keep NULL). From that commit on, NULL rows are the
 //!    history, a fixed set, and every new row carries its writer's xid. The column is indexed
 //!    `CONCURRENTLY` (writers are not blocked) for the feed.
-//! 2. **History** ([`history`]): the NULL rows are copied into `log.events` in chunks, each
+//! 2. **History** ([`import_history`]): the NULL rows are copied into `log.events` in chunks, each
 //!    chunk and its progress in one transaction (resumable), ordered so that every stream's
 //!    versions are copied in version order (a version never gets a smaller `global_seq` than
 //!    its predecessor: time travel by offset stays a per-stream prefix).
-//! 3. **Feed** ([`feed`]): the new rows are read below the horizon in `(tx, id, version)`
+//! 3. **Feed** ([`Feeder`], [`follow`]): the new rows are read below the horizon in `(tx, id, version)`
 //!    order, the gap-safe cursor of the native log (ARCHITECTURE.md, invariant 1), and appended
 //!    to `log.events` with the cursor in one transaction: nothing skipped, nothing twice.
 //!

@@ -50,7 +50,7 @@ impl Buckets {
 
     /// The observations between `earlier` and `self` as latency samples: each bucket's new
     /// observations spread evenly over the bucket (as `histogram_quantile` interpolates), those
-    /// past the last bound at that bound; scaled down to at most [`MAX_WINDOW_SAMPLES`].
+    /// past the last bound at that bound; scaled down to at most `MAX_WINDOW_SAMPLES`.
     pub fn samples_since(&self, earlier: &Buckets) -> Vec<Duration> {
         let count_at = |b: &Buckets, bound: f64| b.0.iter().find(|(x, _)| *x == bound).map_or(0, |(_, c)| *c);
         let mut deltas = Vec::with_capacity(self.0.len());

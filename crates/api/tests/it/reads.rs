@@ -235,3 +235,52 @@ async fn a_building_version_shows_its_progress_and_expected_completion() {
     assert!((25.0..=30.0).contains(&eta), "3000 events to go at 100/s, minus the time since: {eta}");
     assert!(v4["build"]["expected_ready_at"].is_string(), "{body}");
 }
+
+/// An API with no default family serves the one family with an active version, and when
+/// several are active a read naming none is a 400 that names them (not a 503 about one of
+/// them); `?family=` always works. The log's estimate counts a backfill made since the last
+/// ANALYZE, and the load driver's id sample holds ids that exist.
+#[tokio::test]
+async fn a_read_without_a_family_is_served_or_told_which_families_there_are() {
+    let mut f = fixture(6, false).await;
+    let state = api::state(&f.url, 1, None, lab::catalog::projections()).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, api::router(state)).await.unwrap() });
+    let get = |path: &str| {
+        let url = format!("{base}{path}");
+        async move {
+            let resp = reqwest::get(url).await.unwrap();
+            (resp.status().as_u16(), resp.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, body) = get("/aggregate/2").await;
+    assert_eq!((status, body["projection_version"].as_str()), (200, Some("v3")), "one family active: {body}");
+    build(&mut f.client, &lab::activity::ActivityV1, 6).await;
+    readmodel::cutover(&mut f.client, "activity_v1").await.unwrap();
+    let (status, body) = get("/aggregate/2").await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"].as_str().unwrap();
+    assert!(message.contains("accounts, activity") && message.contains("?family="), "{message}");
+    let (status, body) = get("/aggregate/2?family=activity").await;
+    assert_eq!((status, body["projection_version"].as_str()), (200, Some("activity_v1")), "{body}");
+
+    // A backfill since the last ANALYZE: the estimate follows the pages, not the old count.
+    f.client.batch_execute("ANALYZE log.events").await.unwrap();
+    let before: i64 = f.client.query_one("SELECT count(*) FROM log.events", &[]).await.unwrap().get(0);
+    append(&mut f.client, &history(100..=2_099, 3)).await;
+    let now: i64 = f.client.query_one("SELECT count(*) FROM log.events", &[]).await.unwrap().get(0);
+    let (_, projections) = f.get("/projections").await;
+    let estimate = projections["log_events_estimate"].as_i64().unwrap();
+    assert!(now > before * 10, "the backfill is large: {before} -> {now}");
+    assert!((estimate - now).abs() * 5 < now, "estimate {estimate} of {now} events after a backfill");
+
+    let (version, ids) = readmodel::sample_ids(&f.client, Some("accounts"), 4).await.unwrap();
+    assert_eq!((version.as_str(), ids.len()), ("v3", 4));
+    for id in ids {
+        let (status, body) = f.get(&format!("/aggregate/{id}")).await;
+        assert_eq!(status, 200, "a sampled id exists: {body}");
+    }
+    let e = readmodel::sample_ids(&f.client, None, 4).await.unwrap_err().to_string();
+    assert!(e.contains("several families are active"), "{e}");
+}

@@ -188,16 +188,10 @@ pub async fn adopt_bench(config: &AdoptBenchConfig) -> Result<AdoptBench> {
     let app_url = database(&config.database_url, "reproject_bench_app");
     tracing::info!(events, id = %config.id, "copying the log into the app's tables");
     let mut app = app_database(&native, &config.database_url, &app_url, config.id).await?;
-    let spec = AdoptSpec {
-        table: QualifiedName::parse("app_events")?,
-        id_column: "stream_id".into(),
-        version_column: "stream_version".into(),
-        type_column: "event_type".into(),
-        data_column: "data".into(),
-        ts_column: "recorded_at".into(),
-        first_version: 1,
-        tx_column: AdoptSpec::TX_COLUMN.into(),
-    };
+    let spec = AdoptSpec::new(
+        QualifiedName::parse("app_events")?,
+        ["stream_id", "stream_version", "event_type", "data", "recorded_at"],
+    );
     let claimed = Instant::now();
     adopt::claim(&mut app, &spec, partitions, Duration::from_secs(2), 10).await?;
     let claim_seconds = claimed.elapsed().as_secs_f64();

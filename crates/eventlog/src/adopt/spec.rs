@@ -110,6 +110,21 @@ impl AdoptSpec {
     /// The default column reproject adds.
     pub const TX_COLUMN: &'static str = "reproject_tx_id";
 
+    /// The spec of `table` with its `[id, version, type, data, ts]` columns, streams counted
+    /// from 1, and the default added column.
+    pub fn new(table: QualifiedName, [id, version, ty, data, ts]: [&str; 5]) -> AdoptSpec {
+        AdoptSpec {
+            table,
+            id_column: id.into(),
+            version_column: version.into(),
+            type_column: ty.into(),
+            data_column: data.into(),
+            ts_column: ts.into(),
+            first_version: 1,
+            tx_column: AdoptSpec::TX_COLUMN.into(),
+        }
+    }
+
     /// Checks what can be checked without the database.
     pub fn validate(&self) -> Result<()> {
         if !(0..=1).contains(&self.first_version) {
@@ -169,16 +184,10 @@ mod tests {
 
     #[test]
     fn a_spec_refuses_what_it_can_see_is_wrong() {
-        let spec = AdoptSpec {
-            table: QualifiedName::parse("app_events").unwrap(),
-            id_column: "stream_id".into(),
-            version_column: "stream_version".into(),
-            type_column: "event_type".into(),
-            data_column: "data".into(),
-            ts_column: "recorded_at".into(),
-            first_version: 1,
-            tx_column: AdoptSpec::TX_COLUMN.into(),
-        };
+        let spec = AdoptSpec::new(
+            QualifiedName::parse("app_events").unwrap(),
+            ["stream_id", "stream_version", "event_type", "data", "recorded_at"],
+        );
         assert!(spec.validate().is_ok());
         let e = AdoptSpec { first_version: 2, ..spec.clone() }.validate().unwrap_err().to_string();
         assert!(e.contains("--first-version 2"), "{e}");

@@ -18,16 +18,10 @@ const UUID_APP: &str = "CREATE TABLE app_events (
     UNIQUE (stream_id, stream_version))";
 
 fn uuid_spec() -> AdoptSpec {
-    AdoptSpec {
-        table: QualifiedName::parse("app_events").unwrap(),
-        id_column: "stream_id".into(),
-        version_column: "stream_version".into(),
-        type_column: "event_type".into(),
-        data_column: "data".into(),
-        ts_column: "recorded_at".into(),
-        first_version: 1,
-        tx_column: AdoptSpec::TX_COLUMN.into(),
-    }
+    AdoptSpec::new(
+        QualifiedName::parse("app_events").unwrap(),
+        ["stream_id", "stream_version", "event_type", "data", "recorded_at"],
+    )
 }
 
 /// The app's writer: appends the next version of stream `s` (of `streams`) in a transaction
@@ -172,16 +166,8 @@ async fn a_text_table_counting_from_zero_is_adopted_with_its_own_names() {
         )
         .await
         .unwrap();
-    let spec = AdoptSpec {
-        table: QualifiedName::parse("shop.\"Events\"").unwrap(),
-        id_column: "Stream".into(),
-        version_column: "pos".into(),
-        type_column: "kind".into(),
-        data_column: "body".into(),
-        ts_column: "at".into(),
-        first_version: 1,
-        tx_column: AdoptSpec::TX_COLUMN.into(),
-    };
+    let spec =
+        AdoptSpec::new(QualifiedName::parse("shop.\"Events\"").unwrap(), ["Stream", "pos", "kind", "body", "at"]);
     // Counting from 0 with --first-version 1: refused, naming the flag, nothing half-written.
     adopt::claim(&mut client, &spec, 2, Duration::from_millis(500), 5).await.unwrap();
     let e = adopt::import_history(&url, 1000, |_| {}).await.unwrap_err().to_string();

@@ -4,6 +4,8 @@
 
 mod converge;
 mod cpu_split;
+#[cfg(test)]
+mod findings;
 mod isolation;
 pub mod large;
 pub mod plot;

@@ -119,8 +119,16 @@ impl BarPanel {
         // Room for the value at the end of the longest bar.
         let hi = values.iter().copied().fold(f64::MIN, f64::max).max(lo) * 1.08;
         let hi = if hi <= lo { lo + 1.0 } else { hi };
+        // Bars grow from the axis's start: on a log axis that is a whole decade below the
+        // smallest bar, so that a bar's length still says something about its value.
+        let axis = match self.value.scale {
+            super::Scale::Log if self.value.min.is_none() => {
+                Axis { min: Some(10f64.powf(lo.log10().floor())), ..self.value.clone() }
+            }
+            _ => self.value.clone(),
+        };
         for n in (2..=10).rev() {
-            let t = self.value.ticks(lo, hi, n);
+            let t = axis.ticks(lo, hi, n);
             let spans: Vec<(f64, f64)> = t
                 .major
                 .iter()
@@ -133,7 +141,7 @@ impl BarPanel {
                 return t;
             }
         }
-        self.value.ticks(lo, hi, 2)
+        axis.ticks(lo, hi, 2)
     }
 
     /// Draws the panel in `frame`.

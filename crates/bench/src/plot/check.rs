@@ -4,7 +4,7 @@
 //! a number of at most three significant digits with an SI prefix and a unit (`200k`, `5 s`,
 //! `1.1×`), never `200000.0`.
 
-use super::text::{Anchor, TextBox};
+use super::text::{Anchor, TextBox, BOLD_WIDTH};
 
 /// One `<text>` element of an SVG document.
 #[derive(Debug, Clone)]
@@ -47,7 +47,7 @@ pub fn texts(svg: &str) -> Vec<SvgText> {
         let (x, y, size) = (num("x", 0.0), num("y", 0.0), num("font-size", 16.0));
         let anchor = Anchor::from_svg(attribute(attrs, "text-anchor").unwrap_or("start"));
         let bold = attribute(attrs, "font-weight").is_some_and(|w| w == "bold");
-        let estimate = TextBox::of(&content, x, y, if bold { size * 1.1 } else { size }, anchor);
+        let estimate = TextBox::of(&content, x, y, if bold { size * BOLD_WIDTH } else { size }, anchor);
         let bounds = TextBox { top: y - 0.76 * size, bottom: y + 0.24 * size, ..estimate };
         out.push(SvgText { class: attribute(attrs, "class").unwrap_or("").to_owned(), content, bounds });
         rest = &after[close + "</text>".len()..];

@@ -73,7 +73,7 @@ impl Figure {
 
     /// The figure as an SVG document.
     pub fn render(&self) -> String {
-        let title = wrap(&self.title, size::TITLE * 1.1, self.width - 2.0 * size::PAD);
+        let title = wrap(&self.title, size::TITLE * super::text::BOLD_WIDTH, self.width - 2.0 * size::PAD);
         let source = self.source.as_ref().map(|s| wrap(s, size::TEXT, self.width - 2.0 * size::PAD));
         let mut y = size::PAD + size::TITLE;
         let head = title.len() as f64 * (size::TITLE + 6.0) + source.as_ref().map_or(0.0, |s| s.len() as f64 * 16.0);

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::text::{Anchor, TextBox, FONT_FAMILY};
+use super::text::{Anchor, TextBox, BOLD_WIDTH, FONT_FAMILY};
 
 /// A text to draw: its baseline position, size, anchor and role.
 #[derive(Debug, Clone)]
@@ -42,8 +42,7 @@ impl Text {
 
     /// Its estimated box.
     pub fn bounds(&self) -> TextBox {
-        // Bold DejaVu Sans is about 10% wider.
-        let size = if self.bold { self.size * 1.1 } else { self.size };
+        let size = if self.bold { self.size * BOLD_WIDTH } else { self.size };
         let b = TextBox::of(&self.content, self.x, self.y, size, self.anchor);
         if self.bold {
             TextBox { top: self.y - 0.76 * self.size, bottom: self.y + 0.24 * self.size, ..b }

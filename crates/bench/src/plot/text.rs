@@ -87,7 +87,12 @@ pub fn advance(c: char) -> f64 {
     }
 }
 
-/// The estimated width of `text` at `size` pixels.
+/// How much wider bold text is than regular: DejaVu Sans Bold's digits are 9% wider, its letters
+/// up to 12%.
+pub const BOLD_WIDTH: f64 = 1.12;
+
+/// The estimated width of `text` at `size` pixels (checked against rsvg's rendering with
+/// DejaVu Sans: at or above the drawn width, to within 1%).
 pub fn width(text: &str, size: f64) -> f64 {
     text.chars().map(advance).sum::<f64>() * size
 }

@@ -4,13 +4,14 @@
 use anyhow::{bail, Result};
 
 use super::Table;
-use crate::plot::{color, Axis, BarPanel, BarRow, Figure, Kind, Panel, Scale, Series, Unit, XyPanel};
+use crate::plot::{color, si, Axis, BarPanel, BarRow, Figure, Kind, Panel, Scale, Series, Unit, XyPanel};
 
 /// `replay.csv`: events/s of the raw scan, the replay and the naive projector, as bars on a log
 /// axis (they span two decades), each with its ratio to the scan.
 pub fn replay(t: &Table) -> Result<Figure> {
     let (methods, rates) = (t.text("method")?, t.numbers("events_per_s")?);
-    let scan = methods.iter().zip(&rates).find(|(m, _)| *m == "scan").map(|(_, r)| *r);
+    let of = |method: &str| methods.iter().zip(&rates).find(|(m, _)| *m == method).map(|(_, r)| *r);
+    let (scan, replayed) = (of("scan"), of("replay"));
     let events = t.numbers("events")?;
     let log_events = methods.iter().zip(&events).find(|(m, _)| *m == "scan").map_or(f64::NAN, |(_, e)| *e);
     let rows = methods
@@ -25,17 +26,16 @@ pub fn replay(t: &Table) -> Result<Figure> {
                 other => (other, color::PURPLE),
             };
             let row = BarRow::new(label, *r, colour);
-            match scan {
-                Some(s) if m != "scan" && s > 0.0 => row.note(format!("{:.2}× the scan", r / s)),
+            match (m.as_str(), scan, replayed) {
+                ("scan", ..) => row,
+                ("replay", Some(s), _) => row.note(format!("{:.2}× the scan", r / s)),
+                (_, _, Some(p)) if *r > 0.0 => row.note(format!("the replay: {}× this", si(p / r))),
                 _ => row,
             }
         })
         .collect();
     let bars = BarPanel::new(Axis::log("events per second (log scale)", Unit::Count), rows);
-    let title = format!(
-        "Replay against the raw scan of the log and a naive projector ({} events)",
-        crate::plot::si(log_events)
-    );
+    let title = format!("Replay against the raw scan of the log and a naive projector ({} events)", si(log_events));
     Ok(super::sourced(Figure::new(title, vec![Panel::Bars(bars)]), t))
 }
 
@@ -98,7 +98,7 @@ pub fn batch_sweep(t: &Table) -> Result<Figure> {
         vec![series],
     );
     if let Some(k) = knee(&medians) {
-        panel = panel.marker(k, format!("knee: {} events per batch (90% of the best)", crate::plot::si(k)));
+        panel = panel.marker(k, format!("knee: {} events per batch (90% of the best)", si(k)));
     }
     let figure = Figure::new(
         "Experiment 1: tail-path throughput against write batch size",

@@ -2,6 +2,7 @@
 //! there is, tick labels in the axis's [`Unit`].
 
 use super::labels::Unit;
+use super::text::width;
 
 /// How values map to distance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +56,34 @@ impl Axis {
             Scale::Linear => self.linear_ticks(lo, hi, max_ticks),
             Scale::Log => self.log_ticks(lo, hi, max_ticks),
         }
+    }
+
+    /// The range and ticks for data in `lo..=hi` along `from..to` pixels of a horizontal axis:
+    /// as many ticks as fit with their labels (`size` pixels high) 10 pixels apart and within
+    /// `0..canvas_width`; at worst the two ends alone.
+    pub fn fitted_ticks(&self, lo: f64, hi: f64, (from, to): (f64, f64), size: f64, canvas_width: f64) -> Ticks {
+        let mut last = None;
+        for n in (2..=12).rev() {
+            let t = self.ticks(lo, hi, n);
+            let spans: Vec<(f64, f64)> = t
+                .major
+                .iter()
+                .map(|v| {
+                    let (x, w) = (t.map(*v, from, to), width(&self.unit.format(*v), size));
+                    (x - w / 2.0, x + w / 2.0)
+                })
+                .collect();
+            let apart = spans.windows(2).all(|w| w[0].1 + 10.0 <= w[1].0);
+            if apart && spans.iter().all(|s| s.0 >= 0.0 && s.1 <= canvas_width) {
+                return t;
+            }
+            last = Some(t);
+        }
+        let mut t = last.expect("at least one try");
+        if t.major.len() > 2 {
+            t.major = vec![t.major[0], t.major[t.major.len() - 1]];
+        }
+        t
     }
 
     fn linear_ticks(&self, lo: f64, hi: f64, max_ticks: usize) -> Ticks {

@@ -106,7 +106,7 @@ impl BarPanel {
         }
     }
 
-    fn ticks(&self, left: f64, right: f64) -> Ticks {
+    fn ticks(&self, left: f64, right: f64, canvas_width: f64) -> Ticks {
         let values = self.rows.iter().flat_map(|r| [Some(r.value), r.range.map(|x| x.0), r.range.map(|x| x.1)]);
         let values: Vec<f64> =
             values.flatten().chain(self.rules.iter().map(|r| r.0)).filter(|v| v.is_finite()).collect();
@@ -127,21 +127,7 @@ impl BarPanel {
             }
             _ => self.value.clone(),
         };
-        for n in (2..=10).rev() {
-            let t = axis.ticks(lo, hi, n);
-            let spans: Vec<(f64, f64)> = t
-                .major
-                .iter()
-                .map(|v| {
-                    let (x, w) = (t.map(*v, left, right), width(&self.value.unit.format(*v), size::TEXT));
-                    (x - w / 2.0, x + w / 2.0)
-                })
-                .collect();
-            if spans.windows(2).all(|w| w[0].1 + 10.0 <= w[1].0) {
-                return t;
-            }
-        }
-        axis.ticks(lo, hi, 2)
+        axis.fitted_ticks(lo, hi, (left, right), size::TEXT, canvas_width)
     }
 
     /// Draws the panel in `frame`.
@@ -160,7 +146,7 @@ impl BarPanel {
         let (left, right) = (frame.left, frame.right);
         let top = y + 8.0;
         let bottom = top + self.rows.iter().map(|r| self.row_height(r)).sum::<f64>();
-        let t = self.ticks(left, right);
+        let t = self.ticks(left, right, canvas.width);
         let px = |v: f64| t.map(v.clamp(t.lo, t.hi), left, right);
         for v in &t.major {
             let x = px(*v);

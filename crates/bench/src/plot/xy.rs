@@ -274,7 +274,7 @@ impl XyPanel {
         } else {
             self.x.clone()
         };
-        let xt = Self::x_ticks(&x_axis, canvas.width, x_lo, x_hi, left, right);
+        let xt = x_axis.fitted_ticks(x_lo, x_hi, (left, right), text, canvas.width);
         let (px, py) = (|v: f64| xt.map(v, left, right), |v: f64| yt.map(v, bottom, top));
 
         // Grid, axes, ticks.
@@ -360,32 +360,6 @@ impl XyPanel {
                 Text::new(x + 8.0, y + 16.0, text, Anchor::Start, label),
             ]);
         }
-    }
-
-    /// The x ticks: as many as fit without their labels touching.
-    fn x_ticks(axis: &Axis, canvas_width: f64, lo: f64, hi: f64, left: f64, right: f64) -> Ticks {
-        let mut fallback = None;
-        for n in (2..=12).rev() {
-            let t = axis.ticks(lo, hi, n);
-            let boxes: Vec<(f64, f64)> = t
-                .major
-                .iter()
-                .map(|v| {
-                    let x = t.map(*v, left, right);
-                    let w = width(&axis.unit.format(*v), size::TEXT);
-                    (x - w / 2.0, x + w / 2.0)
-                })
-                .collect();
-            let apart = boxes.windows(2).all(|w| w[0].1 + 10.0 <= w[1].0);
-            let inside = boxes.iter().all(|b| b.0 >= 0.0 && b.1 <= canvas_width);
-            if apart && inside {
-                return t;
-            }
-            fallback = Some(t);
-        }
-        let mut t = fallback.expect("at least one try");
-        t.major = vec![t.major[0], *t.major.last().expect("two ticks")];
-        t
     }
 
     fn draw_columns(

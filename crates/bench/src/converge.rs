@@ -186,38 +186,21 @@ pub async fn converge(config: &ConvergeConfig) -> Result<Converge> {
     let mut rows = Vec::new();
     for r in &runs {
         for (t, lag) in &r.samples {
-            rows.push(vec![format!("{}", r.target_ingest_events_per_s), format!("{t:.2}"), lag.to_string()]);
+            rows.push(vec![
+                format!("{}", r.target_ingest_events_per_s),
+                format!("{t:.2}"),
+                lag.to_string(),
+                format!("{:.0}", r.ingest_events_per_s),
+                r.convergence_s.map_or(String::new(), |s| format!("{s:.2}")),
+            ]);
         }
     }
-    crate::write_csv(&config.out_dir.join("converge.csv"), &["ingest_events_per_s", "t_s", "lag_events"], &rows)?;
-    crate::plot::lines(
-        &config.out_dir.join("converge.svg"),
-        &format!(
-            "Lag to tail while replaying {log_events} events under ingest (replay cap: {}{})",
-            config.replay_rate_limit.map_or("none".into(), |r| format!("{r:.0}/s")),
-            if config.replay_nice > 0 {
-                format!(", replay backends at nice {}", config.replay_nice)
-            } else {
-                String::new()
-            }
-        ),
-        "seconds since replay start",
-        "lag (events)",
-        &runs
-            .iter()
-            .map(|r| {
-                (
-                    format!(
-                        "ingest {:.0}/s{}",
-                        r.ingest_events_per_s,
-                        if r.converged { "" } else { " (no convergence)" }
-                    ),
-                    r.samples.iter().map(|(t, l)| (*t, *l as f64)).collect(),
-                )
-            })
-            .collect::<Vec<_>>(),
-        false,
+    crate::write_csv(
+        &config.out_dir.join("converge.csv"),
+        &["ingest_events_per_s", "t_s", "lag_events", "achieved_events_per_s", "convergence_s"],
+        &rows,
     )?;
+    crate::plot::figures::render("converge", &config.out_dir)?;
     Ok(Converge {
         log_events,
         replay_rate_limit: config.replay_rate_limit,

@@ -5,6 +5,8 @@
 mod adopt;
 mod converge;
 mod cpu_split;
+#[cfg(test)]
+mod findings;
 mod isolation;
 pub mod large;
 pub mod plot;

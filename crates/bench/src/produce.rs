@@ -120,20 +120,7 @@ pub async fn produce_bench(config: &ProduceBenchConfig) -> Result<ProduceBench> 
         &["phase", "t_s", "events", "events_per_s", "conflicts", "retries"],
         &rows,
     )?;
-    crate::plot::lines(
-        &config.out_dir.join("produce.svg"),
-        &format!(
-            "Producer, unpaced: {} writers, batches of {}, on a {log_events}-event log",
-            produce.writers, produce.batch
-        ),
-        "seconds",
-        "events/s",
-        &phases
-            .iter()
-            .map(|p| (p.phase.clone(), p.report.per_second.iter().map(|s| (s.t_s, s.events_per_s)).collect()))
-            .collect::<Vec<_>>(),
-        false,
-    )?;
+    crate::plot::figures::render("produce", &config.out_dir)?;
 
     let alone = &phases[0].report;
     // Whole seconds only: the last sample is a part-second.

@@ -283,16 +283,6 @@ pub async fn replay_bench(config: &ReplayBenchConfig) -> Result<ReplayBench> {
             ],
         ],
     )?;
-    crate::plot::bars(
-        &config.out_dir.join("replay.svg"),
-        &format!("Replay vs. scan vs. naive ({} events, {} aggregates)", scan.events, aggregates),
-        "events/s",
-        &[
-            ("COPY TO scan".into(), scan.events_per_s),
-            (format!("replay ({} workers)", config.workers), replay_events_per_s),
-            ("naive (sync commit)".into(), naive_sync.events_per_s),
-            ("naive (async commit)".into(), naive_async.events_per_s),
-        ],
-    )?;
+    crate::plot::figures::render("replay", &config.out_dir)?;
     Ok(result)
 }

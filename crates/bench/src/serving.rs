@@ -196,14 +196,8 @@ pub async fn cutover_bench(config: &CutoverBenchConfig) -> Result<CutoverBench> 
     let between = lab::verify::between_versions(&client, &V4, &V3).await?;
     let v4 = lab::verify::against_expected(&client, &V4).await?;
     println!("-- frozen comparison at X = {x}:\n{}\n{}", between.sql.trim(), between.render());
-    crate::plot::lines(
-        &config.out_dir.join("cutover.svg"),
-        "Live reads across the cutover (p99 per second)",
-        "seconds",
-        "p99 latency (ms)",
-        &[("p99".into(), report.seconds.iter().map(|s| (s.second as f64, s.p99_ms)).collect())],
-        false,
-    )?;
+    write_cutover_seconds(&config.out_dir, &report)?;
+    crate::plot::figures::render("cutover", &config.out_dir)?;
     Ok(CutoverBench {
         requests: report.requests,
         failed_reads: report.failed,
@@ -221,6 +215,35 @@ pub async fn cutover_bench(config: &CutoverBenchConfig) -> Result<CutoverBench> 
         diffs_v4_vs_expected: v4.diffs,
         aggregates,
     })
+}
+
+/// Writes `cutover.csv`: every second of the load, the reads each version served, the 404s, the
+/// failed reads, p50 and p99.
+fn write_cutover_seconds(out_dir: &std::path::Path, report: &loadgen::LoadReport) -> Result<()> {
+    let mut versions: Vec<&String> = report.seconds.iter().flat_map(|s| s.served.keys()).collect();
+    versions.sort();
+    versions.dedup();
+    let mut header: Vec<String> = vec!["second".into()];
+    header.extend(versions.iter().map(|v| format!("reads_{v}")));
+    header.extend(["not_found", "failed", "p50_ms", "p99_ms"].map(String::from));
+    let rows: Vec<Vec<String>> = report
+        .seconds
+        .iter()
+        .map(|s| {
+            let served: u64 = s.served.values().sum();
+            let mut row = vec![s.second.to_string()];
+            row.extend(versions.iter().map(|v| s.served.get(*v).copied().unwrap_or(0).to_string()));
+            row.extend([
+                s.ok.saturating_sub(served).to_string(),
+                s.failed.to_string(),
+                format!("{:.3}", s.p50_ms),
+                format!("{:.3}", s.p99_ms),
+            ]);
+            row
+        })
+        .collect();
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
+    crate::write_csv(&out_dir.join("cutover.csv"), &header, &rows)
 }
 
 /// Latency of one history-length class, with or without snapshots.
@@ -341,27 +364,7 @@ pub async fn time_travel_bench(
             })
             .collect::<Vec<_>>(),
     )?;
-    let series = |mode: &str, p99: bool| -> (String, Vec<(f64, f64)>) {
-        let points = classes
-            .iter()
-            .filter(|c| c.mode == mode)
-            .map(|c| (c.events as f64, if p99 { c.p99_ms } else { c.p50_ms }))
-            .collect();
-        (format!("{} {mode}", if p99 { "p99" } else { "p50" }), points)
-    };
-    crate::plot::lines(
-        &out_dir.join("time_travel.svg"),
-        &format!("Time travel (as-of offset) latency, without and with snapshots every {snapshot_every} versions"),
-        "events in the aggregate's history (log scale)",
-        "latency (ms)",
-        &[
-            series("no_snapshots", false),
-            series("no_snapshots", true),
-            series("snapshots", false),
-            series("snapshots", true),
-        ],
-        true,
-    )?;
+    crate::plot::figures::render("time_travel", out_dir)?;
     let p99_1k =
         |mode: &str| classes.iter().find(|c| c.mode == mode && c.target_events == 1_000).map_or(f64::NAN, |c| c.p99_ms);
     let (p99_ms_1k, p99_ms_1k_no_snapshots) = (p99_1k("snapshots"), p99_1k("no_snapshots"));

@@ -133,7 +133,8 @@ pub async fn batch_sweep(config: &SweepConfig) -> Result<Sweep> {
     }
     readmodel::drop_version(&mut client, &V4).await?;
     let best = points.iter().map(|p| p.events_per_s).fold(0.0, f64::max);
-    let knee_batch = points.iter().find(|p| p.events_per_s >= 0.9 * best).map_or(0, |p| p.batch);
+    let curve: Vec<(f64, f64)> = points.iter().map(|p| (p.batch as f64, p.events_per_s)).collect();
+    let knee_batch = crate::plot::figures::knee(&curve).map_or(0, |b| b as usize);
     crate::write_csv(
         &config.out_dir.join("batch_sweep.csv"),
         &[
@@ -164,13 +165,6 @@ pub async fn batch_sweep(config: &SweepConfig) -> Result<Sweep> {
             })
             .collect::<Vec<_>>(),
     )?;
-    crate::plot::lines(
-        &config.out_dir.join("batch_sweep.svg"),
-        &format!("Tail-path throughput vs. write batch ({log_events} events in the log; knee at {knee_batch})"),
-        "events per batch (log scale)",
-        "events/s",
-        &[("tail path".into(), points.iter().map(|p| (p.batch as f64, p.events_per_s)).collect())],
-        true,
-    )?;
+    crate::plot::figures::render("batch_sweep", &config.out_dir)?;
     Ok(Sweep { log_events, points, knee_batch, best_events_per_s: best, synchronous_commit: config.synchronous_commit })
 }

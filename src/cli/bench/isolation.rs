@@ -267,8 +267,7 @@ fn print_isolation_replays(r: &bench::IsolationBench) {
 fn print_isolation_files(r: &bench::IsolationBench, out: &Path) {
     let files = |names: &[&str]| names.iter().map(|n| out.join(n).display().to_string()).collect::<Vec<_>>();
     let mut csv = vec!["isolation.csv", "isolation_adaptive_blocks.csv", "isolation_presence_blocks.csv"];
-    let mut svg =
-        vec!["isolation.svg", "isolation_replay.svg", "isolation_adaptive_blocks.svg", "isolation_presence_blocks.svg"];
+    let mut svg = vec!["isolation.svg", "isolation_adaptive_blocks.svg", "isolation_presence_blocks.svg"];
     if !r.curve.is_empty() {
         csv.push("isolation_curve.csv");
         svg.push("isolation_curve.svg");

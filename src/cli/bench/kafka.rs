@@ -158,6 +158,7 @@ pub async fn compaction(url: String, out: &Path, a: CompactionArgs, topic: Optio
         );
         rows.push(vec![
             row.log.clone(),
+            r.aggregates.to_string(),
             row.diffs.to_string(),
             row.time_travel.to_string(),
             row.records_before.to_string(),
@@ -173,26 +174,19 @@ pub async fn compaction(url: String, out: &Path, a: CompactionArgs, topic: Optio
     }
     bench::write_csv(
         &out.join("compaction.csv"),
-        &["log", "diffs", "time_travel", "records_before", "records_after", "bytes_before", "bytes_after"],
+        &[
+            "log",
+            "aggregates",
+            "diffs",
+            "time_travel",
+            "records_before",
+            "records_after",
+            "bytes_before",
+            "bytes_after",
+        ],
         &rows,
     )?;
-    let bars: Vec<(String, f64)> = r
-        .rows
-        .iter()
-        .flat_map(|row| {
-            let short = row.log.split(' ').take(3).collect::<Vec<_>>().join(" ");
-            [
-                (format!("{short}: before"), row.records_before as f64),
-                (format!("{short}: after"), row.records_after as f64),
-            ]
-        })
-        .collect();
-    bench::plot::bars(
-        &out.join("compaction.svg"),
-        "records in each log, before and after compaction",
-        "records",
-        &bars,
-    )?;
+    bench::plot::figures::render("compaction", out)?;
     print_files(out, "compaction.csv", "compaction.svg");
     println!("{}", serde_json::to_string(&r)?);
     Ok(())
@@ -272,17 +266,7 @@ pub async fn kafka(url: String, out: &Path, a: KafkaArgs, topic: Option<KafkaLog
     let rows: Vec<Vec<String>> =
         samples.iter().map(|(t, l, m)| vec![format!("{t:.2}"), format!("{l:.0}"), format!("{m:.0}")]).collect();
     bench::write_csv(&out.join("kafka_tail.csv"), &["t_s", "projector_lag_records", "mirror_lag_events"], &rows)?;
-    bench::plot::lines(
-        &out.join("kafka_tail.svg"),
-        &format!("tail of a topic under produce ({:.0} events/s target)", a.ingest),
-        "seconds",
-        "records behind",
-        &[
-            ("projector: high watermarks - stored offsets".into(), samples.iter().map(|s| (s.0, s.1)).collect()),
-            ("mirror: event store - topic".into(), samples.iter().map(|s| (s.0, s.2)).collect()),
-        ],
-        false,
-    )?;
+    bench::plot::figures::render("kafka_tail", out)?;
     println!("scale: {} events, {} aggregates, {} partitions; {workers} workers", in_store, a.aggregates, a.partitions);
     println!(
         "raw consume:      {:>10.0} records/s  {:>7.1} MB/s  {:>7.2}s",

@@ -7,6 +7,7 @@ mod cutover;
 mod isolation;
 #[cfg(feature = "kafka")]
 mod kafka;
+mod plot;
 mod produce;
 mod replay;
 mod sweep;
@@ -88,6 +89,10 @@ pub enum Which {
     /// tier), prints the table, plots events/s against the log's size, and extrapolates to 1B
     /// events. Touches no database.
     Tiers(tiers::TiersArgs),
+    /// Redraws plots from their CSV files: each `NAME.csv` of --data that a benchmark writes
+    /// becomes `NAME.svg` in --svg; by default the committed data of docs/plots/data redraws
+    /// docs/plots. Touches no database.
+    Plot(plot::PlotArgs),
 }
 
 impl LogArgs {
@@ -123,11 +128,12 @@ async fn ensure_log(url: &str, log: &LogArgs) -> Result<()> {
 /// Runs one benchmark: its flags validated first (a bad one fails before the database is
 /// touched), then the log seeded if it is not there, then the benchmark.
 pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
-    if let Which::Tiers(t) = a.which {
-        tiers::tiers(&a.out, t)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let (log, bench) = Bench::validate(a.which)?;
+    let which = match a.which {
+        Which::Tiers(t) => return tiers::tiers(&a.out, t).map(|()| ExitCode::SUCCESS),
+        Which::Plot(p) => return plot::plot(p).map(|()| ExitCode::SUCCESS),
+        other => other,
+    };
+    let (log, bench) = Bench::validate(which)?;
     let url = database_url(g)?;
     ensure_log(&url, &log).await?;
     let out = a.out.as_path();
@@ -179,7 +185,7 @@ impl Bench {
             Which::Adopt(a) => (a.log.clone(), Bench::Adopt(a.validate()?)),
             #[cfg(feature = "kafka")]
             Which::Compaction(a) => (a.log(), Bench::Compaction(a)),
-            Which::Tiers(_) => unreachable!("bench tiers runs before any log is seeded"),
+            Which::Tiers(_) | Which::Plot(_) => unreachable!("bench tiers and bench plot run before any log is seeded"),
             #[cfg(feature = "kafka")]
             Which::Kafka(a) => {
                 a.validate()?;

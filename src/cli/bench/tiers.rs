@@ -18,6 +18,8 @@ pub struct TiersArgs {
 }
 
 struct Tier {
+    /// The run's file name, without its extension.
+    run: String,
     events: f64,
     aggregates: f64,
     replay: f64,
@@ -40,6 +42,7 @@ fn read_tier(path: &Path) -> Result<Tier> {
         v.get(k).and_then(serde_json::Value::as_f64).with_context(|| format!("{}: no number {k:?}", path.display()))
     };
     Ok(Tier {
+        run: path.file_stem().map_or(String::new(), |s| s.to_string_lossy().into_owned()),
         events: f("events")?,
         aggregates: f("aggregates")?,
         replay: f("replay_events_per_s")?,
@@ -74,6 +77,7 @@ pub fn tiers(out: &Path, a: TiersArgs) -> Result<()> {
             t.peak_rss / 1e6
         );
         rows.push(vec![
+            t.run.clone(),
             format!("{:.0}", t.events),
             format!("{:.0}", t.aggregates),
             format!("{:.0}", t.replay),
@@ -85,6 +89,7 @@ pub fn tiers(out: &Path, a: TiersArgs) -> Result<()> {
     bench::write_csv(
         &out.join("tiers.csv"),
         &[
+            "run",
             "events",
             "aggregates",
             "replay_events_per_s",
@@ -94,17 +99,7 @@ pub fn tiers(out: &Path, a: TiersArgs) -> Result<()> {
         ],
         &rows,
     )?;
-    bench::plot::lines(
-        &out.join("tiers.svg"),
-        "replay and raw scan across tiers (2 cores)",
-        "events in the log (log scale)",
-        "events per second",
-        &[
-            ("replay (bulk + barrier)".into(), tiers.iter().map(|t| (t.events, t.replay)).collect()),
-            ("raw COPY scan, 1 stream".into(), tiers.iter().map(|t| (t.events, t.scan)).collect()),
-        ],
-        true,
-    )?;
+    bench::plot::figures::render("tiers", out)?;
     let last = tiers.last().expect("not empty");
     let target = a.target_events as f64;
     let scale = target / last.events;

@@ -185,6 +185,7 @@ mod tests {
             p50_ms: ms as f64,
             p99_ms: ms as f64,
             versions: vec![],
+            served: Default::default(),
             latency_us,
         }
     }

@@ -2,18 +2,13 @@
 
 use anyhow::Result;
 
-use super::blocks::{Interleaved, Labels};
+use super::blocks::Interleaved;
 use super::report::CurvePoint;
 use super::{IsolationConfig, IsolationPhase};
 
-/// Writes an interleaved phase's blocks as CSV and plots their p99 over time, one line per side.
-pub(super) fn write_blocks(
-    config: &IsolationConfig,
-    name: &str,
-    title: &str,
-    phase: &Interleaved,
-    labels: Labels,
-) -> Result<()> {
+/// Writes an interleaved phase's blocks as CSV (`name`.csv) and plots the p99 of each block, one
+/// series per kind of block.
+pub(super) fn write_blocks(config: &IsolationConfig, name: &str, phase: &Interleaved) -> Result<()> {
     crate::write_csv(
         &config.out_dir.join(format!("{name}.csv")),
         &["block", "replay", "requests", "p99_ms"],
@@ -23,23 +18,15 @@ pub(super) fn write_blocks(
             .map(|(k, state, n, p99)| vec![k.to_string(), (*state).to_owned(), n.to_string(), format!("{p99:.3}")])
             .collect::<Vec<_>>(),
     )?;
-    let block_s = config.block.as_secs_f64();
-    let series = |state: &str| {
-        let points = phase.blocks.iter().filter(|b| b.1 == state).map(|b| (b.0 as f64 * block_s, b.3)).collect();
-        (format!("replay {state}"), points)
-    };
-    crate::plot::lines(
-        &config.out_dir.join(format!("{name}.svg")),
-        title,
-        "seconds into the phase",
-        "p99 latency (ms)",
-        &[series(labels.blocks[0]), series(labels.blocks[1])],
-        false,
-    )
+    crate::plot::figures::render(name, &config.out_dir)?;
+    Ok(())
 }
 
-/// Writes the rate curve as CSV, and plots its p99 ratio (with its interval) against the rate.
+/// Writes the rate curve as CSV, and plots its p99 ratio (with its interval) against the rate;
+/// `cores` says whether the live path and the replays had cores of their own (`split`) or not
+/// (`shared`).
 pub(super) fn write_curve(config: &IsolationConfig, points: &[CurvePoint]) -> Result<()> {
+    let cores = if config.live_cpus != 0 { "split" } else { "shared" };
     crate::write_csv(
         &config.out_dir.join("isolation_curve.csv"),
         &[
@@ -50,6 +37,7 @@ pub(super) fn write_curve(config: &IsolationConfig, points: &[CurvePoint]) -> Re
             "ci90_low",
             "ci90_high",
             "p50_ratio",
+            "cores",
         ],
         &points
             .iter()
@@ -62,30 +50,16 @@ pub(super) fn write_curve(config: &IsolationConfig, points: &[CurvePoint]) -> Re
                     format!("{:.3}", p.p99_ratio_ci90[0]),
                     format!("{:.3}", p.p99_ratio_ci90[1]),
                     format!("{:.3}", p.p50_ratio),
+                    cores.to_owned(),
                 ]
             })
             .collect::<Vec<_>>(),
     )?;
-    let series = |label: &str, y: fn(&CurvePoint) -> f64| {
-        (label.to_owned(), points.iter().map(|p| (p.fraction_of_full_speed * 100.0, y(p))).collect())
-    };
-    crate::plot::lines(
-        &config.out_dir.join("isolation_curve.svg"),
-        "Live p99 beside a replay at a fixed rate, running vs. paused",
-        "replay rate (% of full speed)",
-        "p99 running / p99 paused",
-        &[
-            series("p99 ratio", |p| p.p99_ratio),
-            series("90% interval, low", |p| p.p99_ratio_ci90[0]),
-            series("90% interval, high", |p| p.p99_ratio_ci90[1]),
-        ],
-        true,
-    )?;
+    crate::plot::figures::render("isolation_curve", &config.out_dir)?;
     Ok(())
 }
 
-/// Writes the phases as CSV, and plots the live p99 of every phase and the replay's rate of
-/// every phase with a replay.
+/// Writes the phases as CSV, and plots the live p99 of every phase beside the replay's rate.
 pub(super) fn write_phases(config: &IsolationConfig, phases: &[IsolationPhase]) -> Result<()> {
     crate::write_csv(
         &config.out_dir.join("isolation.csv"),
@@ -102,21 +76,6 @@ pub(super) fn write_phases(config: &IsolationConfig, phases: &[IsolationPhase]) 
             })
             .collect::<Vec<_>>(),
     )?;
-    crate::plot::bars(
-        &config.out_dir.join("isolation.svg"),
-        "Live read p99 beside a replay (experiment 3)",
-        "p99 latency (ms)",
-        &phases.iter().map(|p| (p.phase.replace('_', " "), p.p99_ms)).collect::<Vec<_>>(),
-    )?;
-    crate::plot::bars(
-        &config.out_dir.join("isolation_replay.svg"),
-        "Replay throughput by backpressure mode",
-        "replay events/s",
-        &phases
-            .iter()
-            .filter(|p| p.replay_priority.is_some())
-            .map(|p| (p.phase.replace('_', " "), p.replay_events_per_s))
-            .collect::<Vec<_>>(),
-    )?;
+    crate::plot::figures::render("isolation", &config.out_dir)?;
     Ok(())
 }

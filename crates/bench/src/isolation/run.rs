@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use lab::bank::{V3, V4};
 use projector::CpuPriority;
 
-use super::blocks::{ADAPTIVE_LABELS, PRESENCE_LABELS};
+use super::blocks::ADAPTIVE_LABELS;
 use super::child::ReplaySpec;
 use super::output::{write_blocks, write_phases};
 use super::phases::Bench;
@@ -60,13 +60,7 @@ pub async fn isolation_bench(config: &IsolationConfig) -> Result<IsolationBench>
     let spec =
         ReplaySpec { rate_limit: Some(ceiling), adaptive: Some(adaptive_config), priority: config.protected_priority };
     let adaptive = bench.paused_and_running(spec, "adaptive", config.rounds, ADAPTIVE_LABELS).await?;
-    write_blocks(
-        config,
-        "isolation_adaptive_blocks",
-        "Live p99 per block: the adaptive replay paused and running, alternately",
-        &adaptive,
-        ADAPTIVE_LABELS,
-    )?;
+    write_blocks(config, "isolation_adaptive_blocks", &adaptive)?;
     // Whether a level the paused blocks share with the running ones is the machine's drift or
     // the paused replay's presence: the same load once every replay has exited, then a stopped
     // replay process against none, interleaved.
@@ -75,13 +69,7 @@ pub async fn isolation_bench(config: &IsolationConfig) -> Result<IsolationBench>
     let presence_spec =
         ReplaySpec { rate_limit: Some(presence_rate), adaptive: None, priority: config.protected_priority };
     let presence = bench.presence_phase(presence_spec).await?;
-    write_blocks(
-        config,
-        "isolation_presence_blocks",
-        "Live p99 per block: a stopped replay process and none, alternately",
-        &presence,
-        PRESENCE_LABELS,
-    )?;
+    write_blocks(config, "isolation_presence_blocks", &presence)?;
     let (curve, curve_failed) = bench.curve(full.replay_events_per_s).await?;
     let mut cleanup = eventlog::connect(&url).await?;
     readmodel::drop_version(&mut cleanup, &V4).await.context("dropping v4 after the run")?;

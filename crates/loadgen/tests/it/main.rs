@@ -72,10 +72,15 @@ async fn counts_statuses_versions_and_writes_the_csv() {
     assert!(report.p50_ms > 0.0 && report.p50_ms <= report.p99_ms && report.p99_ms <= report.max_ms, "{report:?}");
     let text = std::fs::read_to_string(&csv).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[0], "second,ok,failed,p50_ms,p99_ms,versions");
+    assert_eq!(lines[0], "second,ok,failed,p50_ms,p99_ms,versions,served");
     assert_eq!(lines.len() - 1, report.seconds.len());
     assert!(report.seconds.len() >= 2, "{text}");
     assert_eq!(report.seconds.iter().map(|s| s.ok).sum::<u64>(), report.ok + report.not_found);
+    for (version, total) in &report.versions_served {
+        let per_second: u64 = report.seconds.iter().filter_map(|s| s.served.get(version)).sum();
+        assert_eq!(per_second, *total, "the seconds' reads of {version} add up to its total");
+    }
+    assert!(text.contains("v3="), "the served column counts each version: {text}");
     let line: Value = serde_json::from_str(&report.to_json_line()).unwrap();
     assert_eq!(line["requests"], report.requests);
     assert!(line.get("seconds").is_none(), "the summary line leaves out the per-second rows");

@@ -193,7 +193,7 @@ impl Catalog {
     /// The registered projection named `version`, or an error naming the registered ones.
     pub fn find(&self, version: &str) -> anyhow::Result<&dyn Entry> {
         self.get(version).ok_or_else(|| {
-            anyhow::anyhow!("unknown projection version {version:?} (this binary knows: {})", self.names().join(", "))
+            anyhow::anyhow!("unknown projection version {version:?} (known: {})", self.names().join(", "))
         })
     }
 

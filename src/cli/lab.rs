@@ -197,7 +197,7 @@ pub struct VerifyArgs {
 }
 
 pub async fn verify(g: &Global, a: VerifyArgs, catalog: &Catalog) -> Result<ExitCode> {
-    let left = catalog.find(&a.projection).context("--projection")?;
+    let left = catalog.find(&a.projection).with_context(|| format!("--projection {}", a.projection))?;
     let right = match a.against.as_str() {
         "expected" | "log" | "auto" => None,
         other => Some(

@@ -166,7 +166,7 @@ fn adaptive_config(a: &ProjectorArgs) -> Result<Option<projector::AdaptiveConfig
 }
 
 pub async fn projector(g: &Global, a: ProjectorArgs, catalog: &Catalog) -> Result<ExitCode> {
-    let entry = catalog.find(&a.projection).context("--projection")?;
+    let entry = catalog.find(&a.projection).with_context(|| format!("--projection {}", a.projection))?;
     if a.batch == 0 {
         bail!("--batch must be at least 1");
     }
@@ -317,7 +317,10 @@ pub struct RepairArgs {
 }
 
 pub async fn repair(g: &Global, a: RepairArgs, catalog: &Catalog) -> Result<ExitCode> {
-    let entry = catalog.find(&a.projection).context("--projection")?;
+    let entry = catalog.find(&a.projection).with_context(|| format!("--projection {}", a.projection))?;
+    if a.aggregate.is_empty() {
+        bail!("--aggregate: give the aggregate's id (an integer, a uuid or a text, as the log has it)");
+    }
     let mut client = eventlog::connect(&database_url(g)?).await.context("connecting")?;
     let kind = eventlog::id_kind(&client).await.context("reading the log's stream id type")?;
     let id = kind.parse(&a.aggregate).map_err(|e| anyhow::anyhow!("--aggregate {e}"))?;
@@ -344,7 +347,7 @@ pub struct SnapshotArgs {
 }
 
 pub async fn snapshot(g: &Global, a: SnapshotArgs, catalog: &Catalog) -> Result<ExitCode> {
-    let entry = catalog.find(&a.projection).context("--projection")?;
+    let entry = catalog.find(&a.projection).with_context(|| format!("--projection {}", a.projection))?;
     let url = database_url(g)?;
     let report =
         entry.snapshot(url, a.every, a.workers).await.with_context(|| format!("snapshotting {}", a.projection))?;

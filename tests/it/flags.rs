@@ -23,8 +23,8 @@ fn bad_flags_are_refused_before_any_work() {
     fails_naming(&["projector", "--mode", "replay", "--version", "v4", "--workers", "0"], "--workers");
     fails_naming(&["projector", "--mode", "live", "--version", "v4", "--catch-up"], "--catch-up");
     fails_naming(&["projector", "--mode", "live", "--version", "v4", "--poll", "fast"], "--poll");
-    fails_naming(&["repair", "--version", "v4", "--aggregate", "x1"], "--aggregate");
-    fails_naming(&["cutover", "--version", "v5"], "--projection v5");
+    fails_naming(&["repair", "--version", "v4", "--aggregate", ""], "--aggregate");
+    fails_naming(&["repair", "--version", "v9", "--aggregate", "1"], "--projection v9");
     fails_naming(&["snapshot", "--version", "v4", "--every", "0"], "--every");
     fails_naming(&["snapshot", "--version", "v7"], "--projection v7");
     fails_naming(&["bench", "time-travel", "--snapshot-every=-5"], "--snapshot-every");
@@ -70,4 +70,12 @@ async fn repair_of_an_unknown_aggregate_says_so() {
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("unknown aggregate 987654"), "{stderr}");
     assert!(!stderr.contains("4294967295"), "{stderr}");
+    // An id is parsed as the log's type: a uuid in a bigint log is refused, naming it.
+    let out = run(&url, &["repair", "--version", "v4", "--aggregate", "5a6fd385-7a2b-4c1e-9d3f-0123456789ab"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("--aggregate") && stderr.contains("not a bigint"), "{stderr}");
+    // Cutover and rollback need only a name: the registry answers for any version.
+    let out = run(&url, &["cutover", "--projection", "v5"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("v5 is not registered"), "{stderr}");
 }

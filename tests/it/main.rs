@@ -5,6 +5,7 @@ mod crash;
 mod demo;
 mod flags;
 mod horizon;
+#[cfg(feature = "kafka")]
 mod kafka;
 mod large;
 mod obs;

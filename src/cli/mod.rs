@@ -110,7 +110,8 @@ pub enum Command {
     /// last cutover retired (a rollback).
     Cutover(project::CutoverArgs),
     /// Roll back the last cutover: promote the version it retired, if that version has kept up
-    /// (its live projector restarted) and its table is intact.
+    /// (its live projector keeps tailing for --retired-window after a cutover) and its table is
+    /// intact.
     Rollback(project::RollbackArgs),
     /// Show the registry: every version, its state, positions and lag.
     Projections,

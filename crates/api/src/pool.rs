@@ -10,6 +10,9 @@ use tokio_postgres::{Client, Statement};
 
 const CURRENT_ROW: &str = include_str!("sql/current_row.sql");
 
+/// The `application_name` of the pool's connections.
+const APP_NAME: &str = "reproject api";
+
 /// One pooled connection and the statements prepared on it.
 pub struct Conn {
     client: Client,
@@ -25,7 +28,7 @@ pub struct Conn {
 impl Conn {
     async fn open(url: &str) -> Result<Conn, tokio_postgres::Error> {
         Ok(Conn {
-            client: eventlog::connect(url).await?,
+            client: eventlog::connect_as(url, APP_NAME).await?,
             current_row: OnceCell::new(),
             aggregate_events: OnceCell::new(),
             latest_snapshot: OnceCell::new(),
@@ -97,6 +100,8 @@ impl Pool {
         if write.client.is_closed() {
             tracing::warn!("postgres connection closed; reconnecting");
             *write = Conn::open(&self.url).await?;
+            metrics::counter!(eventlog::reconnect::RECONNECTS, "process" => "api").increment(1);
+            tracing::warn!("postgres connection replaced");
         }
         Ok(write.downgrade())
     }
@@ -104,6 +109,6 @@ impl Pool {
     /// A connection of its own, for work that must not queue pipelined reads behind it: the
     /// cutover transaction (which needs `&mut Client`) and the registry's lag scans.
     pub async fn dedicated(&self) -> Result<Client, tokio_postgres::Error> {
-        eventlog::connect(&self.url).await
+        eventlog::connect_as(&self.url, "reproject api admin").await
     }
 }

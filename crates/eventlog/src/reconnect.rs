@@ -149,7 +149,7 @@ impl Reconnect {
     }
 
     /// [`Reconnect::next_delay`], then sleeps it.
-    pub async fn wait(&mut self, err: &dyn std::fmt::Display) -> Result<(), GiveUp> {
+    pub async fn wait(&mut self, err: &(dyn std::fmt::Display + Sync)) -> Result<(), GiveUp> {
         let delay = self.next_delay(err)?;
         tokio::time::sleep(delay).await;
         Ok(())

@@ -70,10 +70,9 @@ impl IntoResponse for ApiError {
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             // The database is away (or the service not ready): a client or load balancer may
             // try again shortly, and nothing is wrong with its request.
-            response.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static(RETRY_AFTER_SECONDS),
-            );
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static(RETRY_AFTER_SECONDS));
         }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(

@@ -4,6 +4,7 @@
 
 use std::ops::Deref;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use tokio::sync::{OnceCell, RwLock, RwLockReadGuard};
 use tokio_postgres::{Client, Statement};
@@ -26,9 +27,13 @@ pub struct Conn {
 }
 
 impl Conn {
-    async fn open(url: &str) -> Result<Conn, tokio_postgres::Error> {
+    async fn open(url: &str, statement_timeout: Option<Duration>) -> Result<Conn, tokio_postgres::Error> {
+        let client = eventlog::connect_as(url, APP_NAME).await?;
+        if let Some(timeout) = statement_timeout {
+            client.batch_execute(&format!("SET statement_timeout = {}", timeout.as_millis().max(1))).await?;
+        }
         Ok(Conn {
-            client: eventlog::connect_as(url, APP_NAME).await?,
+            client,
             current_row: OnceCell::new(),
             aggregate_events: OnceCell::new(),
             latest_snapshot: OnceCell::new(),
@@ -67,6 +72,9 @@ impl Deref for Conn {
 /// Round-robin connections to one database.
 pub struct Pool {
     url: String,
+    /// Set on each pooled connection: a statement stuck (behind a lock, say) is cancelled by
+    /// the server instead of holding up every request pipelined behind it on its connection.
+    statement_timeout: Option<Duration>,
     slots: Vec<RwLock<Conn>>,
     next: AtomicUsize,
 }
@@ -74,12 +82,21 @@ pub struct Pool {
 impl Pool {
     /// Opens `size` connections (at least one).
     pub async fn connect(url: &str, size: usize) -> Result<Pool, tokio_postgres::Error> {
+        Pool::connect_with(url, size, None).await
+    }
+
+    /// Opens `size` connections (at least one), each with `statement_timeout` if given.
+    pub async fn connect_with(
+        url: &str,
+        size: usize,
+        statement_timeout: Option<Duration>,
+    ) -> Result<Pool, tokio_postgres::Error> {
         let size = size.max(1);
         let mut slots = Vec::with_capacity(size);
         for _ in 0..size {
-            slots.push(RwLock::new(Conn::open(url).await?));
+            slots.push(RwLock::new(Conn::open(url, statement_timeout).await?));
         }
-        Ok(Pool { url: url.to_owned(), slots, next: AtomicUsize::new(0) })
+        Ok(Pool { url: url.to_owned(), statement_timeout, slots, next: AtomicUsize::new(0) })
     }
 
     /// The number of connections.
@@ -99,7 +116,7 @@ impl Pool {
         let mut write = slot.write().await;
         if write.client.is_closed() {
             tracing::warn!("postgres connection closed; reconnecting");
-            *write = Conn::open(&self.url).await?;
+            *write = Conn::open(&self.url, self.statement_timeout).await?;
             metrics::counter!(eventlog::reconnect::RECONNECTS, "process" => "api").increment(1);
             tracing::warn!("postgres connection replaced");
         }

@@ -18,12 +18,12 @@ mod schema;
 pub use append::{append_event, NewEvent};
 pub use horizon::{horizon_status, Holder, HorizonStatus, HORIZON_AGE_SECONDS};
 pub use pg::{connect, connect_as, Jsonb};
-pub use reconnect::{is_transient, GiveUp, Reconnect, DEFAULT_MAX_OUTAGE};
 pub use position::Position;
 pub use read::{
     aggregate_events, aggregate_events_after, boundary, copy_partition, id_sql_type, prepare_aggregate_events,
     snapshot_xmax, LogReader, RawEvent,
 };
+pub use reconnect::{is_transient, GiveUp, Reconnect, DEFAULT_MAX_OUTAGE};
 pub use schema::{create, ensure_indexes, exists, id_kind, partition_count, partition_of, partition_table, LogStats};
 
 /// Errors of the event log.

@@ -194,7 +194,7 @@ mod tests {
 
     #[test]
     fn an_error_without_a_database_error_is_permanent() {
-        let io = std::io::Error::new(std::io::ErrorKind::Other, "disk full");
+        let io = std::io::Error::other("disk full");
         assert!(!is_transient(&io), "a bare I/O error is not a database fault");
     }
 

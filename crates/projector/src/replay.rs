@@ -536,14 +536,50 @@ async fn release_partition<P: Projection>(client: &Client, shared: &Shared<P>, p
     Ok(())
 }
 
+/// A worker of the bulk phase: claims partitions and folds them until none is left. When its
+/// connection is lost (or another database fault of the infrastructure hits it), the partition
+/// in flight goes back to the queue, the connection is replaced (its session, and the
+/// partition's lock with it, is gone: nothing of the partition was committed, its write being
+/// one transaction), and the worker re-claims partitions as before, until `max_outage`.
 async fn worker<P: Projection>(
     shared: Arc<Shared<P>>,
     stop: tokio::sync::watch::Receiver<bool>,
     number: usize,
 ) -> Result<()> {
     let name = format!("reproject replay {} worker {number}", shared.config.projection.name());
-    let mut client = eventlog::connect_as(&shared.config.database_url, &name).await?;
-    shared.config.priority.apply_to_backend(&client).await;
+    let mut retry = eventlog::Reconnect::new("replay", shared.config.max_outage);
+    loop {
+        let mut in_flight = None;
+        let session = async {
+            let client = eventlog::connect_as(&shared.config.database_url, &name).await?;
+            shared.config.priority.apply_to_backend(&client).await;
+            worker_session(client, &shared, &stop, &mut in_flight, &mut retry).await
+        };
+        match session.await {
+            Ok(()) => return Ok(()),
+            Err(e) if eventlog::is_transient(&e) => {
+                if let Some(p) = in_flight {
+                    warn!(partition = p, error = %e, "connection lost mid-partition: it goes back to the queue");
+                    shared.queue.lock().expect("queue lock").push_front(p);
+                }
+                retry.wait(&e).await.map_err(eventlog::Error::from)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One connection's share of a worker's life: claim, fold and write partitions until none is
+/// left; `in_flight` names the partition claimed and not yet written.
+async fn worker_session<P: Projection>(
+    mut client: Client,
+    shared: &Arc<Shared<P>>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+    in_flight: &mut Option<u32>,
+    retry: &mut eventlog::Reconnect,
+) -> Result<()> {
+    let shared = shared.clone();
+    let stop = stop.clone();
     loop {
         if *stop.borrow() {
             return Ok(());
@@ -551,6 +587,8 @@ async fn worker<P: Projection>(
         let Some(p) = claim_partition(&client, &shared).await? else {
             return Ok(());
         };
+        *in_flight = Some(p);
+        retry.recovered();
         let started = Instant::now();
         let Some((batch, footprint)) = fold_partition(&client, &shared, p, &stop).await? else {
             info!(partition = p, "stopped mid-partition: nothing of it written");
@@ -560,6 +598,7 @@ async fn worker<P: Projection>(
         shared.rows.fetch_add(batch.rows.len() as u64, Ordering::Relaxed);
         shared.held.fetch_add(batch.held.len() as u64, Ordering::Relaxed);
         readmodel::write_partition(&mut client, &batch).await?;
+        *in_flight = None;
         release_partition(&client, &shared, p).await?;
         shared.partitions.fetch_add(1, Ordering::Relaxed);
         let version = shared.config.projection.name();

@@ -96,7 +96,10 @@ async fn the_api_answers_503_with_retry_after_during_an_outage_and_200_after_it_
         let (status, retry_after, took) = get(&http, &base, "/aggregate/1").await;
         assert_eq!(status, 503, "a read while the database is down");
         assert_eq!(retry_after.as_deref(), Some("1"), "a 503 says when to retry");
-        assert!(took <= request_timeout + Duration::from_secs(1), "a read hung for {took:?} (timeout {request_timeout:?})");
+        assert!(
+            took <= request_timeout + Duration::from_secs(1),
+            "a read hung for {took:?} (timeout {request_timeout:?})"
+        );
     }
     blocking(&cluster, pgharness::Throwaway::start_again).await;
     let up = Instant::now();
@@ -131,4 +134,36 @@ fn opened(id: i64) -> eventlog::NewEvent {
         ts: chrono::Utc::now(),
         payload: format!(r#"{{"owner":"c-{id}","currency":"EUR"}}"#),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_stuck_behind_a_lock_is_answered_503_at_the_request_timeout_and_200_once_it_is_released() {
+    let f = fixture(5, false).await;
+    let request_timeout = Duration::from_secs(1);
+    let mut config = api::ApiConfig::new(f.url.clone(), "127.0.0.1:0".parse().unwrap(), 1, lab::catalog::projections());
+    config.default_family = Some("accounts".into());
+    config.limits.request_timeout = request_timeout;
+    let (base, _shutdown) = serve(config).await;
+    let http = reqwest::Client::new();
+    assert_eq!(get(&http, &base, "/aggregate/1").await.0, 200);
+
+    // A migration, say, holding the read table: every read of it waits on the lock.
+    let mut locker = eventlog::connect(&f.url).await.unwrap();
+    let tx = locker.transaction().await.unwrap();
+    tx.batch_execute("LOCK TABLE read.accounts_v3 IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    for _ in 0..3 {
+        let (status, retry_after, took) = get(&http, &base, "/aggregate/1").await;
+        assert_eq!(status, 503, "a read behind the lock");
+        assert_eq!(retry_after.as_deref(), Some("1"));
+        assert!(
+            took >= request_timeout && took <= request_timeout + Duration::from_secs(1),
+            "answered after {took:?}, timeout {request_timeout:?}"
+        );
+    }
+    tx.rollback().await.unwrap();
+    // The pool's one connection is not held up by the abandoned statements: the server cancelled
+    // them at the statement timeout.
+    let (status, _, took) = get(&http, &base, "/aggregate/1").await;
+    assert_eq!(status, 200, "a read once the lock is released");
+    assert!(took < request_timeout, "the read after the lock took {took:?}");
 }

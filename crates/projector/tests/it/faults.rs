@@ -151,14 +151,13 @@ async fn the_live_projector_and_the_producer_ride_out_a_crash_restart_of_the_dat
     let crashed = Instant::now();
     let restarting = cluster.clone();
     tokio::task::spawn_blocking(move || restarting.restart_immediate())
-    .await
-    .unwrap()
-    .expect("pg_ctl stop -m immediate, then start");
+        .await
+        .unwrap()
+        .expect("pg_ctl stop -m immediate, then start");
     let restarted_s = crashed.elapsed().as_secs_f64();
     run.assert_alive("during the crash restart");
     // Past what was logged before the crash: the producer writes again, the projector applies.
-    run.applied_at_least(&url, logged_before + 500, Duration::from_secs(90), "events written after the restart")
-        .await;
+    run.applied_at_least(&url, logged_before + 500, Duration::from_secs(90), "events written after the restart").await;
     let resumed_s = crashed.elapsed().as_secs_f64();
     let (produced, live) = run.finish_and_verify(&url).await;
     println!(
@@ -177,8 +176,7 @@ async fn the_live_projector_rides_out_its_connection_terminated_three_times() {
     let admin = eventlog::connect(&url).await.unwrap();
     for round in 1..=3 {
         let pid = live_pid(&url).await.expect("the live projector's connection, by its application_name");
-        let terminated: bool =
-            admin.query_one("SELECT pg_terminate_backend($1)", &[&pid]).await.unwrap().get(0);
+        let terminated: bool = admin.query_one("SELECT pg_terminate_backend($1)", &[&pid]).await.unwrap().get(0);
         assert!(terminated, "round {round}: pg_terminate_backend({pid})");
         let at = applied(&url).await.unwrap();
         wait_for(Duration::from_secs(30), "a new connection of the live projector", || async {
@@ -188,4 +186,42 @@ async fn the_live_projector_rides_out_its_connection_terminated_three_times() {
         run.applied_at_least(&url, at + 200, Duration::from_secs(60), "events applied after the termination").await;
     }
     run.finish_and_verify(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_worker_whose_connection_is_terminated_mid_partition_redoes_only_that_partition() {
+    let url = seeded(pgharness::throwaway()).await;
+    // Slowed down so that the workers are mid-partition when one is terminated.
+    let config = projector::ReplayConfig {
+        workers: 2,
+        batch: 1_000,
+        rate_limit: Some(3_000.0),
+        poll: Duration::from_millis(10),
+        stop_at_head: true,
+        max_outage: Duration::from_secs(60),
+        ..projector::ReplayConfig::new(&url, V4)
+    };
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let replay = tokio::spawn(async move { projector::replay(&config, stopped).await });
+    let admin = eventlog::connect(&url).await.unwrap();
+    let find = "SELECT pid FROM pg_stat_activity WHERE application_name = 'reproject replay v4 worker 1' \
+                AND datname = current_database() AND state = 'active'";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pid: i32 = loop {
+        if let Some(row) = admin.query_opt(find, &[]).await.unwrap() {
+            break row.get(0);
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for worker 1 to fold a partition");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(!replay.is_finished(), "the replay ended before a worker could be terminated");
+    let terminated: bool = admin.query_one("SELECT pg_terminate_backend($1)", &[&pid]).await.unwrap().get(0);
+    assert!(terminated, "pg_terminate_backend({pid})");
+    let report = replay.await.unwrap().expect("the replay survives its worker's lost connection");
+    assert!(report.catch_up.is_some(), "the replay passed the barrier and caught up");
+    let mut client = eventlog::connect(&url).await.unwrap();
+    let folded = projector::verify_against_log(&mut client, &V4).await.unwrap();
+    assert!(folded.ok && folded.diffs == 0, "v4 against a fold of the log:\n{}", folded.render());
+    let total = logged(&url).await.unwrap();
+    assert_eq!(applied(&url).await, Some(total), "events applied (committed) against events in the log");
 }

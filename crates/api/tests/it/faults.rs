@@ -160,9 +160,16 @@ async fn a_read_stuck_behind_a_lock_is_answered_503_at_the_request_timeout_and_2
             "answered after {took:?}, timeout {request_timeout:?}"
         );
     }
+    // The abandoned statements do not stay queued on the pool's one connection behind the
+    // lock: the server cancels them at the statement timeout (the request timeout).
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'reproject api' \
+                   AND datname = current_database() AND wait_event_type = 'Lock'";
+    let probe = eventlog::connect(&f.url).await.unwrap();
+    wait_for(Duration::from_secs(5), "the API's statements behind the lock to be cancelled", || async {
+        probe.query_one(waiting, &[]).await.unwrap().get::<_, i64>(0) == 0
+    })
+    .await;
     tx.rollback().await.unwrap();
-    // The pool's one connection is not held up by the abandoned statements: the server cancelled
-    // them at the statement timeout.
     let (status, _, took) = get(&http, &base, "/aggregate/1").await;
     assert_eq!(status, 200, "a read once the lock is released");
     assert!(took < request_timeout, "the read after the lock took {took:?}");

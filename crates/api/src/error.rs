@@ -101,8 +101,10 @@ impl From<tokio_postgres::Error> for ApiError {
         // pool's next use: a WARN, the outage is the infrastructure's; anything else needs a
         // human.
         if eventlog::is_transient(&e) {
-            tracing::warn!(error = %e, "database unreachable");
-            return ApiError::unavailable(format!("database unavailable: {e}"));
+            // The pool logs the outage once; each request meeting it is only a 503.
+            let reason = eventlog::reconnect::reason(&e);
+            tracing::debug!(%reason, "database unreachable");
+            return ApiError::unavailable(format!("database unavailable: {reason}"));
         }
         tracing::error!(error = %e, "database error");
         ApiError::unavailable(format!("database unavailable: {e}"))

@@ -75,6 +75,8 @@ pub struct Pool {
     /// Set on each pooled connection: a statement stuck (behind a lock, say) is cancelled by
     /// the server instead of holding up every request pipelined behind it on its connection.
     statement_timeout: Option<Duration>,
+    /// Since when the database has been unreachable, if it is.
+    outage: std::sync::Mutex<Option<std::time::Instant>>,
     slots: Vec<RwLock<Conn>>,
     next: AtomicUsize,
 }
@@ -96,7 +98,33 @@ impl Pool {
         for _ in 0..size {
             slots.push(RwLock::new(Conn::open(url, statement_timeout).await?));
         }
-        Ok(Pool { url: url.to_owned(), statement_timeout, slots, next: AtomicUsize::new(0) })
+        Ok(Pool {
+            url: url.to_owned(),
+            statement_timeout,
+            outage: std::sync::Mutex::new(None),
+            slots,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// Logs the start of an outage once (every request meets it until it ends: each is answered
+    /// 503 without a log line of its own).
+    fn outage_began(&self, err: &tokio_postgres::Error) {
+        let mut outage = self.outage.lock().expect("outage lock");
+        if outage.is_none() {
+            *outage = Some(std::time::Instant::now());
+            tracing::warn!(reason = %eventlog::reconnect::reason(err), "database unreachable: answering 503 until it is back");
+        }
+    }
+
+    /// A connection was replaced: logs the end of the outage, if one was logged.
+    fn outage_ended(&self) {
+        match self.outage.lock().expect("outage lock").take() {
+            Some(since) => {
+                tracing::warn!(outage_s = since.elapsed().as_secs_f64(), "database connection back: serving again")
+            }
+            None => tracing::warn!("postgres connection closed: replaced"),
+        }
     }
 
     /// The number of connections.
@@ -115,10 +143,15 @@ impl Pool {
         }
         let mut write = slot.write().await;
         if write.client.is_closed() {
-            tracing::warn!("postgres connection closed; reconnecting");
-            *write = Conn::open(&self.url, self.statement_timeout).await?;
+            match Conn::open(&self.url, self.statement_timeout).await {
+                Ok(conn) => *write = conn,
+                Err(e) => {
+                    self.outage_began(&e);
+                    return Err(e);
+                }
+            }
             metrics::counter!(eventlog::reconnect::RECONNECTS, "process" => "api").increment(1);
-            tracing::warn!("postgres connection replaced");
+            self.outage_ended();
         }
         Ok(write.downgrade())
     }

@@ -25,7 +25,7 @@ pub const DEFAULT_MAX_OUTAGE: Duration = Duration::from_secs(300);
 /// The first wait after a failure.
 const FIRST_DELAY: Duration = Duration::from_millis(100);
 /// The longest wait between two attempts.
-const MAX_DELAY: Duration = Duration::from_secs(5);
+const MAX_DELAY: Duration = Duration::from_secs(2);
 
 /// SQLSTATEs that mean the server or the connection went away, not that the request was wrong:
 /// admin shutdown (a terminated backend, a fast stop), crash shutdown (another backend crashed
@@ -77,6 +77,25 @@ fn pg_is_transient(e: &tokio_postgres::Error) -> bool {
     text.contains("error connecting") || text.contains("timeout") || text.contains("timed out")
 }
 
+/// The reason an error gives, for a log line: a database error's severity, SQLSTATE and
+/// message (tokio-postgres shows only "db error"), else the error and its sources.
+pub fn reason(err: &(dyn StdError + 'static)) -> String {
+    let mut next = Some(err);
+    let mut parts = Vec::new();
+    while let Some(e) = next {
+        if let Some(db) = e.downcast_ref::<tokio_postgres::error::DbError>() {
+            parts.push(format!("{} {}: {}", db.severity(), db.code().code(), db.message()));
+            break;
+        }
+        let text = e.to_string();
+        if !parts.last().is_some_and(|p: &String| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
+}
+
 /// An outage that lasted longer than the process accepts, or an error that is not the
 /// infrastructure's: the reason a reconnect loop gives up.
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +126,8 @@ impl Reconnect {
     /// The retry state of `process` (the metric's label: `live`, `producer`, `api`, `obs`, ...),
     /// giving up after an outage of `max_outage`.
     pub fn new(process: &'static str, max_outage: Duration) -> Reconnect {
+        // The series exists from the start, at 0: a board shows "no reconnects", not "no data".
+        metrics::counter!(RECONNECTS, "process" => process).increment(0);
         Reconnect { process, max_outage, outage: None }
     }
 
@@ -170,7 +191,7 @@ impl Reconnect {
     }
 }
 
-/// The wait before attempt `n` (from 1): doubling from 100 ms up to 5 s, then a random point
+/// The wait before attempt `n` (from 1): doubling from 100 ms up to 2 s, then a random point
 /// in its upper half, so that many clients cut off at once do not reconnect in step.
 fn backoff(n: u32) -> Duration {
     let exp = FIRST_DELAY.saturating_mul(1u32 << (n - 1).min(16)).min(MAX_DELAY);

@@ -562,7 +562,7 @@ async fn worker<P: Projection>(
                     warn!(partition = p, error = %e, "connection lost mid-partition: it goes back to the queue");
                     shared.queue.lock().expect("queue lock").push_front(p);
                 }
-                retry.wait(&e).await.map_err(eventlog::Error::from)?;
+                retry.wait(&eventlog::reconnect::reason(&e)).await.map_err(eventlog::Error::from)?;
             }
             Err(e) => return Err(e),
         }

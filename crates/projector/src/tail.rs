@@ -661,7 +661,7 @@ pub(crate) async fn tail_reconnecting<P: Projection>(
                 break;
             }
             Err(e) if eventlog::is_transient(&e) => {
-                let delay = retry.next_delay(&e).map_err(eventlog::Error::from)?;
+                let delay = retry.next_delay(&eventlog::reconnect::reason(&e)).map_err(eventlog::Error::from)?;
                 let mut stop = stop.clone();
                 if *stop.borrow() {
                     break;

@@ -193,7 +193,7 @@ impl Writer {
     /// the expected state commit in one transaction, all or nothing, and the next batch reads
     /// the states afresh.
     async fn reconnect(&mut self, err: &Error) -> Result<()> {
-        let mut reason = err.to_string();
+        let mut reason = eventlog::reconnect::reason(err);
         loop {
             self.retry.wait(&reason).await.map_err(eventlog::Error::from)?;
             match open(&self.url, &self.name).await {
@@ -202,7 +202,7 @@ impl Writer {
                     self.st = st;
                     return Ok(());
                 }
-                Err(e) if eventlog::is_transient(&e) => reason = e.to_string(),
+                Err(e) if eventlog::is_transient(&e) => reason = eventlog::reconnect::reason(&e),
                 Err(e) => return Err(e),
             }
         }

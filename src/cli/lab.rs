@@ -109,6 +109,10 @@ pub struct ProduceArgs {
     /// `127.0.0.1:9189` (events appended, version conflicts, retries).
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// When the database becomes unreachable, each writer reconnects with backoff for up to
+    /// this long, then the producer gives up with an error.
+    #[arg(long, value_parser = parse_duration, default_value = "5m")]
+    pub max_outage: Duration,
 }
 
 pub async fn produce(g: &Global, a: ProduceArgs) -> Result<ExitCode> {
@@ -130,6 +134,7 @@ pub async fn produce(g: &Global, a: ProduceArgs) -> Result<ExitCode> {
         writers: a.writers,
         batch: a.batch,
         cross_range_ratio: a.cross_range_ratio,
+        max_outage: a.max_outage,
         ..lab::ProduceConfig::new(a.rate, a.duration, a.seed)
     };
     let stop = super::ctrl_c();

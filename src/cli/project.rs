@@ -112,6 +112,11 @@ pub struct ProjectorArgs {
     /// it switches at once), then stop. `0s`: stop at once.
     #[arg(long, value_parser = parse_duration, default_value = "15m")]
     pub retired_window: Duration,
+    /// When the database becomes unreachable (a restart, a terminated connection, the network),
+    /// reconnect with backoff and resume from the stored positions for up to this long, then
+    /// give up with an error (the live tail and the replay's catch-up).
+    #[arg(long, value_parser = parse_duration, default_value = "5m")]
+    pub max_outage: Duration,
     /// Serve this projector's Prometheus metrics (`GET /metrics`) on this address, e.g.
     /// `127.0.0.1:9187` (events applied, batch sizes, write latency, partitions done, held events).
     #[arg(long, value_name = "ADDR")]
@@ -220,6 +225,7 @@ fn live_config<P: fold::Projection>(a: &ProjectorArgs, url: &str, projection: P)
         progress: a.progress,
         stall_after: a.stall_after,
         retired_window: a.retired_window,
+        max_outage: a.max_outage,
         ..projector::LiveConfig::new(url, projection)
     }
 }
@@ -299,6 +305,7 @@ pub(crate) async fn run_projector<P: fold::Projection>(
                 held_limit: (a.held_limit > 0).then_some(a.held_limit),
                 gap_lookups: true,
                 retired_window: a.retired_window,
+                max_outage: a.max_outage,
             };
             let report = projector::replay(&config, stop).await.context("replay")?;
             Ok(serde_json::to_string(&report)?)

@@ -40,6 +40,10 @@ pub struct ApiArgs {
     /// Largest request body accepted (bytes); larger ones get 413.
     #[arg(long, default_value_t = 65536)]
     pub max_body_bytes: usize,
+    /// A request not answered within this gets 503 with `Retry-After` (the database is slow or
+    /// unreachable) rather than hanging.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub request_timeout: Duration,
 }
 
 /// The admin token from `--admin-token-file` or `REPROJECT_ADMIN_TOKEN`, if any.
@@ -77,6 +81,9 @@ pub async fn api(g: &Global, a: ApiArgs, catalog: &Catalog) -> Result<ExitCode> 
     if a.pool == 0 {
         bail!("--pool must be at least 1");
     }
+    if a.request_timeout.is_zero() {
+        bail!("--request-timeout must be more than 0s");
+    }
     if a.max_body_bytes == 0 {
         bail!("--max-body-bytes must be at least 1");
     }
@@ -90,6 +97,7 @@ pub async fn api(g: &Global, a: ApiArgs, catalog: &Catalog) -> Result<ExitCode> 
     config.limits.idle_timeout = a.idle_timeout;
     config.limits.max_connections = a.max_connections as usize;
     config.limits.max_body_bytes = a.max_body_bytes;
+    config.limits.request_timeout = a.request_timeout;
     if config.admin_token.is_none() {
         println!("POST /cutover is disabled (no --admin-token-file or REPROJECT_ADMIN_TOKEN)");
     }

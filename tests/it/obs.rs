@@ -263,6 +263,11 @@ async fn prometheus_scrapes_every_series_and_every_board_panel_has_data() {
         ("adaptive measured p99", r#"reproject_replay_live_p99_seconds{version="v4"}"#, Box::new(positive)),
         ("adaptive threshold", r#"reproject_replay_live_p99_threshold_seconds{version="v4"}"#, Box::new(positive)),
         ("PostgreSQL commits", "reproject_pg_xact_commit_total", Box::new(at_least(1.0))),
+        (
+            "database reconnects (api, live, producer)",
+            r#"count(reproject_db_reconnects_total{process=~"api|live|producer"})"#,
+            Box::new(at_least(3.0)),
+        ),
         ("producer scraped", r#"up{job="producer"}"#, Box::new(at_least(1.0))),
         ("every target up", r#"min(up{job=~"api|projector|producer"})"#, Box::new(at_least(1.0))),
     ];

@@ -6,6 +6,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+/// The `Retry-After` of every 503, in seconds: about the time a restarting server or a
+/// replaced connection takes to come back.
+pub const RETRY_AFTER_SECONDS: &str = "1";
+
 /// An error response: a status and a JSON body `{"error": message, ...details}`.
 #[derive(Debug)]
 pub struct ApiError {
@@ -63,6 +67,13 @@ impl IntoResponse for ApiError {
             obj.extend(extra);
         }
         let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // The database is away (or the service not ready): a client or load balancer may
+            // try again shortly, and nothing is wrong with its request.
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static(RETRY_AFTER_SECONDS));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
@@ -86,7 +97,15 @@ impl From<tokio_postgres::Error> for ApiError {
             return ApiError::unavailable(format!("this database has no read model or log yet: {e}"));
         }
         // A database failure is the service's problem, not the client's: 503 so that a load
-        // balancer retries elsewhere, and logged because it needs a human.
+        // balancer retries elsewhere (`Retry-After`). A lost connection is replaced on the
+        // pool's next use: a WARN, the outage is the infrastructure's; anything else needs a
+        // human.
+        if eventlog::is_transient(&e) {
+            // The pool logs the outage once; each request meeting it is only a 503.
+            let reason = eventlog::reconnect::reason(&e);
+            tracing::debug!(%reason, "database unreachable");
+            return ApiError::unavailable(format!("database unavailable: {reason}"));
+        }
         tracing::error!(error = %e, "database error");
         ApiError::unavailable(format!("database unavailable: {e}"))
     }

@@ -156,7 +156,7 @@ pub(crate) async fn run(state: Weak<AppState>, url: String) {
     loop {
         let Some(shared) = state.upgrade() else { return };
         if client.as_ref().is_none_or(Client::is_closed) {
-            client = eventlog::connect(&url).await.ok();
+            client = eventlog::connect_as(&url, "reproject api finality").await.ok();
             supported = false;
         }
         if let Some(c) = &client {

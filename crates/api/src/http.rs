@@ -46,6 +46,10 @@ pub struct HttpLimits {
     pub max_header_bytes: usize,
     /// How long a shutdown waits for requests in flight before closing their connections.
     pub drain_timeout: Duration,
+    /// A request not answered within this gets a 503 with `Retry-After` (the database is slow
+    /// or unreachable) instead of hanging; its work is dropped (a cutover's transaction rolls
+    /// back with its connection).
+    pub request_timeout: Duration,
 }
 
 impl Default for HttpLimits {
@@ -58,6 +62,7 @@ impl Default for HttpLimits {
             max_uri_bytes: 8 * 1024,
             max_header_bytes: 16 * 1024,
             drain_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -319,7 +324,14 @@ pub(crate) async fn bound_request(limits: Arc<HttpLimits>, req: Request, next: N
         )
         .into_response();
     }
-    let response = next.run(req).await;
+    let Ok(response) = tokio::time::timeout(limits.request_timeout, next.run(req)).await else {
+        tracing::warn!(timeout_s = limits.request_timeout.as_secs_f64(), "request timed out");
+        return ApiError::unavailable(format!(
+            "no answer within {:.1}s (the request timeout): the database is slow or unreachable",
+            limits.request_timeout.as_secs_f64()
+        ))
+        .into_response();
+    };
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)

@@ -156,8 +156,20 @@ pub async fn state_with(
     projections: Catalog,
     default_family: Option<String>,
 ) -> Result<Arc<AppState>, Error> {
+    let pool = Pool::connect(database_url, pool_size).await?;
+    Ok(state_on(pool, database_url, admin_token, projections, default_family))
+}
+
+/// The shared state over a connected `pool`; starts the finality sampler.
+fn state_on(
+    pool: Pool,
+    database_url: &str,
+    admin_token: Option<AdminToken>,
+    projections: Catalog,
+    default_family: Option<String>,
+) -> Arc<AppState> {
     let state = Arc::new(AppState {
-        pool: Pool::connect(database_url, pool_size).await?,
+        pool,
         active: ActiveGauge::default(),
         finality: finality::Finality::default(),
         admin_token,
@@ -166,7 +178,7 @@ pub async fn state_with(
         ids: tokio::sync::OnceCell::new(),
     });
     tokio::spawn(finality::run(Arc::downgrade(&state), database_url.to_owned()));
-    Ok(state)
+    state
 }
 
 /// Whether serving on `listen` with this token is allowed: a non-loopback address needs a
@@ -186,14 +198,15 @@ pub async fn serve(
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), Error> {
     check_exposure(config.listen, config.admin_token.as_ref())?;
-    let state = state_with(
+    // A statement outliving its request would hold up the requests pipelined behind it.
+    let pool = Pool::connect_with(&config.database_url, config.pool_size, Some(config.limits.request_timeout)).await?;
+    let state = state_on(
+        pool,
         &config.database_url,
-        config.pool_size,
         config.admin_token.clone(),
         config.projections.clone(),
         config.default_family.clone(),
-    )
-    .await?;
+    );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Listen { addr: config.listen, source })?;

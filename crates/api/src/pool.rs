@@ -4,11 +4,15 @@
 
 use std::ops::Deref;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use tokio::sync::{OnceCell, RwLock, RwLockReadGuard};
 use tokio_postgres::{Client, Statement};
 
 const CURRENT_ROW: &str = include_str!("sql/current_row.sql");
+
+/// The `application_name` of the pool's connections.
+const APP_NAME: &str = "reproject api";
 
 /// One pooled connection and the statements prepared on it.
 pub struct Conn {
@@ -23,9 +27,13 @@ pub struct Conn {
 }
 
 impl Conn {
-    async fn open(url: &str) -> Result<Conn, tokio_postgres::Error> {
+    async fn open(url: &str, statement_timeout: Option<Duration>) -> Result<Conn, tokio_postgres::Error> {
+        let client = eventlog::connect_as(url, APP_NAME).await?;
+        if let Some(timeout) = statement_timeout {
+            client.batch_execute(&format!("SET statement_timeout = {}", timeout.as_millis().max(1))).await?;
+        }
         Ok(Conn {
-            client: eventlog::connect(url).await?,
+            client,
             current_row: OnceCell::new(),
             aggregate_events: OnceCell::new(),
             latest_snapshot: OnceCell::new(),
@@ -64,6 +72,11 @@ impl Deref for Conn {
 /// Round-robin connections to one database.
 pub struct Pool {
     url: String,
+    /// Set on each pooled connection: a statement stuck (behind a lock, say) is cancelled by
+    /// the server instead of holding up every request pipelined behind it on its connection.
+    statement_timeout: Option<Duration>,
+    /// Since when the database has been unreachable, if it is.
+    outage: std::sync::Mutex<Option<std::time::Instant>>,
     slots: Vec<RwLock<Conn>>,
     next: AtomicUsize,
 }
@@ -71,12 +84,47 @@ pub struct Pool {
 impl Pool {
     /// Opens `size` connections (at least one).
     pub async fn connect(url: &str, size: usize) -> Result<Pool, tokio_postgres::Error> {
+        Pool::connect_with(url, size, None).await
+    }
+
+    /// Opens `size` connections (at least one), each with `statement_timeout` if given.
+    pub async fn connect_with(
+        url: &str,
+        size: usize,
+        statement_timeout: Option<Duration>,
+    ) -> Result<Pool, tokio_postgres::Error> {
         let size = size.max(1);
         let mut slots = Vec::with_capacity(size);
         for _ in 0..size {
-            slots.push(RwLock::new(Conn::open(url).await?));
+            slots.push(RwLock::new(Conn::open(url, statement_timeout).await?));
         }
-        Ok(Pool { url: url.to_owned(), slots, next: AtomicUsize::new(0) })
+        Ok(Pool {
+            url: url.to_owned(),
+            statement_timeout,
+            outage: std::sync::Mutex::new(None),
+            slots,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// Logs the start of an outage once (every request meets it until it ends: each is answered
+    /// 503 without a log line of its own).
+    fn outage_began(&self, err: &tokio_postgres::Error) {
+        let mut outage = self.outage.lock().expect("outage lock");
+        if outage.is_none() {
+            *outage = Some(std::time::Instant::now());
+            tracing::warn!(reason = %eventlog::reconnect::reason(err), "database unreachable: answering 503 until it is back");
+        }
+    }
+
+    /// A connection was replaced: logs the end of the outage, if one was logged.
+    fn outage_ended(&self) {
+        match self.outage.lock().expect("outage lock").take() {
+            Some(since) => {
+                tracing::warn!(outage_s = since.elapsed().as_secs_f64(), "database connection back: serving again")
+            }
+            None => tracing::warn!("postgres connection closed: replaced"),
+        }
     }
 
     /// The number of connections.
@@ -95,8 +143,15 @@ impl Pool {
         }
         let mut write = slot.write().await;
         if write.client.is_closed() {
-            tracing::warn!("postgres connection closed; reconnecting");
-            *write = Conn::open(&self.url).await?;
+            match Conn::open(&self.url, self.statement_timeout).await {
+                Ok(conn) => *write = conn,
+                Err(e) => {
+                    self.outage_began(&e);
+                    return Err(e);
+                }
+            }
+            metrics::counter!(eventlog::reconnect::RECONNECTS, "process" => "api").increment(1);
+            self.outage_ended();
         }
         Ok(write.downgrade())
     }
@@ -104,6 +159,6 @@ impl Pool {
     /// A connection of its own, for work that must not queue pipelined reads behind it: the
     /// cutover transaction (which needs `&mut Client`) and the registry's lag scans.
     pub async fn dedicated(&self) -> Result<Client, tokio_postgres::Error> {
-        eventlog::connect(&self.url).await
+        eventlog::connect_as(&self.url, "reproject api admin").await
     }
 }

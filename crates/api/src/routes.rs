@@ -19,6 +19,8 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// The service's routes over `state`, with `limits` on request bodies, targets and headers.
 pub fn router_with(state: Arc<AppState>, limits: &HttpLimits) -> Router {
     telemetry::handle();
+    // The pool's reconnections (see `Pool::get`), at 0 until the first.
+    metrics::counter!(eventlog::reconnect::RECONNECTS, "process" => "api").increment(0);
     let bounds = Arc::new(limits.clone());
     // The admin check is a route layer: it runs before the body is read.
     let cutover =

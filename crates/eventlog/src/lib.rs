@@ -12,16 +12,18 @@ mod horizon;
 mod pg;
 mod position;
 mod read;
+pub mod reconnect;
 mod schema;
 
 pub use append::{append_event, NewEvent};
 pub use horizon::{horizon_status, Holder, HorizonStatus, HORIZON_AGE_SECONDS};
-pub use pg::{connect, Jsonb};
+pub use pg::{connect, connect_as, Jsonb};
 pub use position::Position;
 pub use read::{
     aggregate_events, aggregate_events_after, boundary, copy_partition, id_sql_type, prepare_aggregate_events,
     snapshot_xmax, LogReader, RawEvent,
 };
+pub use reconnect::{is_transient, GiveUp, Reconnect, DEFAULT_MAX_OUTAGE};
 pub use schema::{create, ensure_indexes, exists, id_kind, partition_count, partition_of, partition_table, LogStats};
 
 /// Errors of the event log.
@@ -42,6 +44,8 @@ pub enum Error {
     AlreadyExists(u32),
     #[error("partition count must be between 1 and 1024, got {0}")]
     BadPartitionCount(u32),
+    #[error(transparent)]
+    GaveUp(#[from] GiveUp),
     #[error("partition {partition} out of range (the log has {partitions})")]
     NoSuchPartition { partition: u32, partitions: u32 },
 }

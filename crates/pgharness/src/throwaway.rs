@@ -41,6 +41,38 @@ pub fn throwaway() -> &'static Throwaway {
 }
 
 impl Throwaway {
+    /// A throwaway cluster of the caller's own, not shared: for a test that crash-restarts or
+    /// stops it ([`Throwaway::restart_immediate`], [`Throwaway::stop_immediate`]), which the
+    /// shared cluster's other tests must not see. Removed when the process exits, like the
+    /// shared one.
+    pub fn private() -> Result<Throwaway> {
+        Throwaway::start()
+    }
+
+    /// Crash-restarts the cluster: `pg_ctl stop -m immediate` (every backend killed at once,
+    /// no checkpoint; the next start runs crash recovery), then a start on the same port.
+    pub fn restart_immediate(&self) -> Result<()> {
+        self.stop_immediate()?;
+        self.start_again()
+    }
+
+    /// Stops the cluster in immediate mode (a crash, as far as its clients can tell) and waits
+    /// until it is down. Its port stays reserved for [`Throwaway::start_again`] only as long as
+    /// no other program takes it.
+    pub fn stop_immediate(&self) -> Result<()> {
+        let bindir = find_bindir()?;
+        let mut cmd = crate::exec::server_command(&bindir, "pg_ctl");
+        cmd.arg("-D").arg(self.dir.join("data")).args(["-m", "immediate", "-w", "stop"]);
+        crate::exec::run(cmd)?;
+        Ok(())
+    }
+
+    /// Starts the stopped cluster again on its port and waits until it accepts connections
+    /// (after crash recovery, if it was stopped in immediate mode).
+    pub fn start_again(&self) -> Result<()> {
+        start(&find_bindir()?, &self.dir.join("data"), self.port)
+    }
+
     fn start() -> Result<Throwaway> {
         let bindir = find_bindir()?;
         let pid = std::process::id();

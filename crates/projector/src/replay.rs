@@ -30,7 +30,7 @@ use crate::partition_fold::{FoldFootprint, PartitionFold};
 use crate::priority::CpuPriority;
 use crate::ratelimit::RateLimiter;
 use crate::spill::Spiller;
-use crate::tail::{run_tail, LiveConfig, LiveReport};
+use crate::tail::{tail_reconnecting, LiveConfig, LiveReport};
 use crate::{metric, Result};
 
 /// Configuration of a replay.
@@ -79,6 +79,9 @@ pub struct ReplayConfig<P: Projection> {
     /// After catch-up, when a cutover retires this version, how long its tail goes on (for a
     /// rollback; see [`LiveConfig::retired_window`]).
     pub retired_window: Duration,
+    /// How long the catch-up accepts the database being unreachable before giving up (see
+    /// [`LiveConfig::max_outage`]).
+    pub max_outage: Duration,
 }
 
 impl<P: Projection> ReplayConfig<P> {
@@ -106,6 +109,7 @@ impl<P: Projection> ReplayConfig<P> {
             held_limit: Some(crate::spill::DEFAULT_HELD_LIMIT),
             gap_lookups: true,
             retired_window: crate::tail::DEFAULT_RETIRED_WINDOW,
+            max_outage: eventlog::DEFAULT_MAX_OUTAGE,
         }
     }
 }
@@ -241,7 +245,8 @@ async fn rebuild<P: Projection>(
     adaptive: Option<Arc<RateLimiter>>,
 ) -> Result<ReplayReport> {
     let projection = &config.projection;
-    let mut client = eventlog::connect(&config.database_url).await?;
+    let name = format!("reproject replay {}", projection.name());
+    let mut client = eventlog::connect_as(&config.database_url, &name).await?;
     config.priority.apply_to_backend(&client).await;
     let partitions = eventlog::partition_count(&client).await?;
     let boundary = claim_version(&mut client, config, partitions).await?;
@@ -285,7 +290,7 @@ async fn rebuild<P: Projection>(
     report.bulk_mb_per_s = report.bulk_bytes as f64 / 1e6 / total.max(1e-9);
     report.peak_rss_bytes = peak_rss_bytes();
     if config.catch_up {
-        report.catch_up = Some(catch_up(&mut client, config, stop, adaptive).await?);
+        report.catch_up = Some(catch_up(client, config, stop, adaptive).await?);
     }
     Ok(report)
 }
@@ -390,10 +395,10 @@ async fn bulk_phase<P: Projection>(
     });
     let ticker = tokio::spawn(progress_ticker(shared.clone(), total));
     let mut handles = Vec::new();
-    for _ in 0..config.workers.max(1) {
+    for w in 1..=config.workers.max(1) {
         let shared = shared.clone();
         let stop = stop.clone();
-        handles.push(tokio::spawn(async move { worker(shared, stop).await }));
+        handles.push(tokio::spawn(async move { worker(shared, stop, w).await }));
     }
     let mut first_error = None;
     for h in handles {
@@ -460,7 +465,7 @@ async fn pass_barrier<P: Projection>(client: &Client, projection: &P, report: &m
 
 /// Catch-up: the tail path from the bulk positions to the head (or on, if not stopping there).
 async fn catch_up<P: Projection>(
-    client: &mut Client,
+    client: Client,
     config: &ReplayConfig<P>,
     stop: tokio::sync::watch::Receiver<bool>,
     adaptive: Option<Arc<RateLimiter>>,
@@ -479,10 +484,14 @@ async fn catch_up<P: Projection>(
         progress: config.progress,
         stall_after: config.stall_after,
         retired_window: config.retired_window,
+        max_outage: config.max_outage,
     };
     // The adaptive limiter keeps driving catch-up unless catch-up has a cap of its own.
     let tail_limiter = adaptive.filter(|_| config.catch_up_rate_limit.is_none());
-    run_tail(client, &live, stop, tail_limiter).await
+    // It starts on the connection that holds the version's lock; a replacement takes the lock
+    // again (the lost session's lock died with it) and resumes from the stored positions.
+    let name = format!("reproject replay {} catch-up", config.projection.name());
+    tail_reconnecting(&live, stop, tail_limiter, Some(client), "replay", &name).await
 }
 
 /// The next partition this worker folds: taken from the queue, locked, and not yet at the
@@ -527,9 +536,50 @@ async fn release_partition<P: Projection>(client: &Client, shared: &Shared<P>, p
     Ok(())
 }
 
-async fn worker<P: Projection>(shared: Arc<Shared<P>>, stop: tokio::sync::watch::Receiver<bool>) -> Result<()> {
-    let mut client = eventlog::connect(&shared.config.database_url).await?;
-    shared.config.priority.apply_to_backend(&client).await;
+/// A worker of the bulk phase: claims partitions and folds them until none is left. When its
+/// connection is lost (or another database fault of the infrastructure hits it), the partition
+/// in flight goes back to the queue, the connection is replaced (its session, and the
+/// partition's lock with it, is gone: nothing of the partition was committed, its write being
+/// one transaction), and the worker re-claims partitions as before, until `max_outage`.
+async fn worker<P: Projection>(
+    shared: Arc<Shared<P>>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    number: usize,
+) -> Result<()> {
+    let name = format!("reproject replay {} worker {number}", shared.config.projection.name());
+    let mut retry = eventlog::Reconnect::new("replay", shared.config.max_outage);
+    loop {
+        let mut in_flight = None;
+        let session = async {
+            let client = eventlog::connect_as(&shared.config.database_url, &name).await?;
+            shared.config.priority.apply_to_backend(&client).await;
+            worker_session(client, &shared, &stop, &mut in_flight, &mut retry).await
+        };
+        match session.await {
+            Ok(()) => return Ok(()),
+            Err(e) if eventlog::is_transient(&e) => {
+                if let Some(p) = in_flight {
+                    warn!(partition = p, error = %e, "connection lost mid-partition: it goes back to the queue");
+                    shared.queue.lock().expect("queue lock").push_front(p);
+                }
+                retry.wait(&eventlog::reconnect::reason(&e)).await.map_err(eventlog::Error::from)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One connection's share of a worker's life: claim, fold and write partitions until none is
+/// left; `in_flight` names the partition claimed and not yet written.
+async fn worker_session<P: Projection>(
+    mut client: Client,
+    shared: &Arc<Shared<P>>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+    in_flight: &mut Option<u32>,
+    retry: &mut eventlog::Reconnect,
+) -> Result<()> {
+    let shared = shared.clone();
+    let stop = stop.clone();
     loop {
         if *stop.borrow() {
             return Ok(());
@@ -537,6 +587,8 @@ async fn worker<P: Projection>(shared: Arc<Shared<P>>, stop: tokio::sync::watch:
         let Some(p) = claim_partition(&client, &shared).await? else {
             return Ok(());
         };
+        *in_flight = Some(p);
+        retry.recovered();
         let started = Instant::now();
         let Some((batch, footprint)) = fold_partition(&client, &shared, p, &stop).await? else {
             info!(partition = p, "stopped mid-partition: nothing of it written");
@@ -546,6 +598,7 @@ async fn worker<P: Projection>(shared: Arc<Shared<P>>, stop: tokio::sync::watch:
         shared.rows.fetch_add(batch.rows.len() as u64, Ordering::Relaxed);
         shared.held.fetch_add(batch.held.len() as u64, Ordering::Relaxed);
         readmodel::write_partition(&mut client, &batch).await?;
+        *in_flight = None;
         release_partition(&client, &shared, p).await?;
         shared.partitions.fetch_add(1, Ordering::Relaxed);
         let version = shared.config.projection.name();
@@ -682,7 +735,8 @@ async fn progress_ticker<P: Projection>(shared: Arc<Shared<P>>, total: u64) {
     let started_at = chrono::Utc::now();
     let progress_gauge = metrics::gauge!(metric::BUILD_PROGRESS, "version" => version);
     let eta_gauge = metrics::gauge!(metric::BUILD_ETA, "version" => version);
-    let recorder = match eventlog::connect(&shared.config.database_url).await {
+    let name = format!("reproject replay {version} progress");
+    let recorder = match eventlog::connect_as(&shared.config.database_url, &name).await {
         Ok(client) => Some(client),
         Err(e) => {
             warn!(error = %e, "no connection for progress records: projections will not show this build's ETA");

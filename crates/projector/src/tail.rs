@@ -395,6 +395,9 @@ pub struct LiveConfig<P: Projection> {
     /// After a cutover retires this version, keep tailing it this long, so that a rollback to
     /// it inside the window switches at once (it has kept up); then stop. Zero: stop at once.
     pub retired_window: Duration,
+    /// How long the database may stay unreachable (reconnects failing) before the live
+    /// projector gives up with an error (see [`run_live`]).
+    pub max_outage: Duration,
 }
 
 /// How long a retired version's projector keeps tailing it by default, for a rollback.
@@ -417,6 +420,7 @@ impl<P: Projection> LiveConfig<P> {
             progress: false,
             stall_after: Duration::from_secs(30),
             retired_window: DEFAULT_RETIRED_WINDOW,
+            max_outage: eventlog::DEFAULT_MAX_OUTAGE,
         }
     }
 }
@@ -612,28 +616,72 @@ fn progress_bar(shown: bool) -> indicatif::ProgressBar {
 /// `building` version becomes `ready`; if no version is active yet, it is activated (the first
 /// version has nothing to cut over from). A version retired while its projector runs stops
 /// it; a projector started on a retired version keeps it caught up for a rollback.
+///
+/// Its connection is named `reproject live <version>`. When the connection is lost (the
+/// server restarted, the backend terminated, the network cut), it reconnects with backoff and
+/// resumes from the positions stored in `read.projection_offsets`: they commit in the same
+/// transaction as the rows, so the resumed tail neither skips nor repeats an event, whatever
+/// the fate of the batch in flight. It gives up after `config.max_outage` of failures.
 pub async fn run_live<P: Projection>(
     config: &LiveConfig<P>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<LiveReport> {
-    let mut client = eventlog::connect(&config.database_url).await?;
-    run_tail(&mut client, config, stop, None).await
+    let name = format!("reproject live {}", config.projection.name());
+    tail_reconnecting(config, stop, None, None, "live", &name).await
 }
 
-/// The tail loop over the Postgres log; `limiter`, if given, replaces `config.rate_limit` (the
-/// replay's adaptive limiter, shared with its bulk phase).
-pub(crate) async fn run_tail<P: Projection>(
-    client: &mut Client,
+/// The tail loop over the Postgres log on connections named `name`, starting on `first` if
+/// given: a lost connection is replaced (counted under `process`) and the tail resumes from the
+/// stored positions, until `config.max_outage` of failures (see [`run_live`]).
+pub(crate) async fn tail_reconnecting<P: Projection>(
     config: &LiveConfig<P>,
     stop: tokio::sync::watch::Receiver<bool>,
     limiter: Option<std::sync::Arc<crate::RateLimiter>>,
+    mut first: Option<Client>,
+    process: &'static str,
+    name: &str,
 ) -> Result<LiveReport> {
-    let source = PgLog::open(client, config.until).await?;
-    run_tail_on(client, config, stop, limiter, source).await
+    let mut retry = eventlog::Reconnect::new(process, config.max_outage);
+    let mut report = LiveReport { version: config.projection.name().to_owned(), ..LiveReport::default() };
+    let started = Instant::now();
+    let mut positions = Vec::new();
+    loop {
+        let session = async {
+            let mut client = match first.take() {
+                Some(client) => client,
+                None => eventlog::connect_as(&config.database_url, name).await?,
+            };
+            let source = PgLog::open(&client, config.until).await?;
+            tail_session(&mut client, config, stop.clone(), limiter.clone(), source, &mut report, Some(&mut retry))
+                .await
+        };
+        match session.await {
+            Ok(reached) => {
+                positions = reached;
+                break;
+            }
+            Err(e) if eventlog::is_transient(&e) => {
+                let delay = retry.next_delay(&eventlog::reconnect::reason(&e)).map_err(eventlog::Error::from)?;
+                let mut stop = stop.clone();
+                if *stop.borrow() {
+                    break;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.changed() => {}
+                }
+                if *stop.borrow() {
+                    break;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(finish_report(report, started, positions))
 }
 
 /// The tail loop over any [`Source`] (see [`run_live`]); the source applies `config.until`
-/// itself, if it supports one.
+/// itself, if it supports one. It does not reconnect: its caller owns the connection.
 pub async fn run_tail_on<P: Projection, S: Source>(
     client: &mut Client,
     config: &LiveConfig<P>,
@@ -641,6 +689,39 @@ pub async fn run_tail_on<P: Projection, S: Source>(
     limiter: Option<std::sync::Arc<crate::RateLimiter>>,
     source: S,
 ) -> Result<LiveReport> {
+    let started = Instant::now();
+    let mut report = LiveReport { version: config.projection.name().to_owned(), ..LiveReport::default() };
+    let positions = tail_session(client, config, stop, limiter, source, &mut report, None).await?;
+    Ok(finish_report(report, started, positions))
+}
+
+/// The report's totals once the tail has stopped, logged.
+fn finish_report(mut report: LiveReport, started: Instant, positions: Vec<Position>) -> LiveReport {
+    report.seconds = started.elapsed().as_secs_f64();
+    report.events_per_s = report.events_read as f64 / report.seconds.max(1e-9);
+    report.positions = positions;
+    info!(
+        version = %report.version,
+        read = report.events_read,
+        applied = report.events_applied,
+        events_per_s = report.events_per_s as u64,
+        "tail stopped"
+    );
+    report
+}
+
+/// One session of the tail loop on one connection: opens the version and a tailer at its
+/// stored positions (then tells `retry`, if given, that the database is back), and tails until
+/// stopped, adding its counts to `report`. Returns the positions reached.
+async fn tail_session<P: Projection, S: Source>(
+    client: &mut Client,
+    config: &LiveConfig<P>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    limiter: Option<std::sync::Arc<crate::RateLimiter>>,
+    source: S,
+    report: &mut LiveReport,
+    retry: Option<&mut eventlog::Reconnect>,
+) -> Result<Vec<Position>> {
     let projection = &config.projection;
     let info = open_version(client, config, source.partitions(), &source.log_name()).await?;
     let started_retired = info.state == State::Retired;
@@ -652,9 +733,10 @@ pub async fn run_tail_on<P: Projection, S: Source>(
     };
     let limiter = limiter.or_else(|| config.rate_limit.map(|r| std::sync::Arc::new(crate::RateLimiter::new(r))));
     let mut tailer = Tailer::open_on(client, projection.clone(), options, source).await?.with_rate_limit(limiter);
+    if let Some(retry) = retry {
+        retry.recovered();
+    }
     let target = if config.until.is_some() || config.stop_at_head { Some(tailer.head(client).await?) } else { None };
-    let started = Instant::now();
-    let mut report = LiveReport { version: projection.name().to_owned(), ..LiveReport::default() };
     let mut state = info.state;
     let mut last_state_check = Instant::now();
     let (lowest, highest) = match &target {
@@ -744,16 +826,6 @@ pub async fn run_tail_on<P: Projection, S: Source>(
         }
     }
     bar.finish_and_clear();
-    report.seconds = started.elapsed().as_secs_f64();
-    report.events_per_s = report.events_read as f64 / report.seconds.max(1e-9);
-    report.positions = tailer.positions().to_vec();
     report.held = tailer.held_count();
-    info!(
-        version = projection.name(),
-        read = report.events_read,
-        applied = report.events_applied,
-        events_per_s = report.events_per_s as u64,
-        "tail stopped"
-    );
-    Ok(report)
+    Ok(tailer.positions().to_vec())
 }

@@ -3,6 +3,7 @@
 
 mod cutover;
 mod doors;
+mod faults;
 mod horizon;
 mod reads;
 mod support;

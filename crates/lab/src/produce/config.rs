@@ -32,6 +32,9 @@ pub struct ProduceConfig {
     /// next version can commit with a newer transaction id than the transfer's, so projectors
     /// meet that case often.
     pub transfer_pause: Duration,
+    /// How long a writer accepts the database being unreachable (reconnects failing) before it
+    /// gives up with an error.
+    pub max_outage: Duration,
 }
 
 impl ProduceConfig {
@@ -50,6 +53,7 @@ impl ProduceConfig {
             new_aggregate_ratio: 0.02,
             zipf: 1.1,
             transfer_pause: Duration::from_millis(2),
+            max_outage: eventlog::DEFAULT_MAX_OUTAGE,
         }
     }
 

@@ -63,7 +63,7 @@ pub use sampler::{CONFLICTS_TOTAL, EVENTS_TOTAL, RETRIES_TOTAL};
 /// Appends to the log at `url` until `duration` passes or `stop` turns true.
 pub async fn run(url: &str, cfg: ProduceConfig, stop: watch::Receiver<bool>) -> Result<ProduceReport> {
     cfg.validate()?;
-    let client = eventlog::connect(url).await?;
+    let client = eventlog::connect_as(url, "reproject producer").await?;
     let seeded: bool = client.query_one("SELECT to_regclass('lab.expected_accounts') IS NOT NULL", &[]).await?.get(0);
     if !seeded || !eventlog::exists(&client).await? {
         return Err(Error::NotSeeded);

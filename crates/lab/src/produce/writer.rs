@@ -39,6 +39,20 @@ pub(super) struct Done {
     pub(super) abandoned: u64,
 }
 
+/// A writer's connection, named `name`, and its prepared statements.
+async fn open(url: &str, name: &str) -> Result<(Client, Statements)> {
+    let client = eventlog::connect_as(url, name).await?;
+    let (select, select_cross, insert_events, update, insert_expected, next_values) = futures::try_join!(
+        client.prepare(SELECT_STATES),
+        client.prepare(SELECT_CROSS),
+        client.prepare(INSERT_EVENTS),
+        client.prepare(UPDATE_EXPECTED),
+        client.prepare(INSERT_EXPECTED),
+        client.prepare(NEXT_VALUES),
+    )?;
+    Ok((client, Statements { select, select_cross, insert_events, update, insert_expected, next_values }))
+}
+
 /// One command of a batch.
 enum Command {
     /// Open a new aggregate.
@@ -60,6 +74,10 @@ pub(super) struct Pending {
 pub(super) struct Writer {
     client: Client,
     st: Statements,
+    /// Where and as whom to reconnect after a lost connection, and the outage so far.
+    url: String,
+    name: String,
+    retry: eventlog::Reconnect,
     rng: ChaCha8Rng,
     zipf: Zipf<f64>,
     mix: Mix,
@@ -82,22 +100,18 @@ impl Writer {
         max_id: Arc<AtomicI64>,
         counters: Arc<Counters>,
     ) -> Result<Writer> {
-        let client = eventlog::connect(url).await?;
-        let (select, select_cross, insert_events, update, insert_expected, next_values) = futures::try_join!(
-            client.prepare(SELECT_STATES),
-            client.prepare(SELECT_CROSS),
-            client.prepare(INSERT_EVENTS),
-            client.prepare(UPDATE_EXPECTED),
-            client.prepare(INSERT_EXPECTED),
-            client.prepare(NEXT_VALUES),
-        )?;
+        let name = format!("reproject producer writer {index}");
+        let (client, st) = open(url, &name).await?;
         // Ranks range past today's ids so aggregates opened while producing are drawn too.
         let n = ((max_id.load(Ordering::Relaxed).max(1) as u64) * 2 + 1_000) / u64::from(cfg.writers) + 1;
         let zipf = Zipf::new(n, cfg.zipf).map_err(|e| Error::Config(format!("zipf: {e}")))?;
         let seed = cfg.seed ^ (u64::from(index) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         Ok(Writer {
             client,
-            st: Statements { select, select_cross, insert_events, update, insert_expected, next_values },
+            st,
+            url: url.to_owned(),
+            name,
+            retry: eventlog::Reconnect::new("producer", cfg.max_outage),
             rng: ChaCha8Rng::seed_from_u64(seed),
             zipf,
             mix: Mix::GENERATOR.with_transfer_ratio(cfg.transfer_ratio),
@@ -153,7 +167,10 @@ impl Writer {
             let mut attempts = 0;
             let done = loop {
                 match self.batch().await {
-                    Ok(done) => break done,
+                    Ok(done) => {
+                        self.retry.recovered();
+                        break done;
+                    }
                     Err(Attempt::Conflict) => {
                         attempts += 1;
                         self.counters.conflict(attempts < MAX_ATTEMPTS);
@@ -161,6 +178,7 @@ impl Writer {
                             return Err(Error::TooManyConflicts { attempts });
                         }
                     }
+                    Err(Attempt::Failed(e)) if eventlog::is_transient(&e) => self.reconnect(&e).await?,
                     Err(Attempt::Failed(e)) => return Err(e),
                 }
             };
@@ -168,6 +186,26 @@ impl Writer {
             self.counters.committed(&done);
         }
         Ok(())
+    }
+
+    /// Replaces a lost connection: waits out the backoff and reconnects until it works or the
+    /// outage outlasts `max_outage`. The batch in flight needs no special care: its events and
+    /// the expected state commit in one transaction, all or nothing, and the next batch reads
+    /// the states afresh.
+    async fn reconnect(&mut self, err: &Error) -> Result<()> {
+        let mut reason = eventlog::reconnect::reason(err);
+        loop {
+            self.retry.wait(&reason).await.map_err(eventlog::Error::from)?;
+            match open(&self.url, &self.name).await {
+                Ok((client, st)) => {
+                    self.client = client;
+                    self.st = st;
+                    return Ok(());
+                }
+                Err(e) if eventlog::is_transient(&e) => reason = eventlog::reconnect::reason(&e),
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// A Zipf-popular existing aggregate of writer `owner`'s range.

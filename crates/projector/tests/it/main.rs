@@ -1,6 +1,7 @@
 //! Integration tests of the projectors against a real throwaway PostgreSQL.
 
 mod activity;
+mod faults;
 mod repair;
 mod replay;
 mod skip;

@@ -87,7 +87,13 @@ pub async fn run(g: &Global, a: DemoArgs) -> Result<ExitCode> {
         out_dir: std::path::PathBuf::from("results/demo"),
         reuse_active_v3: true,
     };
-    let c = bench::cutover_bench(&cutover).await.context("replay, catch-up and cutover under load")?;
+    let (stop_names, names_stop) = tokio::sync::watch::channel(false);
+    let names = tokio::spawn(connection_names(url.clone(), names_stop));
+    let c = bench::cutover_bench(&cutover).await;
+    stop_names.send(true).ok();
+    let names = names.await.context("the pg_stat_activity sampler")?;
+    let c = c.context("replay, catch-up and cutover under load")?;
+    println!("connections in pg_stat_activity meanwhile, by application_name: {}", names.join(", "));
     println!(
         "reads: {} ({} not found), failed: {}, version regressions: {}, served: {:?}; p50 {:.2} ms, p99 {:.2} ms",
         c.requests, c.not_found, c.failed_reads, c.version_regressions, c.versions_served, c.p50_ms, c.p99_ms
@@ -171,6 +177,28 @@ fn verdict(ok: bool) -> &'static str {
 /// When Prometheus is installed: serves this process's metrics (every component of the demo
 /// runs in it) on a free loopback port and starts `reproject obs` scraping it; returns its URL.
 /// Without the binary, or if it cannot start, the demo goes on without it and says why.
+/// The `application_name`s of reproject's connections seen in `pg_stat_activity`, sampled every
+/// 200 ms until `stop`: the demo shows who is who on the server (the live projector, each
+/// replay worker, the API's pool).
+async fn connection_names(url: String, mut stop: tokio::sync::watch::Receiver<bool>) -> Vec<String> {
+    let Ok(client) = eventlog::connect_as(&url, "reproject demo").await else {
+        return Vec::new();
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    loop {
+        let sql = "SELECT DISTINCT application_name FROM pg_stat_activity \
+                   WHERE application_name LIKE 'reproject%' AND pid <> pg_backend_pid()";
+        if let Ok(rows) = client.query(sql, &[]).await {
+            seen.extend(rows.iter().map(|r| r.get::<_, String>(0)));
+        }
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+    seen.into_iter().collect()
+}
+
 async fn start_prometheus(a: &DemoArgs) -> Option<String> {
     if super::obs::find_binary(None).is_none() {
         println!("prometheus: not installed (apt-get install prometheus), the demo runs without it");

@@ -114,7 +114,7 @@ pub struct ProjectorArgs {
     pub retired_window: Duration,
     /// When the database becomes unreachable (a restart, a terminated connection, the network),
     /// reconnect with backoff and resume from the stored positions for up to this long, then
-    /// give up with an error (the live tail and the replay's catch-up).
+    /// give up with an error (the live tail, the replay's workers and its catch-up).
     #[arg(long, value_parser = parse_duration, default_value = "5m")]
     pub max_outage: Duration,
     /// Serve this projector's Prometheus metrics (`GET /metrics`) on this address, e.g.

@@ -48,6 +48,9 @@ fn bad_flags_are_refused_before_any_work() {
     fails_naming(&["seed", "--events", "1000000000000000000"], "--events 1000000000000000000 is too large");
     fails_naming(&["api", "--listen", "0.0.0.0:8080"], "--admin-token-file");
     fails_naming(&["api", "--admin-token-file", "/nonexistent/token"], "--admin-token-file");
+    fails_naming(&["api", "--request-timeout", "0s"], "--request-timeout");
+    fails_naming(&["projector", "--mode", "live", "--version", "v4", "--max-outage", "soon"], "--max-outage");
+    fails_naming(&["produce", "--max-outage", "soon"], "--max-outage");
     let out = crate::support::bin()
         .args(["api"])
         .env("DATABASE_URL", NOWHERE)

@@ -256,7 +256,7 @@ async fn rebuild<P: Projection>(
         partitions,
         ..ReplayReport::default()
     };
-    if !readmodel::has_primary_key(&client, projection).await? {
+    let client = if !readmodel::has_primary_key(&client, projection).await? {
         let bulk_started = Instant::now();
         bulk_phase(&client, config, boundary, partitions, adaptive.clone(), stop.clone(), &mut report).await?;
         report.bulk_seconds = bulk_started.elapsed().as_secs_f64();
@@ -268,6 +268,7 @@ async fn rebuild<P: Projection>(
             report.peak_rss_bytes = peak_rss_bytes();
             return Ok(report);
         }
+        let client = alive_after_bulk(client, config).await?;
         if !take_over(&client, projection).await? {
             info!(
                 version = projection.name(),
@@ -281,10 +282,12 @@ async fn rebuild<P: Projection>(
             return Ok(report);
         }
         pass_barrier(&client, projection, &mut report).await?;
+        client
     } else {
         unlock_version_shared(&client, projection).await?;
         lock_version(&client, projection).await?;
-    }
+        client
+    };
     let total = report.bulk_seconds + report.barrier_seconds;
     report.bulk_events_per_s = report.bulk_events as f64 / total.max(1e-9);
     report.bulk_mb_per_s = report.bulk_bytes as f64 / 1e6 / total.max(1e-9);
@@ -293,6 +296,35 @@ async fn rebuild<P: Projection>(
         report.catch_up = Some(catch_up(client, config, stop, adaptive).await?);
     }
     Ok(report)
+}
+
+/// The replay's own connection after the bulk phase: the same one if it is alive; else (the
+/// database dropped it while the workers rode an outage out on their own) a new one, holding
+/// the version's shared lock again, as the connection it replaces did (its lock died with it).
+async fn alive_after_bulk<P: Projection>(client: Client, config: &ReplayConfig<P>) -> Result<Client> {
+    if !client.is_closed() {
+        return Ok(client);
+    }
+    let name = format!("reproject replay {}", config.projection.name());
+    let mut retry = eventlog::Reconnect::new("replay", config.max_outage);
+    loop {
+        let reopened = async {
+            let client = eventlog::connect_as(&config.database_url, &name).await?;
+            config.priority.apply_to_backend(&client).await;
+            lock_version_shared(&client, &config.projection).await?;
+            Ok::<_, Error>(client)
+        };
+        match reopened.await {
+            Ok(client) => {
+                retry.recovered();
+                return Ok(client);
+            }
+            Err(e) if eventlog::is_transient(&e) => {
+                retry.wait(&eventlog::reconnect::reason(&e)).await.map_err(eventlog::Error::from)?
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Takes the version's lock in shared mode (the bulk phase may run in several processes; a
@@ -736,7 +768,7 @@ async fn progress_ticker<P: Projection>(shared: Arc<Shared<P>>, total: u64) {
     let progress_gauge = metrics::gauge!(metric::BUILD_PROGRESS, "version" => version);
     let eta_gauge = metrics::gauge!(metric::BUILD_ETA, "version" => version);
     let name = format!("reproject replay {version} progress");
-    let recorder = match eventlog::connect_as(&shared.config.database_url, &name).await {
+    let mut recorder = match eventlog::connect_as(&shared.config.database_url, &name).await {
         Ok(client) => Some(client),
         Err(e) => {
             warn!(error = %e, "no connection for progress records: projections will not show this build's ETA");
@@ -764,10 +796,17 @@ async fn progress_ticker<P: Projection>(shared: Arc<Shared<P>>, total: u64) {
         if let Some(eta) = estimate.eta_seconds {
             eta_gauge.set(eta);
         }
-        if let Some(client) = &recorder {
-            if ticks.is_multiple_of(4) {
+        if ticks.is_multiple_of(4) {
+            // A connection lost to a database outage is replaced on a later tick: the record
+            // is a report, it waits.
+            if recorder.as_ref().is_some_and(Client::is_closed) {
+                recorder = eventlog::connect_as(&shared.config.database_url, &name).await.ok();
+            }
+            if let Some(client) = &recorder {
                 if let Err(e) = readmodel::record_build_progress(client, &record).await {
-                    warn!(error = %e, "recording the build's progress failed");
+                    if !eventlog::is_transient(&e) {
+                        warn!(error = %e, "recording the build's progress failed");
+                    }
                 }
             }
         }

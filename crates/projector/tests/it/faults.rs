@@ -227,3 +227,45 @@ async fn a_replay_worker_whose_connection_is_terminated_mid_partition_redoes_onl
     let total = logged(&url).await.unwrap();
     assert_eq!(applied(&url).await, Some(total), "events applied (committed) against events in the log");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_rides_out_a_crash_restart_of_the_database_in_its_bulk_phase() {
+    let cluster = std::sync::Arc::new(pgharness::Throwaway::private().expect("a private cluster"));
+    let url = seeded(&cluster).await;
+    // As in production: a commit is durable once acknowledged. (With the test profile's
+    // `synchronous_commit = off`, a server crash forgets the last few hundred ms of commits; rows
+    // and positions go together, so a tail resumes exactly all the same, but a version
+    // registered just before the crash is forgotten and the replay stops on `UnknownVersion`.)
+    let admin = eventlog::connect(&url).await.unwrap();
+    admin.batch_execute("ALTER SYSTEM SET synchronous_commit = on").await.unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").await.unwrap();
+    drop(admin);
+    let config = projector::ReplayConfig {
+        workers: 2,
+        batch: 1_000,
+        rate_limit: Some(3_000.0),
+        poll: Duration::from_millis(10),
+        stop_at_head: true,
+        max_outage: Duration::from_secs(60),
+        ..projector::ReplayConfig::new(&url, V4)
+    };
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let replay = tokio::spawn(async move { projector::replay(&config, stopped).await });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let worker = "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'reproject replay v4 worker %' \
+                  AND datname = current_database()";
+    while query_i64(&url, worker).await.unwrap_or(0) == 0 {
+        assert!(Instant::now() < deadline, "timed out waiting for the replay's workers");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!replay.is_finished(), "the replay ended before the crash");
+    let restarting = cluster.clone();
+    tokio::task::spawn_blocking(move || restarting.restart_immediate()).await.unwrap().expect("crash restart");
+    let report = replay.await.unwrap().expect("the replay survives the crash restart");
+    assert!(report.catch_up.is_some(), "the replay passed the barrier and caught up");
+    let mut client = eventlog::connect(&url).await.unwrap();
+    let folded = projector::verify_against_log(&mut client, &V4).await.unwrap();
+    assert!(folded.ok && folded.diffs == 0, "v4 against a fold of the log:\n{}", folded.render());
+    let total = logged(&url).await.unwrap();
+    assert_eq!(applied(&url).await, Some(total), "events applied (committed) against events in the log");
+}

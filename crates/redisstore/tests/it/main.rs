@@ -1,0 +1,4 @@
+//! The Redis store against a real `redis-server` and a real PostgreSQL log.
+
+mod store;
+mod support;

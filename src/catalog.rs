@@ -42,6 +42,17 @@ pub trait Entry: Send + Sync {
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> BoxFuture<'a, anyhow::Result<String>>;
 
+    /// `reproject projector --mode replay --store redis...`: the bulk replay of the event store
+    /// into Redis.
+    fn redis_replay(&self, run: RedisRun) -> BoxFuture<'_, redisstore::Result<redisstore::RedisReplayReport>>;
+
+    /// Compares this version's rows in Redis with a fold of the log up to their positions.
+    fn redis_verify<'a>(
+        &'a self,
+        client: &'a tokio_postgres::Client,
+        redis_url: String,
+    ) -> BoxFuture<'a, redisstore::Result<projector::LogVerifyReport>>;
+
     /// Compares this version's table with a fold of the log up to its positions.
     fn verify_against_log<'a>(
         &'a self,
@@ -62,6 +73,16 @@ pub trait Entry: Send + Sync {
         every: i32,
         workers: u32,
     ) -> BoxFuture<'_, projector::Result<projector::SnapshotReport>>;
+}
+
+/// A replay into Redis, as the flags give it (the projection is the entry's).
+#[derive(Debug, Clone)]
+pub struct RedisRun {
+    pub database_url: String,
+    pub redis_url: String,
+    pub workers: usize,
+    pub until: Option<i64>,
+    pub held_limit: Option<usize>,
 }
 
 /// A registered projection: its value, leaked once so that the API can hold `'static`
@@ -92,6 +113,28 @@ impl<P: Projection> Entry for Registered<P> {
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> BoxFuture<'a, anyhow::Result<String>> {
         Box::pin(crate::cli::project::run_topic_projector(self.0.clone(), args, url, topic, stop))
+    }
+
+    fn redis_replay(&self, run: RedisRun) -> BoxFuture<'_, redisstore::Result<redisstore::RedisReplayReport>> {
+        let config = redisstore::RedisReplayConfig {
+            workers: run.workers,
+            until: run.until,
+            held_limit: run.held_limit,
+            ..redisstore::RedisReplayConfig::new(&run.database_url, &run.redis_url, self.0.clone())
+        };
+        Box::pin(async move { redisstore::replay(&config).await })
+    }
+
+    fn redis_verify<'a>(
+        &'a self,
+        client: &'a tokio_postgres::Client,
+        redis_url: String,
+    ) -> BoxFuture<'a, redisstore::Result<projector::LogVerifyReport>> {
+        Box::pin(async move {
+            let id = eventlog::id_kind(client).await?;
+            let mut store = redisstore::RedisStore::open(&redis_url, redisstore::Layout::of(self.0)?, id).await?;
+            redisstore::verify(client, &mut store, self.0).await
+        })
     }
 
     fn verify_against_log<'a>(

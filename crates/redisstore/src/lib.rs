@@ -18,8 +18,8 @@ pub mod verify;
 
 pub use layout::Layout;
 pub use replay::{replay, RedisReplayConfig, RedisReplayReport};
-pub use server::Throwaway;
-pub use store::{RedisStore, Written};
+pub use server::{Embedded, Throwaway};
+pub use store::{check_url, RedisStore, Written};
 pub use verify::verify;
 
 /// What can go wrong in the Redis store.

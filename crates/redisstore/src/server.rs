@@ -20,6 +20,8 @@ pub struct ServerConfig {
     pub dir: PathBuf,
     pub port: u16,
     pub password: String,
+    /// Detach (`--daemonize yes`, with a pid file in `dir`): the server outlives this process.
+    pub daemonize: bool,
 }
 
 impl ServerConfig {
@@ -45,7 +47,9 @@ impl ServerConfig {
             "--save",
             "",
             "--daemonize",
-            "no",
+            if self.daemonize { "yes" } else { "no" },
+            "--pidfile",
+            "redis.pid",
             "--logfile",
             "redis.log",
             // Bulk replays send one script call per partition: allow large requests.
@@ -155,6 +159,7 @@ impl Throwaway {
             dir: dir.path().to_path_buf(),
             port: free_port()?,
             password: random_password()?,
+            daemonize: false,
         };
         let child = spawn(&config)?;
         Ok(Throwaway { config, child: Some(child), _dir: dir })
@@ -214,5 +219,118 @@ impl Drop for Throwaway {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// A long-lived `redis-server` of the CLI in a directory of its own (default
+/// `.reproject/redis`): its port and password in `redis.json` (mode 0600), chosen at the first
+/// start and kept, so that `reproject redis url` and `--store redis` find it again.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Embedded {
+    pub port: u16,
+    pub password: String,
+}
+
+impl Embedded {
+    fn file(dir: &Path) -> PathBuf {
+        dir.join("redis.json")
+    }
+
+    /// The server's record in `dir`, if it was ever started there.
+    pub fn load(dir: &Path) -> Result<Option<Embedded>> {
+        match std::fs::read(Embedded::file(dir)) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| Error::Server(format!("{}: {e}", Embedded::file(dir).display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::Server(format!("{}: {e}", Embedded::file(dir).display()))),
+        }
+    }
+
+    fn config(&self, dir: &Path) -> ServerConfig {
+        ServerConfig {
+            binary: PathBuf::from(DEFAULT_BINARY),
+            dir: dir.to_path_buf(),
+            port: self.port,
+            password: self.password.clone(),
+            daemonize: true,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://:{}@127.0.0.1:{}/", self.password, self.port)
+    }
+
+    /// Starts the server in `dir` unless it answers already (creating the directory and its
+    /// record at the first start); returns its record.
+    pub fn ensure_running(dir: &Path) -> Result<Embedded> {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let io = |e: std::io::Error| Error::Server(format!("{}: {e}", dir.display()));
+        std::fs::create_dir_all(dir).map_err(io)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+        let embedded = match Embedded::load(dir)? {
+            Some(e) => e,
+            None => {
+                let e = Embedded { port: free_port()?, password: random_password()? };
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(Embedded::file(dir))
+                    .map_err(io)?;
+                use std::io::Write;
+                file.write_all(&serde_json::to_vec(&e).expect("serializable")).map_err(io)?;
+                e
+            }
+        };
+        if ping(&embedded.url()).is_ok() {
+            return Ok(embedded);
+        }
+        let config = embedded.config(dir);
+        let status = Command::new(&config.binary)
+            .args(config.args())
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| Error::Server(format!("starting {}: {e}", config.binary.display())))?;
+        if !status.success() {
+            return Err(Error::Server(format!(
+                "redis-server exited with {status} (log: {})",
+                dir.join("redis.log").display()
+            )));
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while ping(&embedded.url()).is_err() {
+            if Instant::now() > deadline {
+                return Err(Error::Server(format!(
+                    "redis-server on port {} did not answer within 20 s (log: {})",
+                    embedded.port,
+                    dir.join("redis.log").display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(embedded)
+    }
+
+    /// Shuts the server in `dir` down (AOF fsynced first); false when it was not running.
+    pub fn stop(dir: &Path) -> Result<bool> {
+        let Some(embedded) = Embedded::load(dir)? else {
+            return Ok(false);
+        };
+        if ping(&embedded.url()).is_err() {
+            return Ok(false);
+        }
+        shutdown(&embedded.url())?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while ping(&embedded.url()).is_ok() {
+            if Instant::now() > deadline {
+                return Err(Error::Server("redis-server still answers 20 s after SHUTDOWN".into()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(true)
     }
 }

@@ -217,3 +217,8 @@ pub async fn used_memory(con: &mut MultiplexedConnection) -> Result<u64> {
         .and_then(|v| v.trim().parse().ok())
         .ok_or_else(|| Error::BadData("INFO memory has no used_memory".into()))
 }
+
+/// Checks that `url` is a Redis URL a client can use (without connecting).
+pub fn check_url(url: &str) -> Result<()> {
+    redis::Client::open(url).map(|_| ()).map_err(Error::from)
+}

@@ -8,11 +8,13 @@
 //! - [`store`]: the batch write and the reads;
 //! - [`replay`]: the bulk replay from the event store, through the projector's fold;
 //! - [`verify`]: the rows against the fold of the log at the stored positions;
+//! - [`snapshot`]: snapshots of a fold at a consistent cut, a rebuild's start instead of offset 0;
 //! - [`server`]: a throwaway or long-lived `redis-server` (AOF, `appendfsync always`).
 
 pub mod layout;
 pub mod replay;
 pub mod server;
+pub mod snapshot;
 pub mod store;
 pub mod verify;
 

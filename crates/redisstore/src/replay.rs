@@ -39,6 +39,9 @@ pub struct RedisReplayConfig<P: Projection> {
     /// The most events one partition's fold holds at once (`None`: unbounded); see
     /// `projector::ReplayConfig::held_limit`.
     pub held_limit: Option<usize>,
+    /// Start from `projection`'s snapshot at this cut ([`crate::snapshot`]) instead of from
+    /// offset 0: each partition's fold is seeded with it and reads the log after the cut.
+    pub from_snapshot: Option<i64>,
 }
 
 impl<P: Projection> RedisReplayConfig<P> {
@@ -51,6 +54,7 @@ impl<P: Projection> RedisReplayConfig<P> {
             workers: 2,
             until: None,
             held_limit: Some(projector::spill::DEFAULT_HELD_LIMIT),
+            from_snapshot: None,
         }
     }
 }
@@ -62,6 +66,8 @@ pub struct RedisReplayReport {
     /// The Redis keys' hash tag.
     pub hash_tag: String,
     pub boundary: i64,
+    /// The snapshot's cut the replay started from (`None`: offset 0).
+    pub from_snapshot: Option<i64>,
     pub partitions: u32,
     pub partitions_replayed: u32,
     pub events: u64,
@@ -128,6 +134,11 @@ pub async fn replay<P: Projection>(config: &RedisReplayConfig<P>) -> Result<Redi
         .await?
         .parse()
         .map_err(|e| Error::BadData(format!("bulk_boundary: {e}")))?;
+    if let Some(cut) = config.from_snapshot {
+        if cut > boundary {
+            return Err(Error::Config(format!("snapshot cut {cut} is above the replay's boundary {boundary}")));
+        }
+    }
     store.meta_set_once("partitions", &partitions.to_string()).await?;
     store.meta_set_once("id_type", id.as_str()).await?;
     let positions = store.positions(partitions).await?;
@@ -164,6 +175,7 @@ pub async fn replay<P: Projection>(config: &RedisReplayConfig<P>) -> Result<Redi
         version: projection.name().to_owned(),
         hash_tag: layout.hash_tag().to_owned(),
         boundary,
+        from_snapshot: config.from_snapshot,
         partitions,
         partitions_replayed: shared.partitions.load(Ordering::Relaxed) as u32,
         events,
@@ -244,8 +256,11 @@ async fn worker<P: Projection>(shared: Arc<Shared<P>>) -> Result<()> {
     while let Some(claim) = next_claim(&client, &mut store, &shared).await? {
         let p = claim.partition;
         let started = Instant::now();
+        let config = &shared.config;
+        let from = config.from_snapshot.map(|cut| (cut, shared.id));
         let (events, batch) =
-            fold_partition(&client, &shared.config, p, shared.boundary, shared.config.held_limit).await?;
+            fold_partition(&client, &config.database_url, projection, p, shared.boundary, config.held_limit, from)
+                .await?;
         let written = store.write_batch(projection, p, claim.token, Some(batch.position), &batch.rows).await?;
         let (written, skipped) = match written {
             Written::Applied { written, skipped } => (written, skipped),
@@ -271,18 +286,30 @@ async fn worker<P: Projection>(shared: Arc<Shared<P>>) -> Result<()> {
 
 /// Folds partition `p` of the event store below `boundary` exactly as the PostgreSQL replay
 /// does (held limit, gap lookups, spill); returns the events read and the partition's batch
-/// (rows, held events, position `(boundary, 0)`).
+/// (rows, marks, held events, position `(boundary, 0)`). With `from = Some((cut, id))`, the
+/// fold starts from the partition's snapshot at `cut` and reads the log after it.
 pub async fn fold_partition<P: Projection>(
     client: &Client,
-    config: &RedisReplayConfig<P>,
+    database_url: &str,
+    projection: &P,
     p: u32,
     boundary: i64,
     held_limit: Option<usize>,
+    from: Option<(i64, fold::IdKind)>,
 ) -> Result<(u64, readmodel::PartitionBatch<P>)> {
-    let mut fold = PartitionFold::new(config.projection.clone(), p, false).with_held_limit(held_limit);
-    let mut spill = Spiller::new(&config.database_url, CpuPriority::NORMAL).with_gap_lookups(p, boundary);
+    let mut fold = PartitionFold::new(projection.clone(), p, false).with_held_limit(held_limit);
+    let mut spill = Spiller::new(database_url, CpuPriority::NORMAL).with_gap_lookups(p, boundary);
+    let mut after = Position::START;
+    if let Some((cut, id)) = from {
+        let snapshot = crate::snapshot::load_partition(client, projection, cut, p, id).await?;
+        fold.resume(snapshot.rows, snapshot.marks);
+        for raw in snapshot.held {
+            fold.offer(raw)?;
+        }
+        after = crate::snapshot::start_after(cut);
+    }
     let mut read = 0u64;
-    let events = eventlog::copy_partition(client, p, Position::START, boundary).await?;
+    let events = eventlog::copy_partition(client, p, after, boundary).await?;
     pin_mut!(events);
     while let Some(raw) = events.next().await {
         read += 1;

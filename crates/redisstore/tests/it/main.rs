@@ -1,4 +1,5 @@
 //! The Redis store against a real `redis-server` and a real PostgreSQL log.
 
+mod snapshot;
 mod store;
 mod support;

@@ -105,9 +105,8 @@ async fn a_batch_with_a_lower_fencing_token_is_refused_and_changes_nothing() {
     let zombie_session = eventlog::connect(&url).await.unwrap();
     let zombie =
         redisstore::replay::claim(&zombie_session, &mut store, V4.name(), 3).await.unwrap().expect("partition 3 free");
-    let config = RedisReplayConfig::new(&url, &redis.url(), V4);
     let boundary = eventlog::boundary(&client).await.unwrap();
-    let (_, batch) = redisstore::replay::fold_partition(&client, &config, 3, boundary, None).await.unwrap();
+    let (_, batch) = redisstore::replay::fold_partition(&client, &url, &V4, 3, boundary, None, None).await.unwrap();
     let second = eventlog::connect(&url).await.unwrap();
     assert!(
         redisstore::replay::claim(&second, &mut store, V4.name(), 3).await.unwrap().is_none(),

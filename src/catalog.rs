@@ -46,6 +46,14 @@ pub trait Entry: Send + Sync {
     /// into Redis.
     fn redis_replay(&self, run: RedisRun) -> BoxFuture<'_, redisstore::Result<redisstore::RedisReplayReport>>;
 
+    /// Stores this fold's snapshot at a consistent cut (a tail boundary), a start for a
+    /// rebuild into a fresh store.
+    fn cut_snapshot(
+        &self,
+        url: String,
+        cut: i64,
+    ) -> BoxFuture<'_, redisstore::Result<redisstore::snapshot::CutSnapshotReport>>;
+
     /// Compares this version's rows in Redis with a fold of the log up to their positions.
     fn redis_verify<'a>(
         &'a self,
@@ -83,6 +91,7 @@ pub struct RedisRun {
     pub workers: usize,
     pub until: Option<i64>,
     pub held_limit: Option<usize>,
+    pub from_snapshot: Option<i64>,
 }
 
 /// A registered projection: its value, leaked once so that the API can hold `'static`
@@ -120,9 +129,18 @@ impl<P: Projection> Entry for Registered<P> {
             workers: run.workers,
             until: run.until,
             held_limit: run.held_limit,
+            from_snapshot: run.from_snapshot,
             ..redisstore::RedisReplayConfig::new(&run.database_url, &run.redis_url, self.0.clone())
         };
         Box::pin(async move { redisstore::replay(&config).await })
+    }
+
+    fn cut_snapshot(
+        &self,
+        url: String,
+        cut: i64,
+    ) -> BoxFuture<'_, redisstore::Result<redisstore::snapshot::CutSnapshotReport>> {
+        Box::pin(async move { redisstore::snapshot::take(&url, self.0, cut).await })
     }
 
     fn redis_verify<'a>(

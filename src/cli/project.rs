@@ -117,6 +117,10 @@ pub struct ProjectorArgs {
     /// existing one). A Redis store takes the bulk phase only (no catch-up yet).
     #[arg(long, default_value = "postgres", value_name = "STORE")]
     pub store: String,
+    /// Replay into Redis: start from this fold's snapshot at this cut (`reproject redis
+    /// snapshot`) and read the log after it, instead of from offset 0.
+    #[arg(long, value_name = "CUT")]
+    pub from_snapshot: Option<i64>,
     /// Data directory of the embedded redis-server (`--store redis`).
     #[arg(long, env = "REPROJECT_REDIS_DIR", default_value = ".reproject/redis")]
     pub redis_dir: std::path::PathBuf,
@@ -192,6 +196,9 @@ pub async fn projector(g: &Global, a: ProjectorArgs, catalog: &Catalog) -> Resul
     }
     let adaptive = adaptive_config(&a)?;
     let store = super::redis::Store::parse(&a.store)?;
+    if store == super::redis::Store::Postgres && a.from_snapshot.is_some() {
+        bail!("--from-snapshot applies to a replay into Redis (--store redis or redis://...)");
+    }
     if store != super::redis::Store::Postgres {
         refuse_for_redis(&a, adaptive.is_some(), g.topic.is_some())?;
     }
@@ -203,6 +210,7 @@ pub async fn projector(g: &Global, a: ProjectorArgs, catalog: &Catalog) -> Resul
             workers: a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
             until: a.until,
             held_limit: (a.held_limit > 0).then_some(a.held_limit),
+            from_snapshot: a.from_snapshot,
         };
         let report = entry.redis_replay(run).await.context("replay into redis")?;
         println!("{}", serde_json::to_string(&report)?);

@@ -80,6 +80,19 @@ pub enum RedisCommand {
     Url,
     /// Compare a version's rows in Redis with the fold of the log up to their positions.
     Verify(RedisVerifyArgs),
+    /// Store a fold's snapshot at a consistent cut (default: the log's boundary now), a start
+    /// for `projector --mode replay --store redis... --from-snapshot CUT`.
+    Snapshot(RedisSnapshotArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RedisSnapshotArgs {
+    /// The projection version whose fold to snapshot.
+    #[arg(long = "projection", visible_alias = "version", value_name = "PROJECTION")]
+    pub projection: String,
+    /// The cut: a tail boundary (`reproject position`); default: the boundary now.
+    #[arg(long, value_name = "POSITION")]
+    pub cut: Option<i64>,
 }
 
 #[derive(Debug, Args)]
@@ -110,6 +123,23 @@ pub async fn run(g: &Global, a: RedisArgs, catalog: &Catalog) -> Result<ExitCode
                 bail!("no embedded redis-server in {} (run `reproject redis start`)", a.redis_dir.display());
             };
             println!("{}", e.url());
+            Ok(ExitCode::SUCCESS)
+        }
+        RedisCommand::Snapshot(s) => {
+            let entry = catalog.find(&s.projection).with_context(|| format!("--projection {}", s.projection))?;
+            let url = database_url(g)?;
+            let cut = match s.cut {
+                Some(cut) => cut,
+                None => {
+                    let client = eventlog::connect(&url).await.context("connecting to PostgreSQL")?;
+                    eventlog::boundary(&client).await.context("reading the log's boundary")?
+                }
+            };
+            let report = entry
+                .cut_snapshot(url, cut)
+                .await
+                .with_context(|| format!("snapshot of {} at cut {cut}", s.projection))?;
+            println!("{}", serde_json::to_string(&report)?);
             Ok(ExitCode::SUCCESS)
         }
         RedisCommand::Verify(v) => {

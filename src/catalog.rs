@@ -92,6 +92,9 @@ pub struct RedisRun {
     pub until: Option<i64>,
     pub held_limit: Option<usize>,
     pub from_snapshot: Option<i64>,
+    /// After the bulk phase, catch up from the stored positions to the head.
+    pub catch_up: bool,
+    pub batch: usize,
 }
 
 /// A registered projection: its value, leaked once so that the API can hold `'static`
@@ -132,7 +135,20 @@ impl<P: Projection> Entry for Registered<P> {
             from_snapshot: run.from_snapshot,
             ..redisstore::RedisReplayConfig::new(&run.database_url, &run.redis_url, self.0.clone())
         };
-        Box::pin(async move { redisstore::replay(&config).await })
+        let tail = redisstore::RedisTailConfig {
+            database_url: run.database_url.clone(),
+            redis_url: run.redis_url.clone(),
+            projection: self.0.clone(),
+            batch: run.batch,
+            until: run.until,
+        };
+        Box::pin(async move {
+            let mut report = redisstore::replay(&config).await?;
+            if run.catch_up {
+                report.catch_up = Some(redisstore::catch_up(&tail).await?);
+            }
+            Ok(report)
+        })
     }
 
     fn cut_snapshot(

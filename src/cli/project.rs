@@ -114,7 +114,8 @@ pub struct ProjectorArgs {
     pub retired_window: Duration,
     /// Replay: where the rows go: `postgres` (the version's table), `redis` (the embedded
     /// redis-server in --redis-dir, started if needed) or `redis://[:PASSWORD@]HOST:PORT/` (an
-    /// existing one). A Redis store takes the bulk phase only (no catch-up yet).
+    /// existing one). With a Redis store, --catch-up tails from the stored positions to the
+    /// head once, then stops.
     #[arg(long, default_value = "postgres", value_name = "STORE")]
     pub store: String,
     /// Replay into Redis: start from this fold's snapshot at this cut (`reproject redis
@@ -211,6 +212,8 @@ pub async fn projector(g: &Global, a: ProjectorArgs, catalog: &Catalog) -> Resul
             until: a.until,
             held_limit: (a.held_limit > 0).then_some(a.held_limit),
             from_snapshot: a.from_snapshot,
+            catch_up: a.catch_up,
+            batch: a.batch,
         };
         let report = entry.redis_replay(run).await.context("replay into redis")?;
         println!("{}", serde_json::to_string(&report)?);
@@ -244,9 +247,6 @@ fn refuse_for_redis(a: &ProjectorArgs, adaptive: bool, topic: bool) -> Result<()
     if a.mode != Mode::Replay {
         refused.push("--mode live");
     }
-    if a.catch_up {
-        refused.push("--catch-up");
-    }
     if a.rate_limit.is_some() {
         refused.push("--rate-limit");
     }
@@ -267,7 +267,7 @@ fn refuse_for_redis(a: &ProjectorArgs, adaptive: bool, topic: bool) -> Result<()
     }
     if !refused.is_empty() {
         bail!(
-            "--store {}: a Redis store takes the bulk replay from the event store only; not {}",
+            "--store {}: a Redis store takes the replay from the event store and --catch-up to the head; not {}",
             if a.store.starts_with("redis://") { "redis://..." } else { a.store.as_str() },
             refused.join(", ")
         );

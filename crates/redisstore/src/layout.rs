@@ -8,11 +8,13 @@
 //!   (its `global_seq`);
 //! - `rp:{accounts_v4}:pos`: a hash, log partition -> position `tx:seq`;
 //! - `rp:{accounts_v4}:fence:<partition>`: the highest fencing token seen for the partition;
+//! - `rp:{accounts_v4}:held:<partition>`: events held behind a gap, `id:version` -> JSON;
 //! - `rp:{accounts_v4}:meta`: the bulk boundary and the log's shape the version was built on.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use eventlog::Position;
+use eventlog::{Position, RawEvent};
 use fold::{AggregateId, AnyProjection, Column, ColumnType, IdKind, Projection, Row, RowCodec, Value};
+use serde_json::{json, Value as Json};
 
 use crate::{Error, Result};
 
@@ -61,6 +63,12 @@ impl Layout {
 
     pub fn fence(&self, partition: u32) -> String {
         format!("{}:fence:{partition}", self.prefix)
+    }
+
+    /// The events held in `partition` (read before their predecessor): hash `id:version` ->
+    /// the event as JSON, written and removed with the batches.
+    pub fn held(&self, partition: u32) -> String {
+        format!("{}:held:{partition}", self.prefix)
     }
 
     pub fn meta(&self) -> String {
@@ -157,6 +165,37 @@ pub fn row_from_fields<P: Projection>(
     values.push(Value::Int4(version));
     values.push(Value::Int8(seq));
     fold::row_from_values(projection, values).map_err(bad)
+}
+
+/// The field of a held event in its partition's held hash.
+pub fn held_field(id: &AggregateId, version: i32) -> String {
+    format!("{id}:{version}")
+}
+
+/// A raw event as JSON (held events, snapshots).
+pub fn raw_json(e: &RawEvent) -> Json {
+    json!({
+        "global_seq": e.global_seq,
+        "aggregate_id": e.aggregate_id.to_string(),
+        "version": e.version,
+        "type": e.event_type,
+        "ts": e.ts.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        "payload": String::from_utf8_lossy(&e.payload),
+        "tx_id": e.tx_id,
+    })
+}
+
+/// Reads an event written by [`raw_json`].
+pub fn raw_from_json(json: &Json, id: IdKind) -> Option<RawEvent> {
+    Some(RawEvent {
+        global_seq: json.get("global_seq")?.as_i64()?,
+        aggregate_id: id.parse(json.get("aggregate_id")?.as_str()?).ok()?,
+        version: i32::try_from(json.get("version")?.as_i64()?).ok()?,
+        event_type: json.get("type")?.as_str()?.to_owned(),
+        ts: DateTime::parse_from_rfc3339(json.get("ts")?.as_str()?).ok()?.with_timezone(&Utc),
+        payload: json.get("payload")?.as_str()?.as_bytes().to_vec(),
+        tx_id: json.get("tx_id")?.as_i64()?,
+    })
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! - [`layout`]: the keys (one hash tag per version) and the values' text form;
 //! - [`store`]: the batch write and the reads;
 //! - [`replay`]: the bulk replay from the event store, through the projector's fold;
+//! - [`tail`]: catch-up from the stored positions, held events never passed by a position;
 //! - [`verify`]: the rows against the fold of the log at the stored positions;
 //! - [`snapshot`]: snapshots of a fold at a consistent cut, a rebuild's start instead of offset 0;
 //! - [`server`]: a throwaway or long-lived `redis-server` (AOF, `appendfsync always`).
@@ -16,12 +17,14 @@ pub mod replay;
 pub mod server;
 pub mod snapshot;
 pub mod store;
+pub mod tail;
 pub mod verify;
 
 pub use layout::Layout;
 pub use replay::{replay, RedisReplayConfig, RedisReplayReport};
 pub use server::{Embedded, Throwaway};
 pub use store::{check_url, RedisStore, Written};
+pub use tail::{catch_up, RedisTailConfig, RedisTailReport};
 pub use verify::verify;
 
 /// What can go wrong in the Redis store.

@@ -74,11 +74,13 @@ pub struct RedisReplayReport {
     pub rows_written: u64,
     /// Rows the script's version guard skipped (a stored row as new: a partition rewritten).
     pub rows_skipped: u64,
-    /// Events still held at the boundary (their predecessor is above it). Not persisted in
-    /// Redis: there is no catch-up into Redis yet (see ARCHITECTURE.md).
+    /// Events still held at the boundary (their predecessor is above it), stored with their
+    /// partition's rows (`rp:{..}:held:<partition>`) for the catch-up.
     pub held_at_end: u64,
     pub seconds: f64,
     pub events_per_s: f64,
+    /// The catch-up after the bulk phase, when one ran.
+    pub catch_up: Option<crate::tail::RedisTailReport>,
 }
 
 struct Shared<P: Projection> {
@@ -184,6 +186,7 @@ pub async fn replay<P: Projection>(config: &RedisReplayConfig<P>) -> Result<Redi
         held_at_end: shared.held.load(Ordering::Relaxed),
         seconds,
         events_per_s: events as f64 / seconds.max(1e-9),
+        catch_up: None,
     })
 }
 
@@ -261,7 +264,9 @@ async fn worker<P: Projection>(shared: Arc<Shared<P>>) -> Result<()> {
         let (events, batch) =
             fold_partition(&client, &config.database_url, projection, p, shared.boundary, config.held_limit, from)
                 .await?;
-        let written = store.write_batch(projection, p, claim.token, Some(batch.position), &batch.rows).await?;
+        let written = store
+            .write_with_held(projection, p, claim.token, Some(batch.position), &batch.rows, &batch.held, &[])
+            .await?;
         let (written, skipped) = match written {
             Written::Applied { written, skipped } => (written, skipped),
             Written::Fenced { stored } => return Err(Error::Fenced { partition: p, token: claim.token, stored }),

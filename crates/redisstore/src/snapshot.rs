@@ -16,13 +16,12 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use chrono::{DateTime, SecondsFormat, Utc};
 use eventlog::{Position, RawEvent};
 use fold::{IdKind, Mark, Projection, Row};
 use serde_json::{json, Value as Json};
 use tokio_postgres::Client;
 
-use crate::layout::{row_from_fields, state_fields};
+use crate::layout::{raw_from_json, raw_json, row_from_fields, state_fields};
 use crate::{Error, Result};
 
 /// What a snapshot run did.
@@ -192,30 +191,6 @@ fn row_from_json<P: Projection>(projection: &P, json: &Json, id: IdKind) -> Resu
         .ok_or_else(bad)?;
     let aggregate_id = id.parse(fields.get("_id").ok_or_else(bad)?).map_err(|_| bad())?;
     row_from_fields(projection, aggregate_id, &fields, id)
-}
-
-fn raw_json(e: &RawEvent) -> Json {
-    json!({
-        "global_seq": e.global_seq,
-        "aggregate_id": e.aggregate_id.to_string(),
-        "version": e.version,
-        "type": e.event_type,
-        "ts": e.ts.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-        "payload": String::from_utf8_lossy(&e.payload),
-        "tx_id": e.tx_id,
-    })
-}
-
-fn raw_from_json(json: &Json, id: IdKind) -> Option<RawEvent> {
-    Some(RawEvent {
-        global_seq: json.get("global_seq")?.as_i64()?,
-        aggregate_id: id.parse(json.get("aggregate_id")?.as_str()?).ok()?,
-        version: i32::try_from(json.get("version")?.as_i64()?).ok()?,
-        event_type: json.get("type")?.as_str()?.to_owned(),
-        ts: DateTime::parse_from_rfc3339(json.get("ts")?.as_str()?).ok()?.with_timezone(&Utc),
-        payload: json.get("payload")?.as_str()?.as_bytes().to_vec(),
-        tx_id: json.get("tx_id")?.as_i64()?,
-    })
 }
 
 /// The position a rebuild from a snapshot at `cut` reads the log after.

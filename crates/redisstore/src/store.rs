@@ -4,12 +4,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use eventlog::Position;
+use eventlog::{Position, RawEvent};
 use fold::{AggregateId, IdKind, Projection, Row};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Script};
 
-use crate::layout::{parse_position, position_text, row_from_fields, state_fields, Layout};
+use crate::layout::{
+    held_field, parse_position, position_text, raw_from_json, raw_json, row_from_fields, state_fields, Layout,
+};
 use crate::{Error, Result};
 
 const WRITE: &str = include_str!("write.lua");
@@ -68,9 +70,33 @@ impl RedisStore {
         position: Option<Position>,
         rows: &[Row<P::State>],
     ) -> Result<Written> {
+        self.write_with_held(projection, partition, token, position, rows, &[], &[]).await
+    }
+
+    /// [`RedisStore::write_batch`], also adding the events `held` (read before their
+    /// predecessor) to the partition's held events and removing `released` (`(id, version)` of
+    /// held events applied since), in the same script call.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn write_with_held<P: Projection>(
+        &mut self,
+        projection: &P,
+        partition: u32,
+        token: i64,
+        position: Option<Position>,
+        rows: &[Row<P::State>],
+        held: &[RawEvent],
+        released: &[(AggregateId, i32)],
+    ) -> Result<Written> {
         let mut call = self.write.prepare_invoke();
-        call.key(self.layout.positions()).key(self.layout.fence(partition));
+        call.key(self.layout.positions()).key(self.layout.fence(partition)).key(self.layout.held(partition));
         call.arg(token).arg(partition).arg(position.map(position_text).unwrap_or_default());
+        call.arg(held.len()).arg(released.len());
+        for e in held {
+            call.arg(held_field(&e.aggregate_id, e.version)).arg(raw_json(e).to_string());
+        }
+        for (id, version) in released {
+            call.arg(held_field(id, *version));
+        }
         for row in rows {
             call.key(self.layout.row(&row.aggregate_id));
             let fields = state_fields(projection, row);
@@ -85,6 +111,21 @@ impl RedisStore {
             [0, stored] => Ok(Written::Fenced { stored: *stored }),
             other => Err(Error::BadData(format!("the write script answered {other:?}"))),
         }
+    }
+
+    /// The events held in `partition`, as stored with the batches.
+    pub async fn held(&mut self, partition: u32) -> Result<Vec<RawEvent>> {
+        let stored: HashMap<String, String> =
+            redis::cmd("HGETALL").arg(self.layout.held(partition)).query_async(&mut self.con).await?;
+        stored
+            .values()
+            .map(|json| {
+                serde_json::from_str(json)
+                    .ok()
+                    .and_then(|j| raw_from_json(&j, self.id))
+                    .ok_or_else(|| Error::BadData(format!("held event {json}")))
+            })
+            .collect()
     }
 
     /// Raises `partition`'s fencing token to `token` (see `fence.lua`); `Err(Fenced)` when a
@@ -194,6 +235,8 @@ impl RedisStore {
     pub async fn drop_version(&mut self) -> Result<u64> {
         let mut keys = self.row_keys().await?;
         keys.push(self.layout.positions());
+        let partitions: u32 = self.meta("partitions").await?.and_then(|p| p.parse().ok()).unwrap_or(0);
+        keys.extend((0..partitions).map(|p| self.layout.held(p)));
         keys.push(self.layout.meta());
         let mut deleted = 0u64;
         for chunk in keys.chunks(1_000) {

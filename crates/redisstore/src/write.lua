@@ -2,11 +2,14 @@
 --
 -- KEYS[1]   the version's positions hash (partition -> "tx:seq")
 -- KEYS[2]   the partition's fencing token
--- KEYS[3..] one row hash per row of the batch
+-- KEYS[3]   the partition's held events (hash "id:version" -> the event as JSON)
+-- KEYS[4..] one row hash per row of the batch
 -- ARGV[1]   the caller's fencing token (from its PostgreSQL claim)
 -- ARGV[2]   the partition
 -- ARGV[3]   the position the batch reaches, "tx:seq" ("" to leave the position as it is)
--- ARGV[4..] per row: version, global_seq, n, then n field/value pairs
+-- ARGV[4]   h: held events to add, ARGV[5] d: held events applied (to remove)
+-- ARGV[6..] h field/value pairs, then d fields, then per row: version, global_seq, n, then
+--           n field/value pairs
 --
 -- Refused, changing nothing, when the stored token is greater than the caller's: a writer
 -- that lost its claim cannot write after its successor. A row is written only when it is
@@ -37,9 +40,19 @@ if ARGV[3] ~= '' then
     redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
   end
 end
+local h = tonumber(ARGV[4])
+local d = tonumber(ARGV[5])
+local i = 6
+if h > 0 then
+  redis.call('HSET', KEYS[3], unpack(ARGV, i, i + 2 * h - 1))
+end
+i = i + 2 * h
+if d > 0 then
+  redis.call('HDEL', KEYS[3], unpack(ARGV, i, i + d - 1))
+end
+i = i + d
 local written, skipped = 0, 0
-local i = 4
-for k = 3, #KEYS do
+for k = 4, #KEYS do
   local version = tonumber(ARGV[i])
   local n = tonumber(ARGV[i + 2])
   local current = redis.call('HGET', KEYS[k], '_version')

@@ -3,3 +3,4 @@
 mod snapshot;
 mod store;
 mod support;
+mod tail;

@@ -3,25 +3,8 @@
 
 use lab::bank::V4;
 use redisstore::{Layout, RedisReplayConfig, RedisStore};
-use tokio_postgres::Client;
 
 use crate::support::*;
-
-/// Appends, in one transaction, a deposit at version `version` of `aggregate`.
-async fn deposit(client: &Client, aggregate: i64, version: i32) {
-    client
-        .execute(
-            "INSERT INTO log.events (aggregate_id, version, type, ts, payload) \
-             VALUES ($1, $2, 'deposited', now(), jsonb_build_object('amount_cents', 700 + $2, 'channel', 'sepa'))",
-            &[&aggregate, &version],
-        )
-        .await
-        .unwrap();
-}
-
-async fn last_version(client: &Client, aggregate: i64) -> i32 {
-    client.query_one("SELECT max(version) FROM log.events WHERE aggregate_id = $1", &[&aggregate]).await.unwrap().get(0)
-}
 
 #[tokio::test]
 async fn a_rebuild_from_a_snapshot_equals_a_replay_from_offset_0() {

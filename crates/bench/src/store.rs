@@ -75,7 +75,7 @@ pub async fn store_bench(config: &StoreBenchConfig) -> Result<StoreBench> {
     readmodel::drop_version(&mut client, &V4).await.context("resetting v4 (is it active?)")?;
     let partitions = eventlog::partition_count(&client).await?;
     let aggregates: i64 = client.query_one("SELECT count(DISTINCT aggregate_id) FROM log.events", &[]).await?.get(0);
-    let log_bytes: i64 = client.query_one("SELECT pg_total_relation_size('log.events')::BIGINT", &[]).await?.get(0);
+    let log_bytes = relation_bytes(&client, "log.events").await?;
 
     tracing::info!("scanning the log with COPY TO");
     let scan = crate::scan(&client).await?;
@@ -90,8 +90,7 @@ pub async fn store_bench(config: &StoreBenchConfig) -> Result<StoreBench> {
     };
     let pg = projector::replay(&pg_config, stop).await.context("replay into PostgreSQL")?;
     let pg_seconds = pg.bulk_seconds + pg.barrier_seconds;
-    let pg_table_bytes: i64 =
-        client.query_one("SELECT pg_total_relation_size('read.accounts_v4')::BIGINT", &[]).await?.get(0);
+    let pg_table_bytes = relation_bytes(&client, "read.accounts_v4").await?;
 
     tracing::info!("replaying v4 into Redis");
     let redis = Throwaway::start().context("starting redis-server")?;
@@ -182,6 +181,18 @@ async fn cut_at(client: &tokio_postgres::Client, fraction: f64, events: i64, bou
     let cut = (tx + 1).min(boundary);
     let below: i64 = client.query_one("SELECT count(*) FROM log.events WHERE tx_id < $1", &[&cut]).await?.get(0);
     Ok((cut, below))
+}
+
+/// Bytes of a partitioned table: its partitions with their indexes and TOAST.
+async fn relation_bytes(client: &tokio_postgres::Client, table: &str) -> Result<i64> {
+    Ok(client
+        .query_one(
+            "SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0)::BIGINT + pg_total_relation_size($1::TEXT::regclass) \
+             FROM pg_inherits WHERE inhparent = $1::TEXT::regclass",
+            &[&table],
+        )
+        .await?
+        .get(0))
 }
 
 /// Bytes of the files in `dir` and its subdirectories (the append-only files).

@@ -6,9 +6,9 @@
 //!
 //! - [`layout`]: the keys (one hash tag per version) and the values' text form;
 //! - [`store`]: the batch write and the reads;
-//! - [`replay`]: the bulk replay from the event store, through the projector's fold;
-//! - [`tail`]: catch-up from the stored positions, held events never passed by a position;
-//! - [`verify`]: the rows against the fold of the log at the stored positions;
+//! - [`mod@replay`]: the bulk replay from the event store, through the projector's fold;
+//! - [`mod@tail`]: catch-up from the stored positions, held events never passed by a position;
+//! - [`mod@verify`]: the rows against the fold of the log at the stored positions;
 //! - [`snapshot`]: snapshots of a fold at a consistent cut, a rebuild's start instead of offset 0;
 //! - [`server`]: a throwaway or long-lived `redis-server` (AOF, `appendfsync always`).
 

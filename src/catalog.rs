@@ -42,6 +42,25 @@ pub trait Entry: Send + Sync {
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> BoxFuture<'a, anyhow::Result<String>>;
 
+    /// `reproject projector --mode replay --store redis...`: the bulk replay of the event store
+    /// into Redis.
+    fn redis_replay(&self, run: RedisRun) -> BoxFuture<'_, redisstore::Result<redisstore::RedisReplayReport>>;
+
+    /// Stores this fold's snapshot at a consistent cut (a tail boundary), a start for a
+    /// rebuild into a fresh store.
+    fn cut_snapshot(
+        &self,
+        url: String,
+        cut: i64,
+    ) -> BoxFuture<'_, redisstore::Result<redisstore::snapshot::CutSnapshotReport>>;
+
+    /// Compares this version's rows in Redis with a fold of the log up to their positions.
+    fn redis_verify<'a>(
+        &'a self,
+        client: &'a tokio_postgres::Client,
+        redis_url: String,
+    ) -> BoxFuture<'a, redisstore::Result<projector::LogVerifyReport>>;
+
     /// Compares this version's table with a fold of the log up to its positions.
     fn verify_against_log<'a>(
         &'a self,
@@ -62,6 +81,20 @@ pub trait Entry: Send + Sync {
         every: i32,
         workers: u32,
     ) -> BoxFuture<'_, projector::Result<projector::SnapshotReport>>;
+}
+
+/// A replay into Redis, as the flags give it (the projection is the entry's).
+#[derive(Debug, Clone)]
+pub struct RedisRun {
+    pub database_url: String,
+    pub redis_url: String,
+    pub workers: usize,
+    pub until: Option<i64>,
+    pub held_limit: Option<usize>,
+    pub from_snapshot: Option<i64>,
+    /// After the bulk phase, catch up from the stored positions to the head.
+    pub catch_up: bool,
+    pub batch: usize,
 }
 
 /// A registered projection: its value, leaked once so that the API can hold `'static`
@@ -92,6 +125,50 @@ impl<P: Projection> Entry for Registered<P> {
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> BoxFuture<'a, anyhow::Result<String>> {
         Box::pin(crate::cli::project::run_topic_projector(self.0.clone(), args, url, topic, stop))
+    }
+
+    fn redis_replay(&self, run: RedisRun) -> BoxFuture<'_, redisstore::Result<redisstore::RedisReplayReport>> {
+        let config = redisstore::RedisReplayConfig {
+            workers: run.workers,
+            until: run.until,
+            held_limit: run.held_limit,
+            from_snapshot: run.from_snapshot,
+            ..redisstore::RedisReplayConfig::new(&run.database_url, &run.redis_url, self.0.clone())
+        };
+        let tail = redisstore::RedisTailConfig {
+            database_url: run.database_url.clone(),
+            redis_url: run.redis_url.clone(),
+            projection: self.0.clone(),
+            batch: run.batch,
+            until: run.until,
+        };
+        Box::pin(async move {
+            let mut report = redisstore::replay(&config).await?;
+            if run.catch_up {
+                report.catch_up = Some(redisstore::catch_up(&tail).await?);
+            }
+            Ok(report)
+        })
+    }
+
+    fn cut_snapshot(
+        &self,
+        url: String,
+        cut: i64,
+    ) -> BoxFuture<'_, redisstore::Result<redisstore::snapshot::CutSnapshotReport>> {
+        Box::pin(async move { redisstore::snapshot::take(&url, self.0, cut).await })
+    }
+
+    fn redis_verify<'a>(
+        &'a self,
+        client: &'a tokio_postgres::Client,
+        redis_url: String,
+    ) -> BoxFuture<'a, redisstore::Result<projector::LogVerifyReport>> {
+        Box::pin(async move {
+            let id = eventlog::id_kind(client).await?;
+            let mut store = redisstore::RedisStore::open(&redis_url, redisstore::Layout::of(self.0)?, id).await?;
+            redisstore::verify(client, &mut store, self.0).await
+        })
     }
 
     fn verify_against_log<'a>(

@@ -9,6 +9,7 @@ mod large;
 mod log;
 mod obs;
 pub(crate) mod project;
+mod redis;
 mod serve;
 
 use std::path::PathBuf;
@@ -119,6 +120,9 @@ pub enum Command {
     Position,
     /// A Prometheus server of our own scraping every reproject process: start, stop, status.
     Obs(obs::ObsArgs),
+    /// The embedded redis-server (a Redis read model's store): start, stop, url; and verify a
+    /// version's rows in Redis against the log.
+    Redis(redis::RedisArgs),
 }
 
 /// Installs the tracing subscriber on stderr.
@@ -239,5 +243,6 @@ pub async fn run(cli: Cli, catalog: &Catalog) -> Result<ExitCode> {
         Command::Projections => project::projections(&g).await,
         Command::Position => project::position(&g).await,
         Command::Obs(args) => obs::run(args).await,
+        Command::Redis(args) => redis::run(&g, args, catalog).await,
     }
 }

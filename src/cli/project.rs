@@ -117,6 +117,19 @@ pub struct ProjectorArgs {
     /// give up with an error (the live tail, the replay's workers and its catch-up).
     #[arg(long, value_parser = parse_duration, default_value = "5m")]
     pub max_outage: Duration,
+    /// Replay: where the rows go: `postgres` (the version's table), `redis` (the embedded
+    /// redis-server in --redis-dir, started if needed) or `redis://[:PASSWORD@]HOST:PORT/` (an
+    /// existing one). With a Redis store, --catch-up tails from the stored positions to the
+    /// head once, then stops.
+    #[arg(long, default_value = "postgres", value_name = "STORE")]
+    pub store: String,
+    /// Replay into Redis: start from this fold's snapshot at this cut (`reproject redis
+    /// snapshot`) and read the log after it, instead of from offset 0.
+    #[arg(long, value_name = "CUT")]
+    pub from_snapshot: Option<i64>,
+    /// Data directory of the embedded redis-server (`--store redis`).
+    #[arg(long, env = "REPROJECT_REDIS_DIR", default_value = ".reproject/redis")]
+    pub redis_dir: std::path::PathBuf,
     /// Serve this projector's Prometheus metrics (`GET /metrics`) on this address, e.g.
     /// `127.0.0.1:9187` (events applied, batch sizes, write latency, partitions done, held events).
     #[arg(long, value_name = "ADDR")]
@@ -188,7 +201,29 @@ pub async fn projector(g: &Global, a: ProjectorArgs, catalog: &Catalog) -> Resul
         bail!("--nice, --sched-idle and --cpus apply to --mode replay only");
     }
     let adaptive = adaptive_config(&a)?;
+    let store = super::redis::Store::parse(&a.store)?;
+    if store == super::redis::Store::Postgres && a.from_snapshot.is_some() {
+        bail!("--from-snapshot applies to a replay into Redis (--store redis or redis://...)");
+    }
+    if store != super::redis::Store::Postgres {
+        refuse_for_redis(&a, adaptive.is_some(), g.topic.is_some())?;
+    }
     let url = database_url(g)?;
+    if let Some(redis_url) = store.redis_url(&a.redis_dir)? {
+        let run = crate::catalog::RedisRun {
+            database_url: url,
+            redis_url,
+            workers: a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+            until: a.until,
+            held_limit: (a.held_limit > 0).then_some(a.held_limit),
+            from_snapshot: a.from_snapshot,
+            catch_up: a.catch_up,
+            batch: a.batch,
+        };
+        let report = entry.redis_replay(run).await.context("replay into redis")?;
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Some(addr) = a.metrics_listen {
         let bound = api::spawn_metrics_server(addr).await.context("--metrics-listen")?;
         tracing::info!(%bound, "metrics on /metrics");
@@ -209,6 +244,40 @@ pub async fn projector(g: &Global, a: ProjectorArgs, catalog: &Catalog) -> Resul
     g.no_topic()?;
     println!("{}", entry.projector(&a, url, adaptive, stop).await?);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses, naming them, the flags a replay into Redis does not take (yet).
+fn refuse_for_redis(a: &ProjectorArgs, adaptive: bool, topic: bool) -> Result<()> {
+    let mut refused = Vec::new();
+    if a.mode != Mode::Replay {
+        refused.push("--mode live");
+    }
+    if a.rate_limit.is_some() {
+        refused.push("--rate-limit");
+    }
+    if a.from_offset.is_some() {
+        refused.push("--from-offset");
+    }
+    if adaptive {
+        refused.push("--max-live-p99-increase");
+    }
+    if a.nice != 0 || a.sched_idle || a.cpus.is_some() {
+        refused.push("--nice/--sched-idle/--cpus");
+    }
+    if a.quarantine {
+        refused.push("--quarantine");
+    }
+    if topic {
+        refused.push("--topic");
+    }
+    if !refused.is_empty() {
+        bail!(
+            "--store {}: a Redis store takes the replay from the event store and --catch-up to the head; not {}",
+            if a.store.starts_with("redis://") { "redis://..." } else { a.store.as_str() },
+            refused.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// The live projector's configuration from the flags (`--until` is the event store's: set by

@@ -9,6 +9,7 @@ mod horizon;
 mod kafka;
 mod large;
 mod obs;
+mod redis;
 mod serve;
 mod support;
 mod verify;

@@ -13,6 +13,7 @@ pub mod plot;
 mod produce;
 mod replay;
 mod serving;
+mod store;
 mod sweep;
 
 pub use adopt::{adopt_bench, AdoptBench, AdoptBenchConfig};
@@ -25,6 +26,7 @@ pub use serving::{
     build_active, cutover_bench, reset_read_side, start_api, time_travel_bench, time_travel_check, CutoverBench,
     CutoverBenchConfig, TimeTravelBench, TimeTravelCheck, TimeTravelClass,
 };
+pub use store::{store_bench, SnapshotPoint, StoreBench, StoreBenchConfig};
 pub use sweep::{batch_sweep, Sweep, SweepConfig, SweepPoint};
 
 /// Writes rows as CSV (header first); every row has the header's columns.

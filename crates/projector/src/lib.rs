@@ -32,7 +32,7 @@ pub use source::{PgLog, Read, Source};
 pub use tail::{
     run_live, run_tail_on, LiveConfig, LiveReport, StallWatch, StepOutcome, TailOptions, Tailer, DEFAULT_RETIRED_WINDOW,
 };
-pub use verify::{verify_against_log, LogDiff, LogVerifyReport};
+pub use verify::{compare_with_fold, fold_log_at, verify_against_log, LogDiff, LogVerifyReport};
 
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

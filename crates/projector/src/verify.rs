@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use eventlog::Position;
-use fold::Projection;
+use fold::{AggregateId, Projection, Row};
 use futures::{pin_mut, StreamExt};
 use tokio_postgres::{Client, IsolationLevel};
 
@@ -84,6 +84,19 @@ pub async fn verify_against_log<P: Projection>(client: &mut Client, projection: 
         tx.commit().await?;
         (positions, stored)
     };
+    let (events_folded, folded) = fold_log_at(client, projection, &positions).await?;
+    Ok(compare_with_fold(projection, name, stored, folded, events_folded))
+}
+
+/// The fold of the event store up to `positions` (one per partition), in memory, through the
+/// replay's fold and guard: the rows a store holding exactly those positions must hold, and
+/// the events folded. Any store's verify starts here (PostgreSQL's above, Redis's in
+/// `redisstore`).
+pub async fn fold_log_at<P: Projection>(
+    client: &Client,
+    projection: &P,
+    positions: &[Position],
+) -> Result<(u64, HashMap<AggregateId, Row<P::State>>)> {
     let mut folded = HashMap::new();
     let mut events_folded = 0u64;
     for (p, at) in positions.iter().enumerate() {
@@ -101,6 +114,18 @@ pub async fn verify_against_log<P: Projection>(client: &mut Client, projection: 
             folded.insert(row.aggregate_id.clone(), row);
         }
     }
+    Ok((events_folded, folded))
+}
+
+/// Compares a store's rows with the fold of the log ([`fold_log_at`]), row by row: every
+/// aggregate that differs (or is missing on one side) is a diff, named in the sample.
+pub fn compare_with_fold<P: Projection>(
+    projection: &P,
+    version: &str,
+    stored: Vec<Row<P::State>>,
+    mut folded: HashMap<AggregateId, Row<P::State>>,
+    events_folded: u64,
+) -> LogVerifyReport {
     let stored_rows = stored.len() as u64;
     let folded_rows = folded.len() as u64;
     let mut diffs = Vec::new();
@@ -120,13 +145,13 @@ pub async fn verify_against_log<P: Projection>(client: &mut Client, projection: 
     diffs.sort_by(|a, b| a.aggregate_id.cmp(&b.aggregate_id));
     let count = diffs.len() as u64;
     diffs.truncate(5);
-    Ok(LogVerifyReport {
-        version: name.to_owned(),
+    LogVerifyReport {
+        version: version.to_owned(),
         events_folded,
         stored_rows,
         folded_rows,
         diffs: count,
         sample: diffs,
         ok: count == 0,
-    })
+    }
 }

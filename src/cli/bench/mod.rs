@@ -10,6 +10,7 @@ mod kafka;
 mod plot;
 mod produce;
 mod replay;
+mod store;
 mod sweep;
 mod tiers;
 mod time_travel;
@@ -85,6 +86,10 @@ pub enum Which {
     /// throwaway tansu broker; rebuilds the read side. (Builds with the `kafka` feature.)
     #[cfg(feature = "kafka")]
     Kafka(kafka::KafkaArgs),
+    /// Experiment 8, the store is a choice: v4 replayed into PostgreSQL and into a throwaway
+    /// Redis beside the raw COPY scan, the Redis rows verified against the log, and rebuilds
+    /// into a fresh Redis from snapshots at --snapshot-at cuts against the rebuild from offset 0.
+    Store(store::StoreArgs),
     /// The replay across scale tiers: reads the JSON lines of `bench replay` runs (one file per
     /// tier), prints the table, plots events/s against the log's size, and extrapolates to 1B
     /// events. Touches no database.
@@ -146,6 +151,7 @@ pub async fn run(g: &Global, a: BenchArgs) -> Result<ExitCode> {
         Bench::Produce(p) => produce::produce(url, out, p).await?,
         Bench::Converge(p) => converge::converge(url, out, p).await?,
         Bench::Adopt(p) => adopt::adopt(url, out, p).await?,
+        Bench::Store(p) => store::store(url, out, p).await?,
         #[cfg(feature = "kafka")]
         Bench::Compaction(a) => kafka::compaction(url, out, a, g.topic()?).await?,
         #[cfg(feature = "kafka")]
@@ -165,6 +171,7 @@ enum Bench {
     Produce(produce::ProducePlan),
     Converge(converge::ConvergePlan),
     Adopt(adopt::AdoptPlan),
+    Store(store::StorePlan),
     #[cfg(feature = "kafka")]
     Compaction(kafka::CompactionArgs),
     #[cfg(feature = "kafka")]
@@ -183,6 +190,7 @@ impl Bench {
             Which::Produce(a) => (a.log.clone(), Bench::Produce(a.validate()?)),
             Which::Converge(a) => (a.log.clone(), Bench::Converge(a.validate()?)),
             Which::Adopt(a) => (a.log.clone(), Bench::Adopt(a.validate()?)),
+            Which::Store(a) => (a.log.clone(), Bench::Store(a.validate()?)),
             #[cfg(feature = "kafka")]
             Which::Compaction(a) => (a.log(), Bench::Compaction(a)),
             Which::Tiers(_) | Which::Plot(_) => unreachable!("bench tiers and bench plot run before any log is seeded"),

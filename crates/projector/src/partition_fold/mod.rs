@@ -39,7 +39,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use eventlog::{Position, RawEvent};
-use fold::{AggregateId, Guarded, Offer, Projection};
+use fold::{AggregateId, Guarded, Mark, Offer, Projection, Row};
 use readmodel::{DeadLetter, PartitionBatch};
 
 use crate::error::{BadEvent, Error};
@@ -139,6 +139,19 @@ impl<P: Projection> PartitionFold<P> {
     pub fn with_held_limit(mut self, limit: Option<usize>) -> PartitionFold<P> {
         self.held_limit = limit.map(|l| l.max(1));
         self
+    }
+
+    /// Starts the fold from a consistent cut instead of from nothing: the rows and marks a
+    /// snapshot of this partition holds (each aggregate's stream resumes where it left off, so
+    /// an event at or below its version is a duplicate). The events held at the cut are then
+    /// offered again with [`PartitionFold::offer`], and the log read from the cut on.
+    pub fn resume(&mut self, rows: Vec<Row<P::State>>, marks: Vec<Mark>) {
+        for row in rows {
+            self.streams.insert(row.aggregate_id.clone(), Guarded::resume(Some(row), None));
+        }
+        for mark in marks {
+            self.streams.insert(mark.aggregate_id.clone(), Guarded::resume(None, Some(mark)));
+        }
     }
 
     /// Offers one event of the partition, in any order.

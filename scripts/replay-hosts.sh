@@ -162,7 +162,9 @@ part=$(q "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND classid = $
 ip link set rpv1 down
 down=$(now)
 echo "partition: worker 1 (backend $w1pid) cut off while folding partition $part" >&2
-until [ "$(q "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = $key_sql AND objid = $part AND granted AND pid <> $w1pid")" -ge 1 ]; do
+# Taken over: another session holds the partition's lock, or has already committed it (worker 1
+# committed nothing of it: it was cut off mid-partition).
+until [ "$(q "SELECT (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = $key_sql AND objid = $part AND granted AND pid <> $w1pid) + (SELECT count(*) FROM read.projection_offsets WHERE version = 'v4' AND partition = $part AND events_applied > 0)")" -ge 1 ]; do
     if [ "$(python3 -c "import sys; print(int(float(sys.argv[2]) - float(sys.argv[1]) > 120))" "$down" "$(now)")" = 1 ]; then
         echo "partition $part not taken over within 120 s" >&2
         exit 1

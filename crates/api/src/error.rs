@@ -139,6 +139,9 @@ impl From<readmodel::Error> for ApiError {
                     "partitions": partitions,
                 }))
             }
+            readmodel::Error::LockTimeout { version, waited_ms } => {
+                ApiError::unavailable(e.to_string()).with(json!({ "version": version, "lock_timeout_ms": waited_ms }))
+            }
             readmodel::Error::TableGone { version, table } => {
                 ApiError::conflict(e.to_string()).with(json!({ "version": version, "table": table }))
             }

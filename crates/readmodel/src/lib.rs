@@ -14,7 +14,8 @@ mod write;
 
 pub use registry::{
     cutover, cutover_waiting, ensure_log_source, held_events, lag_events, list, log_source, offsets, register,
-    sample_ids, set_bulk_boundary, set_state, version_info, Cutover, ProjectionInfo, State, EVENT_STORE,
+    sample_ids, set_bulk_boundary, set_state, version_info, Cutover, ProjectionInfo, State, CUTOVER_LOCK_TIMEOUT,
+    EVENT_STORE,
 };
 pub use rows::{column_list, column_types, load_all_rows, load_rows, row_from_sql, sql_type, table_checksum, SqlValue};
 pub use schema::{
@@ -68,6 +69,11 @@ pub enum Error {
     NoFamily(String),
     #[error("offsets of {version} did not advance on {missing} partitions: another writer moved them")]
     OffsetConflict { version: String, missing: usize },
+    #[error(
+        "cutover to {version} gave up after waiting {waited_ms} ms for a lock on the registry or the offsets \
+         (lock_timeout; another session holds one: see pg_locks); nothing was switched"
+    )]
+    LockTimeout { version: String, waited_ms: u64 },
 }
 
 /// Result alias of this crate.

@@ -307,8 +307,14 @@ pub struct Cutover {
     pub rollback: bool,
 }
 
-/// [`cutover`], tried again every 20 ms while the version lags the active one or is not ready
-/// yet, until `deadline` (`None`: tried once). The error of the last try when it passes.
+/// How long one cutover transaction waits for a lock (the family's registry rows, the offsets)
+/// before it gives up with [`Error::LockTimeout`], so a session holding one (a DBA's `LOCK
+/// TABLE`, a stuck transaction) cannot hang a cutover; [`cutover_waiting`] tries again.
+pub const CUTOVER_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// [`cutover`], tried again every 20 ms while the version lags the active one, is not ready
+/// yet or waited out its lock timeout, until `deadline` (`None`: tried once). The error of the
+/// last try when it passes.
 pub async fn cutover_waiting(
     client: &mut Client,
     version: &str,
@@ -316,7 +322,7 @@ pub async fn cutover_waiting(
 ) -> Result<Cutover> {
     loop {
         match cutover(client, version).await {
-            Err(e @ (Error::Lagging { .. } | Error::WrongState { .. }))
+            Err(e @ (Error::Lagging { .. } | Error::WrongState { .. } | Error::LockTimeout { .. }))
                 if deadline.is_some_and(|d| tokio::time::Instant::now() < d) =>
             {
                 tracing::debug!(error = %e, "cutover not yet possible: trying again");
@@ -339,7 +345,19 @@ pub async fn cutover_waiting(
 /// cutover; its projector must have been tailing it (`projector --mode live --version OLD`) for
 /// it to have kept up.
 pub async fn cutover(client: &mut Client, version: &str) -> Result<Cutover> {
+    match switch(client, version).await {
+        Err(Error::Db(e)) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+            Err(Error::LockTimeout { version: version.to_owned(), waited_ms: CUTOVER_LOCK_TIMEOUT.as_millis() as u64 })
+        }
+        other => other,
+    }
+}
+
+/// The transaction of [`cutover`]; a lock it cannot get within [`CUTOVER_LOCK_TIMEOUT`] ends it
+/// with SQLSTATE 55P03 and rolls back everything it did.
+async fn switch(client: &mut Client, version: &str) -> Result<Cutover> {
     let tx = client.transaction().await?;
+    tx.batch_execute(&format!("SET LOCAL lock_timeout = '{}ms'", CUTOVER_LOCK_TIMEOUT.as_millis())).await?;
     // Lock the registry rows of the version's family: its cutovers serialise, and its active
     // version cannot change under us. Other families switch independently.
     let rows = tx

@@ -269,3 +269,74 @@ async fn a_replay_rides_out_a_crash_restart_of_the_database_in_its_bulk_phase() 
     let total = logged(&url).await.unwrap();
     assert_eq!(applied(&url).await, Some(total), "events applied (committed) against events in the log");
 }
+
+/// A cutover behind a lock another session holds (a DBA's `LOCK TABLE` on the offsets): the
+/// cutover gives up after its lock timeout with an error that names it, switches nothing, and
+/// once the lock is released a waiting cutover switches.
+#[tokio::test]
+async fn a_cutover_behind_a_held_lock_times_out_by_name_switches_nothing_and_then_switches() {
+    use crate::support::*;
+    let (url, mut client) = fresh_log(4).await;
+    bulk_events(&client, 500, 3).await;
+    prepare_version(&mut client, &lab::bank::V3).await;
+    prepare_version(&mut client, &V4).await;
+    let mut v3 = projector::Tailer::open(&client, lab::bank::V3, projector::TailOptions::batch(1_000)).await.unwrap();
+    drain(&mut v3, &mut client).await;
+    let mut v4 = projector::Tailer::open(&client, V4, projector::TailOptions::batch(1_000)).await.unwrap();
+    drain(&mut v4, &mut client).await;
+    readmodel::set_state(&client, "v3", readmodel::State::Ready).await.unwrap();
+    readmodel::cutover(&mut client, "v3").await.unwrap();
+    readmodel::set_state(&client, "v4", readmodel::State::Ready).await.unwrap();
+
+    let mut dba = eventlog::connect_as(&url, "dba").await.unwrap();
+    let held = dba.transaction().await.unwrap();
+    held.batch_execute("LOCK TABLE read.projection_offsets IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let started = Instant::now();
+    let err = readmodel::cutover(&mut client, "v4").await.unwrap_err();
+    assert!(matches!(err, readmodel::Error::LockTimeout { .. }), "{err}");
+    assert!(err.to_string().contains("lock_timeout"), "the error names the timeout: {err}");
+    assert!(started.elapsed() >= readmodel::CUTOVER_LOCK_TIMEOUT, "it waited its timeout");
+    let state = |v: &'static str| {
+        let url = url.clone();
+        async move {
+            let c = eventlog::connect(&url).await.unwrap();
+            readmodel::version_info(&c, v).await.unwrap().state
+        }
+    };
+    held.rollback().await.unwrap();
+    assert_eq!(state("v3").await, readmodel::State::Active, "nothing switched");
+    assert_eq!(state("v4").await, readmodel::State::Ready, "nothing switched");
+
+    // Held again, and released while a waiting cutover retries: it switches.
+    let held = dba.transaction().await.unwrap();
+    held.batch_execute("LOCK TABLE read.projection_offsets IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let deadline = tokio::time::Instant::now() + readmodel::CUTOVER_LOCK_TIMEOUT * 5;
+    let waiting = tokio::spawn(async move {
+        let r = readmodel::cutover_waiting(&mut client, "v4", Some(deadline)).await;
+        (r, client)
+    });
+    // Released only once the waiting cutover has timed out on it and is waiting again in a new
+    // transaction (seen in pg_stat_activity: a lock wait with a later xact_start).
+    let watch = eventlog::connect_as(&url, "watch").await.unwrap();
+    let waits = || async {
+        let sql = "SELECT xact_start::text FROM pg_stat_activity \
+                   WHERE application_name = 'reproject' AND wait_event_type = 'Lock' AND datname = current_database()";
+        watch.query(sql, &[]).await.unwrap().first().map(|r| r.get::<_, String>(0))
+    };
+    let deadline = Instant::now() + readmodel::CUTOVER_LOCK_TIMEOUT * 4;
+    let mut first: Option<String> = None;
+    loop {
+        assert!(Instant::now() < deadline, "the cutover never retried behind the lock");
+        match (waits().await, &first) {
+            (Some(now), None) => first = Some(now),
+            (Some(now), Some(before)) if &now != before => break,
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    held.rollback().await.unwrap();
+    let (switched, _client) = waiting.await.unwrap();
+    let switched = switched.unwrap();
+    assert!(switched.switched && switched.previous.as_deref() == Some("v3"));
+    assert_eq!(state("v4").await, readmodel::State::Active);
+}

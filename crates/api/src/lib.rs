@@ -227,8 +227,11 @@ pub fn metrics_router() -> axum::Router {
 pub async fn spawn_metrics_server(addr: SocketAddr) -> Result<SocketAddr, Error> {
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source })?;
     let bound = listener.local_addr().map_err(Error::Serve)?;
+    // Built (and the recorder installed) before this returns: a series the caller registers
+    // next, once (a counter at 0), must not go to no recorder while the task has not run yet.
+    let router = metrics_router();
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, metrics_router()).await {
+        if let Err(e) = axum::serve(listener, router).await {
             tracing::warn!(error = %e, "metrics endpoint stopped");
         }
     });

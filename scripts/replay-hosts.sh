@@ -81,15 +81,7 @@ worker_url() { # i host port
 }
 
 reset() {
-    psql -qX "$url" -v ON_ERROR_STOP=1 <<'SQL' >/dev/null 2>&1 || true
-DELETE FROM read.held_events WHERE version = 'v4';
-DELETE FROM read.dead_letters WHERE version = 'v4';
-DELETE FROM read.quarantined_aggregates WHERE version = 'v4';
-DELETE FROM read.build_progress WHERE version = 'v4';
-DELETE FROM read.projection_offsets WHERE version = 'v4';
-DELETE FROM read.projections WHERE version = 'v4';
-DROP TABLE IF EXISTS read.accounts_v4;
-SQL
+    psql -qX "$url" -v ON_ERROR_STOP=1 -f "$here/reset-v4.sql" >/dev/null 2>&1 || true
 }
 replay_in() { # i url [flags...]
     local i=$1 u=$2

@@ -21,15 +21,7 @@ echo "free disk: $(df -h /tmp | awk 'NR==2 {print $4}')" >&2
 url=$("$bin" --data-dir "$data/pg" --log warn db url)
 "$bin" --log warn seed --database-url "$url" --events "$events" --aggregates $((events / 10)) --seed 42 >/dev/null
 reset() {
-    psql -q "$url" -v ON_ERROR_STOP=1 <<'SQL'
-DELETE FROM read.held_events WHERE version = 'v4';
-DELETE FROM read.dead_letters WHERE version = 'v4';
-DELETE FROM read.quarantined_aggregates WHERE version = 'v4';
-DELETE FROM read.build_progress WHERE version = 'v4';
-DELETE FROM read.projection_offsets WHERE version = 'v4';
-DELETE FROM read.projections WHERE version = 'v4';
-DROP TABLE IF EXISTS read.accounts_v4;
-SQL
+    psql -q "$url" -v ON_ERROR_STOP=1 -f "$(dirname "$0")/reset-v4.sql"
 }
 replay() {
     "$bin" --log warn projector --database-url "$url" --mode replay --projection v4 --workers "$1" --progress false

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use lab::bank::V4;
 use projector::LiveConfig;
 
+use crate::support::wait_for;
+
 /// The seed of this run: `FAULTS_SEED` if set, else from the clock; printed either way.
 fn seed() -> u64 {
     let seed = std::env::var("FAULTS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
@@ -17,19 +19,6 @@ fn seed() -> u64 {
     });
     println!("FAULTS_SEED={seed}");
     seed
-}
-
-/// Polls `done` every 50 ms until it holds, failing with `what` after `within`.
-async fn wait_for<F, Fut>(within: Duration, what: &str, mut done: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !done().await {
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// One query on a new connection, `None` while the database is away: the test's own
@@ -192,15 +181,7 @@ async fn the_live_projector_rides_out_its_connection_terminated_three_times() {
 async fn a_replay_worker_whose_connection_is_terminated_mid_partition_redoes_only_that_partition() {
     let url = seeded(pgharness::throwaway()).await;
     // Slowed down so that the workers are mid-partition when one is terminated.
-    let config = projector::ReplayConfig {
-        workers: 2,
-        batch: 1_000,
-        rate_limit: Some(3_000.0),
-        poll: Duration::from_millis(10),
-        stop_at_head: true,
-        max_outage: Duration::from_secs(60),
-        ..projector::ReplayConfig::new(&url, V4)
-    };
+    let config = slowed_replay(&url);
     let (_stop, stopped) = tokio::sync::watch::channel(false);
     let replay = tokio::spawn(async move { projector::replay(&config, stopped).await });
     let admin = eventlog::connect(&url).await.unwrap();
@@ -240,15 +221,7 @@ async fn a_replay_rides_out_a_crash_restart_of_the_database_in_its_bulk_phase() 
     admin.batch_execute("ALTER SYSTEM SET synchronous_commit = on").await.unwrap();
     admin.batch_execute("SELECT pg_reload_conf()").await.unwrap();
     drop(admin);
-    let config = projector::ReplayConfig {
-        workers: 2,
-        batch: 1_000,
-        rate_limit: Some(3_000.0),
-        poll: Duration::from_millis(10),
-        stop_at_head: true,
-        max_outage: Duration::from_secs(60),
-        ..projector::ReplayConfig::new(&url, V4)
-    };
+    let config = slowed_replay(&url);
     let (_stop, stopped) = tokio::sync::watch::channel(false);
     let replay = tokio::spawn(async move { projector::replay(&config, stopped).await });
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -339,4 +312,18 @@ async fn a_cutover_behind_a_held_lock_times_out_by_name_switches_nothing_and_the
     let switched = switched.unwrap();
     assert!(switched.switched && switched.previous.as_deref() == Some("v3"));
     assert_eq!(state("v4").await, readmodel::State::Active);
+}
+
+/// A replay of v4 slowed down (3,000 events/s) so that its workers are mid-partition when a
+/// fault hits, stopping at the head, riding out outages of up to a minute.
+fn slowed_replay(url: &str) -> projector::ReplayConfig<V4> {
+    projector::ReplayConfig {
+        workers: 2,
+        batch: 1_000,
+        rate_limit: Some(3_000.0),
+        poll: Duration::from_millis(10),
+        stop_at_head: true,
+        max_outage: Duration::from_secs(60),
+        ..projector::ReplayConfig::new(url, V4)
+    }
 }

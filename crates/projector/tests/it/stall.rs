@@ -30,19 +30,6 @@ impl Write for Captured {
     }
 }
 
-/// Polls `done` every 20 ms until it holds, failing with `what` after `within`.
-async fn wait_for<F, Fut>(within: Duration, what: &str, mut done: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !done().await {
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn an_idle_transaction_in_another_database_is_named_by_the_projector_and_the_lag_drains_when_it_ends() {
     let logs = Captured::default();

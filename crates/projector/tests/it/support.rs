@@ -101,3 +101,16 @@ pub async fn bulk_events(client: &Client, aggregates: i64, deposits: i32) {
         .await
         .unwrap();
 }
+
+/// Polls `done` every 20 ms until it holds, failing with `what` after `within`.
+pub async fn wait_for<F, Fut>(within: std::time::Duration, what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + within;
+    while !done().await {
+        assert!(std::time::Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
